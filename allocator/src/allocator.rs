@@ -543,9 +543,13 @@ impl Allocator {
     ) -> Result<(LbId, Vec<Listener>, Option<usize>), Wait> {
         let claim = &self.slot(k).claim;
         let strict = self.policy.strict_port_numbers();
-        let eligible = self
-            .eligible_profiles(claim)
-            .map_err(|(r, m)| Wait::Pending(r, m, None))?;
+        let eligible = self.eligible_profiles(claim).map_err(|(r, m)| {
+            if stay.is_some() {
+                Wait::Stay
+            } else {
+                Wait::Pending(r, m, None)
+            }
+        })?;
         let pool = self.pool_of(claim);
         if let Some((lb, prefer)) = stay {
             let same = self.lbs.get(&lb).is_some_and(|l| {

@@ -31,3 +31,8 @@ pub use model::{
 pub use policy::PolicyKind;
 pub use profile::{LbProfile, PortRange, builtin_profile, builtin_profiles};
 pub use snapshot::{ClaimRecord, LbRecord, Snapshot};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

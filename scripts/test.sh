@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The project's test command (README): formatting, lints, every test and doctest.
+# PROPTEST_CASES defaults to 2000 per property here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PROPTEST_CASES="${PROPTEST_CASES:-2000}"
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (PROPTEST_CASES=$PROPTEST_CASES)"
+cargo test --workspace --locked
