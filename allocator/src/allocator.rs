@@ -85,17 +85,17 @@ pub struct Allocator {
     pub(crate) lbs: BTreeMap<LbId, Lb>,
     pub(crate) pools: BTreeMap<(PoolKey, usize), PoolIndex>,
     pub(crate) slots: Vec<Option<Slot>>,
-    free_slots: Vec<u32>,
+    pub(crate) free_slots: Vec<u32>,
     pub(crate) by_id: HashMap<ClaimId, u32>,
     /// Retryable pending claims per tenant, in arrival order.
-    pending: BTreeMap<TenantId, BTreeSet<(u64, u32)>>,
+    pub(crate) pending: BTreeMap<TenantId, BTreeSet<(u64, u32)>>,
     pending_listeners: u32,
-    usage: BTreeMap<TenantId, Usage>,
+    pub(crate) usage: BTreeMap<TenantId, Usage>,
     demand: HashMap<Listener, u32>,
     hot: BTreeSet<(Reverse<u32>, Listener)>,
-    idle: BTreeSet<(Time, LbId)>,
+    pub(crate) idle: BTreeSet<(Time, LbId)>,
     lbs_per_profile: Vec<u32>,
-    provisioning: u32,
+    pub(crate) provisioning: u32,
 }
 
 impl Allocator {

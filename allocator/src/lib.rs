@@ -11,6 +11,7 @@ mod consolidation;
 mod decision;
 mod error;
 pub mod fairness;
+mod invariants;
 mod lb;
 mod model;
 pub mod offline;

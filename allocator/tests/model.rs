@@ -353,6 +353,7 @@ fn expected_pool(policy: PolicyKind, c: &Claim) -> PoolKey {
 }
 
 fn check(s: &Setup, cfg: &Config, a: &Allocator, m: &Model) -> Result<(), String> {
+    a.check_invariants()?;
     // The model and the allocator agree on every claim.
     if a.claim_count() != m.claims.len() {
         return Err(format!(

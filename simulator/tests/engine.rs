@@ -1,0 +1,236 @@
+//! Known answers and invariants of the simulation engine.
+
+use sharedlb_allocator::PolicyKind;
+use sharedlb_simulator::{Scenario, Simulation, run};
+
+fn scenario(toml: &str) -> Scenario {
+    Scenario::from_toml(toml, "test.toml").unwrap()
+}
+
+const POISSON: &str = r#"
+name = "poisson"
+seed = 1
+duration = "200d"
+warmup = "5d"
+sample_every = "1h"
+[allocator]
+policy = "dedicated"
+idle_timeout = 0
+[[profiles]]
+name = "aws-nlb"
+provisioning = { kind = "fixed", value = "1m" }
+[workload]
+arrival = { rate_per_hour = 10.0 }
+lifetime = { kind = "exponential", mean = "10h" }
+any_fraction = 1.0
+"#;
+
+#[test]
+fn mean_live_claims_approach_lambda_times_lifetime() {
+    // M/M/inf: the mean number in system is λ·L = 10/h · 10 h = 100.
+    for seed in 1..=3 {
+        let mut s = scenario(POISSON);
+        s.seed = seed;
+        let (sum, _) = run(&s).unwrap();
+        let rel = (sum.claims_live_mean - 100.0).abs() / 100.0;
+        assert!(
+            rel < 0.05,
+            "seed {seed}: mean live {} is not within 5% of 100",
+            sum.claims_live_mean
+        );
+    }
+}
+
+#[test]
+fn dedicated_uses_one_lb_per_live_claim_at_every_sample() {
+    let (sum, samples) = run(&scenario(POISSON)).unwrap();
+    assert!(samples.len() > 4000);
+    for x in &samples {
+        assert_eq!(
+            x.lbs_ready + x.lbs_provisioning,
+            x.claims_live,
+            "at {} h",
+            x.t_hours
+        );
+    }
+    assert!(
+        sum.savings_fraction.abs() < 0.01,
+        "dedicated saves nothing: {}",
+        sum.savings_fraction
+    );
+}
+
+#[test]
+fn no_policy_beats_the_lower_bound_and_sharing_saves() {
+    let base = Scenario::default_scenario();
+    let mut ratios = Vec::new();
+    for policy in [
+        "seed",
+        "first-fit",
+        "best-fit",
+        "worst-fit",
+        "conflict-aware",
+        "cost-aware",
+    ] {
+        let mut s = base.clone();
+        s.duration = sharedlb_simulator::scenario::Dur::parse("10d").unwrap();
+        s.allocator.policy = policy.parse::<PolicyKind>().unwrap();
+        let (sum, samples) = run(&s).unwrap();
+        for x in &samples {
+            assert!(
+                x.lbs_ready + x.lbs_provisioning + x.lbs_draining >= x.lower_bound,
+                "{policy} at {} h: {} LBs below the bound {}",
+                x.t_hours,
+                x.lbs(),
+                x.lower_bound
+            );
+        }
+        assert!(
+            sum.savings_fraction > 0.3,
+            "{policy}: savings {}",
+            sum.savings_fraction
+        );
+        ratios.push((policy, sum.lbs_over_lower_bound));
+    }
+    let best = ratios.iter().map(|r| r.1).fold(f64::MAX, f64::min);
+    assert!(
+        best < 1.1,
+        "best policy is within 10% of the bound: {ratios:?}"
+    );
+}
+
+#[test]
+fn budget_is_never_exceeded_and_admission_is_fair() {
+    let s = scenario(
+        r#"
+duration = "10d"
+warmup = "1d"
+sample_every = "30m"
+[allocator]
+policy = "best-fit"
+budget = { max_lbs = 6 }
+[[tenants]]
+name = "big"
+share = 4.0
+sharing = "anyone"
+[[tenants]]
+name = "small"
+share = 1.0
+sharing = "anyone"
+[[profiles]]
+name = "hetzner-lb11"
+[workload]
+arrival = { rate_per_hour = 20.0 }
+lifetime = { kind = "exponential", mean = "5h" }
+any_fraction = 1.0
+"#,
+    );
+    let (sum, samples) = run(&s).unwrap();
+    assert!(
+        samples.iter().all(|x| x.lbs() <= 6),
+        "budget of 6 LBs exceeded"
+    );
+    assert!(
+        sum.claims_pending_mean > 10.0,
+        "the budget binds: {}",
+        sum.claims_pending_mean
+    );
+    assert!(
+        sum.pending_reasons.contains_key("BudgetExhausted"),
+        "{:?}",
+        sum.pending_reasons
+    );
+    // The small tenant, far under its fair share of listeners, is served at least as well
+    // as the big one.
+    let big = &sum.tenants["big"];
+    let small = &sum.tenants["small"];
+    assert!(
+        small.served_fraction >= big.served_fraction,
+        "small {small:?} vs big {big:?}"
+    );
+}
+
+#[test]
+fn same_seed_same_results_different_seed_different_results() {
+    let mut s = Scenario::default_scenario();
+    s.duration = sharedlb_simulator::scenario::Dur::parse("5d").unwrap();
+    s.warmup = sharedlb_simulator::scenario::Dur::parse("1d").unwrap();
+    let a = run(&s).unwrap();
+    let b = run(&s).unwrap();
+    assert_eq!(a, b);
+    s.seed += 1;
+    let c = run(&s).unwrap();
+    assert_ne!(a.0, c.0);
+}
+
+#[test]
+fn chunked_stepping_gives_the_same_result() {
+    let mut s = Scenario::default_scenario();
+    s.duration = sharedlb_simulator::scenario::Dur::parse("4d").unwrap();
+    s.warmup = sharedlb_simulator::scenario::Dur::parse("1d").unwrap();
+    let whole = run(&s).unwrap();
+    let mut sim = Simulation::new(&s).unwrap();
+    while !sim.is_done() {
+        sim.run_until(u64::MAX, 97);
+    }
+    assert_eq!(sim.finish(), whole);
+}
+
+#[test]
+fn consolidation_moves_claims_and_lowers_lbs() {
+    let toml = r#"
+duration = "10d"
+warmup = "1d"
+[allocator]
+policy = "worst-fit"
+[[profiles]]
+name = "hetzner-lb11"
+[workload]
+arrival = { rate_per_hour = 30.0, diurnal_amplitude = 0.9 }
+lifetime = { kind = "exponential", mean = "4h" }
+any_fraction = 1.0
+migration_fraction = 1.0
+"#;
+    let off = run(&scenario(toml)).unwrap().0;
+    let on = run(&scenario(&format!(
+        "{toml}\n[consolidation]\nevery = \"30m\"\nmax_moves = 20\n"
+    )))
+    .unwrap()
+    .0;
+    assert_eq!(off.migrations, 0);
+    assert!(on.migrations > 0);
+    assert!(
+        on.lbs_mean < off.lbs_mean,
+        "consolidation {} vs none {}",
+        on.lbs_mean,
+        off.lbs_mean
+    );
+}
+
+#[test]
+fn allocator_invariants_hold_at_every_event_of_every_example() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![dir.join("scenarios/default.toml")];
+    for e in std::fs::read_dir(dir.join("examples")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            files.push(p);
+        }
+    }
+    assert!(files.len() >= 5);
+    for f in files {
+        let mut s = Scenario::from_file(&f).unwrap();
+        // Shortened: checking is O(state) per event.
+        let day = 86_400_000;
+        s.duration = sharedlb_simulator::scenario::Dur(s.duration.ms().min(2 * day));
+        s.warmup = sharedlb_simulator::scenario::Dur(0);
+        for policy in ["best-fit", "seed", "conflict-aware", "dedicated"] {
+            s.allocator.policy = policy.parse().unwrap();
+            let mut sim = Simulation::new(&s).unwrap();
+            sim.check_invariants(true);
+            sim.run_until(u64::MAX, u64::MAX);
+            assert!(sim.events() > 10);
+            assert_eq!(sim.violation(), None, "{} with {policy}", f.display());
+        }
+    }
+}
