@@ -254,6 +254,26 @@ fn parse_policy(p: &str) -> Result<PolicyKind> {
         .map_err(|e| InputError::new("--policy", None, "", &e.to_string()))?)
 }
 
+/// Progress bars only for a person watching: stdout and stderr are terminals, no `--quiet`.
+fn interactive(quiet: bool) -> bool {
+    !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// A bar counting finished runs of a parallel job.
+fn runs_bar(n: usize, quiet: bool) -> ProgressBar {
+    let target = if interactive(quiet) {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(n as u64), target);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// Runs with a progress bar on stderr when it is a terminal and the run takes over a second.
 #[allow(clippy::disallowed_methods)] // The CLI shell may read the wall clock for its progress bar.
 fn run_with_progress(mut sim: Simulation, quiet: bool) -> (Summary, Vec<Sample>) {
@@ -265,7 +285,7 @@ fn run_with_progress(mut sim: Simulation, quiet: bool) -> (Summary, Vec<Sample>)
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let interactive = !quiet && std::io::stderr().is_terminal();
+    let interactive = interactive(quiet);
     let chunk = (sim.end_ms() / 500).max(1);
     let mut shown = false;
     while !sim.is_done() {
@@ -378,14 +398,17 @@ fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Resu
             })
         })
         .collect();
+    let bar = runs_bar(jobs.len(), output.quiet);
     let results: Vec<(usize, Summary, Vec<Sample>)> = jobs
         .par_iter()
         .map(|(i, s)| {
             let (sum, samples) = sharedlb_simulator::run(s)
                 .map_err(|e| InputError::new(&s.name, None, "allocator", &e.to_string()))?;
+            bar.inc(1);
             Ok((*i, sum, samples))
         })
         .collect::<Result<_, InputError>>()?;
+    bar.finish_and_clear();
     let mut groups: Vec<(String, Vec<Summary>)> =
         kinds.iter().map(|k| (k.to_string(), Vec::new())).collect();
     let mut firsts: Vec<(Summary, Vec<Sample>)> = Vec::new();
@@ -541,9 +564,11 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
             ));
         }
     }
+    let bar = runs_bar(jobs.len(), false);
     let results: Vec<SweepResult> = jobs
         .par_iter()
         .map(|(k, run, params, s)| {
+            bar.inc(1);
             let (summary, _) = sharedlb_simulator::run(s)
                 .map_err(|e| InputError::new(&s.name, None, "", &e.to_string()))?;
             Ok(SweepResult {
