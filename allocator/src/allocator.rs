@@ -308,18 +308,19 @@ impl Allocator {
     }
 
     fn unqueue(&mut self, k: u32) {
-        let slot = self.slot(k);
-        let (tenant, seq, n) = (
-            slot.claim.tenant.clone(),
-            slot.seq,
-            slot.claim.listener_count(),
-        );
-        if let Some(q) = self.pending.get_mut(&tenant)
+        if self.pending.is_empty() {
+            return;
+        }
+        let slot = self.slots[k as usize]
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("live slot index"));
+        let (seq, n) = (slot.seq, slot.claim.listener_count());
+        if let Some(q) = self.pending.get_mut(&slot.claim.tenant)
             && q.remove(&(seq, k))
         {
             self.pending_listeners -= n;
             if q.is_empty() {
-                self.pending.remove(&tenant);
+                self.pending.remove(&slot.claim.tenant);
             }
         }
     }
@@ -602,11 +603,16 @@ impl Allocator {
             strict,
             probes: Cell::new(0),
             seen: Cell::new(None),
+            last_fit: std::cell::RefCell::new(None),
         };
-        if let Some(lb) = self.policy.choose(&view)
-            && let Ok(ls) = self.plan_on(lb, claim, strict, None)
-        {
-            return Ok((lb, ls, None));
+        if let Some(lb) = self.policy.choose(&view) {
+            let cached = view.last_fit.borrow_mut().take().filter(|(l, _)| *l == lb);
+            if let Some((_, ls)) = cached {
+                return Ok((lb, ls, None));
+            }
+            if let Ok(ls) = self.plan_on(lb, claim, strict, None) {
+                return Ok((lb, ls, None));
+            }
         }
         let seen = view.seen.get();
         if migrating {
@@ -773,8 +779,15 @@ impl Allocator {
             self.idle.remove(&(t, lb));
         }
         self.reindex(lb, Some(before));
-        let slot = self.slot(k);
-        let u = self.usage.entry(slot.claim.tenant.clone()).or_default();
+        let tenant = &self.slots[k as usize]
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("live slot index"))
+            .claim
+            .tenant;
+        let u = match self.usage.get_mut(tenant) {
+            Some(u) => u,
+            None => self.usage.entry(tenant.clone()).or_default(),
+        };
         u.listeners += listeners.len() as u32;
         u.claims += 1;
         self.slot_mut(k).place = Place::Assigned { lb, listeners };
@@ -797,8 +810,15 @@ impl Allocator {
             self.idle.insert((now, lb));
         }
         self.reindex(lb, Some(before));
-        let tenant = self.slot(k).claim.tenant.clone();
-        let u = self.usage.entry(tenant).or_default();
+        let tenant = &self.slots[k as usize]
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("live slot index"))
+            .claim
+            .tenant;
+        let u = self
+            .usage
+            .get_mut(tenant)
+            .unwrap_or_else(|| unreachable!("a placed claim's tenant has usage"));
         u.listeners -= listeners.len() as u32;
         u.claims -= 1;
         self.slot_mut(k).place = Place::Unplaced;

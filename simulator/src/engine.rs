@@ -39,7 +39,8 @@ enum Ev {
     Wakeup,
     Sample,
     Consolidate,
-    TraceAdd(Claim),
+    // Boxed: keeps every queued event small (a claim is ~150 bytes).
+    TraceAdd(Box<Claim>),
     TraceRemove(ClaimId),
 }
 
@@ -55,6 +56,7 @@ struct ClaimTrack {
 #[derive(Debug, Clone)]
 struct LbTrack {
     profile: usize,
+    claims: u32,
     ready: bool,
     draining: bool,
     waiters: Vec<ClaimId>,
@@ -153,7 +155,7 @@ impl Simulation {
         let mut sim = Simulation::base(&s)?;
         for e in trace {
             match e {
-                TraceEvent::Add { t, claim } => sim.queue.push(t, Ev::TraceAdd(claim)),
+                TraceEvent::Add { t, claim } => sim.queue.push(t, Ev::TraceAdd(Box::new(claim))),
                 TraceEvent::Remove { t, id } => sim.queue.push(t, Ev::TraceRemove(id)),
             }
         }
@@ -379,7 +381,7 @@ impl Simulation {
             Ev::Departure(id) | Ev::TraceRemove(id) => self.remove(&id),
             Ev::TraceAdd(claim) => {
                 if !self.claims.contains_key(&claim.id) {
-                    self.add(claim);
+                    self.add(*claim);
                 }
             }
             Ev::LbReady(lb) => {
@@ -445,7 +447,10 @@ impl Simulation {
     fn add(&mut self, claim: Claim) {
         self.arrivals += 1;
         let n = u64::from(claim.listener_count());
-        let t = self.tenants.entry(claim.tenant.clone()).or_default();
+        let t = match self.tenants.get_mut(&claim.tenant) {
+            Some(t) => t,
+            None => self.tenants.entry(claim.tenant.clone()).or_default(),
+        };
         t.live += 1;
         t.live_listeners += n;
         t.arrivals += 1;
@@ -506,9 +511,19 @@ impl Simulation {
             return;
         };
         let was = t.lb.is_some();
-        t.lb = lb;
-        let (n, tenant) = (t.listeners, t.tenant.clone());
-        let acc = self.tenants.entry(tenant).or_default();
+        let old = std::mem::replace(&mut t.lb, lb);
+        if old != lb {
+            if let Some(x) = old.and_then(|o| self.lbs.get_mut(&o)) {
+                x.claims -= 1;
+            }
+            if let Some(x) = lb.and_then(|n| self.lbs.get_mut(&n)) {
+                x.claims += 1;
+            }
+        }
+        let n = t.listeners;
+        let Some(acc) = self.tenants.get_mut(&t.tenant) else {
+            return;
+        };
         match (was, lb.is_some()) {
             (false, true) => {
                 self.placed += 1;
@@ -546,6 +561,7 @@ impl Simulation {
                         lb,
                         LbTrack {
                             profile: p,
+                            claims: 0,
                             ready: false,
                             draining: false,
                             waiters: Vec::new(),
@@ -625,6 +641,7 @@ impl Simulation {
 
     fn sample(&mut self) {
         let (mut ready, mut prov, mut draining) = (0, 0, 0);
+        let with_claims = self.lbs.values().filter(|t| t.claims > 0).count() as u64;
         for t in self.lbs.values() {
             if t.draining {
                 draining += 1;
@@ -647,6 +664,7 @@ impl Simulation {
             lbs_provisioning: prov,
             lbs_draining: draining,
             lower_bound: bound,
+            lbs_with_claims: with_claims,
             dedicated_lbs: self.live,
             listeners_used: self.used,
             listener_capacity: self.capacity,
@@ -679,6 +697,16 @@ impl Simulation {
             1.0
         } else {
             ratios.iter().sum::<f64>() / ratios.len() as f64
+        };
+        let packing: Vec<f64> = measured
+            .iter()
+            .filter(|s| s.lower_bound > 0)
+            .map(|s| s.lbs_with_claims as f64 / s.lower_bound as f64)
+            .collect();
+        let packing = if packing.is_empty() {
+            1.0
+        } else {
+            packing.iter().sum::<f64>() / packing.len() as f64
         };
         let baseline_price = self.prices.first().copied().unwrap_or(0.0);
         let dedicated_cost = self.int_live * baseline_price;
@@ -773,6 +801,7 @@ impl Simulation {
             pending_at_end: self.live - self.placed,
             lower_bound_mean: lb_mean,
             lbs_over_lower_bound: ratio,
+            packing_ratio: packing,
             jain_index: jain_index(&served),
             tenants,
             migrations: self.migrations,

@@ -17,6 +17,8 @@ pub struct Sample {
     pub lbs_draining: u64,
     /// The allocator's lower bound on LBs for the live claims.
     pub lower_bound: u64,
+    /// LBs holding at least one claim (idle ones waiting for deletion excluded).
+    pub lbs_with_claims: u64,
     /// What one LB per Service would use (live claims).
     pub dedicated_lbs: u64,
     /// Listeners in use.
@@ -33,7 +35,7 @@ pub struct Sample {
 
 impl Sample {
     /// The CSV header matching [`Sample::csv_row`].
-    pub const CSV_HEADER: &'static str = "t_hours,lbs_ready,lbs_provisioning,lbs_draining,lower_bound,dedicated_lbs,listeners_used,listener_capacity,claims_live,claims_pending,cost_per_hour";
+    pub const CSV_HEADER: &'static str = "t_hours,lbs_ready,lbs_provisioning,lbs_draining,lower_bound,lbs_with_claims,dedicated_lbs,listeners_used,listener_capacity,claims_live,claims_pending,cost_per_hour";
 
     /// LBs alive in any state.
     pub fn lbs(&self) -> u64 {
@@ -43,12 +45,13 @@ impl Sample {
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         format!(
-            "{:.4},{},{},{},{},{},{},{},{},{},{:.6}",
+            "{:.4},{},{},{},{},{},{},{},{},{},{},{:.6}",
             self.t_hours,
             self.lbs_ready,
             self.lbs_provisioning,
             self.lbs_draining,
             self.lower_bound,
+            self.lbs_with_claims,
             self.dedicated_lbs,
             self.listeners_used,
             self.listener_capacity,
@@ -171,8 +174,12 @@ pub struct Summary {
     pub pending_at_end: u64,
     /// Mean lower bound on LBs over samples.
     pub lower_bound_mean: f64,
-    /// Mean of LBs / lower bound over samples with a non-zero bound.
+    /// Mean of LBs (ready or provisioning, idle ones included) / lower bound over samples
+    /// with a non-zero bound.
     pub lbs_over_lower_bound: f64,
+    /// Mean of LBs holding claims / lower bound: packing quality without the idle-timeout
+    /// hysteresis.
+    pub packing_ratio: f64,
     /// Jain's index of per-tenant served fractions.
     pub jain_index: f64,
     /// Per tenant.
@@ -189,6 +196,7 @@ pub const METRICS: &[(&str, Metric)] = &[
     ("LBs (mean)", |s| s.lbs_mean),
     ("LBs (max)", |s| s.lbs_max as f64),
     ("LBs / lower bound", |s| s.lbs_over_lower_bound),
+    ("packing ratio", |s| s.packing_ratio),
     ("lower bound (mean)", |s| s.lower_bound_mean),
     ("utilisation", |s| s.utilisation),
     ("cost per hour", |s| s.cost_per_hour),

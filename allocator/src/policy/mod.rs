@@ -207,6 +207,8 @@ pub struct View<'a> {
     pub(crate) strict: bool,
     pub(crate) probes: Cell<u32>,
     pub(crate) seen: Cell<Option<Misfit>>,
+    /// The listeners of the last LB that fitted, so the winner is not planned twice.
+    pub(crate) last_fit: std::cell::RefCell<Option<(LbId, Vec<Listener>)>>,
 }
 
 impl View<'_> {
@@ -228,7 +230,10 @@ impl View<'_> {
     pub fn fits(&self, lb: LbId) -> bool {
         self.probes.set(self.probes.get() + 1);
         match self.alloc.plan_on(lb, self.claim, self.strict, None) {
-            Ok(_) => true,
+            Ok(ls) => {
+                *self.last_fit.borrow_mut() = Some((lb, ls));
+                true
+            }
             Err(m) => {
                 // Remember the most telling misfit: a conflict or a full range says more
                 // than lack of room.

@@ -1,0 +1,197 @@
+//! The figures criterion cannot give: memory per live claim (a counting global
+//! allocator), simulator throughput against a bare `BinaryHeap` loop on a small and a
+//! large event population, and packing quality against the lower bound.
+//!
+//! `cargo bench -p sharedlb-benches --bench figures`; `SHAREDLB_BENCH_QUICK=1` (or
+//! `-- --quick`) for smaller sizes.
+
+use std::alloc::System;
+use std::time::Instant;
+
+use sharedlb_allocator::{PolicyKind, Time};
+use sharedlb_benches::{ClaimGen, Requests, bare_loop, filled};
+use sharedlb_simulator::scenario::{Consolidation, Dur, DurationDist, PopularPort};
+use sharedlb_simulator::{Scenario, Simulation};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn quick() -> bool {
+    std::env::var_os("SHAREDLB_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick")
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument selects sections.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let want = |s: &str| filter.as_deref().is_none_or(|f| s.contains(f));
+    if want("memory") {
+        memory();
+    }
+    if want("simulator") {
+        simulator();
+    }
+    if want("quality") {
+        quality();
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // A benchmark reads the wall clock.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed().as_secs_f64())
+}
+
+fn memory() {
+    let lbs = if quick() { 10_000 } else { 100_000 };
+    println!("## memory (best-fit, one-listener Any claims, one shared pool)");
+    let region = Region::new(GLOBAL);
+    let (a, ids, _) = filled(PolicyKind::BestFit, Requests::Any, lbs);
+    let change = region.change();
+    let live = ids.len();
+    // The caller's copy of the ids (the `ids` vector) is not allocator state; nor are the
+    // id strings, which the claim's owner holds anyway.
+    let caller = ids.capacity() * std::mem::size_of::<sharedlb_allocator::ClaimId>()
+        + ids.iter().map(|i| i.as_str().len()).sum::<usize>();
+    let id_bytes: usize = ids.iter().map(|i| i.as_str().len()).sum();
+    let net = change.bytes_allocated as f64 - change.bytes_deallocated as f64 - caller as f64;
+    let per_claim = (net - id_bytes as f64) / live as f64;
+    println!(
+        "live claims {live}, LBs {}, allocator bytes {net:.0}, per live claim {per_claim:.1} B beyond the {:.1} B of id text",
+        a.lbs().len(),
+        id_bytes as f64 / live as f64
+    );
+    drop(a);
+}
+
+fn churn_scenario(rate_per_hour: f64, mean_life: Dur, duration: Dur) -> Scenario {
+    let mut s = Scenario::default_scenario();
+    s.name = "churn".into();
+    s.tenants.clear();
+    s.profiles.clear();
+    s.consolidation = None;
+    s.duration = duration;
+    s.warmup = Dur(0);
+    s.sample_every = duration;
+    s.allocator.idle_timeout = Dur(600_000);
+    s.workload.arrival.rate_per_hour = rate_per_hour;
+    s.workload.arrival.diurnal_amplitude = 0.0;
+    s.workload.arrival.bursts = None;
+    s.workload.lifetime = DurationDist::Exponential { mean: mean_life };
+    s.workload.min_listeners = 1;
+    s.workload.max_listeners = 1;
+    s.workload.any_fraction = 1.0;
+    s.workload.udp_fraction = 0.0;
+    s
+}
+
+fn simulator() {
+    println!("## simulator throughput (claim events per second) vs a bare BinaryHeap loop");
+    let big = if quick() { 100_000.0 } else { 1_000_000.0 };
+    for (shape, live, hours) in [("S", 1_000.0, 300), ("L", big, 3)] {
+        // λ·L = live claims; each pending departure is one queued event. Both shapes
+        // process a few hundred thousand claim events or more.
+        let mean_life = Dur(3_600_000);
+        let rate = live; // per hour, with a one-hour mean lifetime
+        let duration = Dur(hours * 3_600_000);
+        let mut s = churn_scenario(rate, mean_life, duration);
+        s.workload.arrival.rate_per_hour = rate;
+        let mut sim = Simulation::new(&s).unwrap_or_else(|e| unreachable!("{e}"));
+        let ((), secs_sim) = timed(|| sim.run_until(u64::MAX, u64::MAX));
+        let (summary, _) = sim.finish();
+        let sim_events = summary.arrivals + summary.departures;
+        let config = s.allocator_config().unwrap_or_else(|e| unreachable!("{e}"));
+        let mut a =
+            sharedlb_allocator::Allocator::new(config).unwrap_or_else(|e| unreachable!("{e}"));
+        let mut g = ClaimGen::new(Requests::Any, 1);
+        let ((bare_events, bare_live), secs_bare) = timed(|| {
+            bare_loop(
+                &mut a,
+                &mut g,
+                rate / 3_600_000.0,
+                mean_life.ms() as f64,
+                duration.ms(),
+            )
+        });
+        let (r_sim, r_bare) = (sim_events as f64 / secs_sim, bare_events as f64 / secs_bare);
+        println!(
+            "{shape}: ~{live:.0} live claims (bare loop ends with {bare_live}); simulator {r_sim:.0} ev/s ({sim_events} in {secs_sim:.2} s), bare loop {r_bare:.0} ev/s ({bare_events} in {secs_bare:.2} s): ratio {:.2}",
+            r_sim / r_bare
+        );
+    }
+}
+
+fn quality() {
+    println!(
+        "## packing quality: time-averaged (LBs holding claims / lower bound) and, in brackets, (all live LBs incl. idle / lower bound)"
+    );
+    let mut default = Scenario::default_scenario();
+    if quick() {
+        default.duration = Dur::parse("10d").unwrap_or(Dur(864_000_000));
+    }
+    // One fixed port per claim from a few ports: max(ceil(n/C), most claims per port) is
+    // the exact optimum here.
+    let mut single = churn_scenario(
+        60.0,
+        Dur(10 * 3_600_000),
+        Dur::parse("10d").unwrap_or(Dur(1)),
+    );
+    single.name = "single fixed port".into();
+    single.warmup = Dur::parse("2d").unwrap_or(Dur(0));
+    single.sample_every = Dur(3_600_000);
+    single.workload.any_fraction = 0.0;
+    single.workload.zipf_exponent = 0.0;
+    single.workload.migration_fraction = 1.0;
+    single.workload.popular_ports = [
+        443u16, 80, 5432, 6379, 9092, 1883, 3306, 5672, 8080, 8443, 22, 25565,
+    ]
+    .iter()
+    .map(|&port| PopularPort {
+        port,
+        protocol: sharedlb_allocator::Protocol::Tcp,
+    })
+    .collect();
+    let policies = [
+        "seed",
+        "first-fit",
+        "best-fit",
+        "worst-fit",
+        "conflict-aware",
+        "cost-aware",
+    ];
+    for base in [default, single] {
+        for consolidate in [false, true] {
+            let mut row = Vec::new();
+            for p in policies {
+                let mut s = base.clone();
+                s.allocator.policy = p.parse().unwrap_or(PolicyKind::BestFit);
+                s.workload.migration_fraction = if consolidate {
+                    1.0
+                } else {
+                    s.workload.migration_fraction
+                };
+                s.consolidation = consolidate.then_some(Consolidation {
+                    every: Dur(900_000),
+                    max_moves: 200,
+                });
+                let (sum, _) = sharedlb_simulator::run(&s).unwrap_or_else(|e| unreachable!("{e}"));
+                row.push(format!(
+                    "{p} {:.3} ({:.3})",
+                    sum.packing_ratio, sum.lbs_over_lower_bound
+                ));
+            }
+            println!(
+                "{} {}: {}",
+                base.name,
+                if consolidate {
+                    "with consolidation"
+                } else {
+                    "without migrations"
+                },
+                row.join(", ")
+            );
+        }
+    }
+    let _ = Time(0);
+}
