@@ -8,7 +8,7 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test (PROPTEST_CASES=$PROPTEST_CASES)"
-cargo test --workspace --locked
 echo "== cargo bench --no-run (benchmarks compile; they are not run as tests)"
 cargo bench --workspace --locked --no-run
+echo "== cargo test (PROPTEST_CASES=$PROPTEST_CASES)"
+cargo test --workspace --locked
