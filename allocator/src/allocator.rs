@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
 use crate::lb::{Lb, LbState, Misfit, PoolKey};
-use crate::model::{Claim, ClaimId, LbId, Listener, Sharing, TenantId, Time};
+use crate::model::{Claim, ClaimId, LbId, Listener, TenantId, Time};
 use crate::policy::{Policy, View};
 
 /// Index of one pool's LBs that can take claims (not draining, some room left).
@@ -355,16 +355,7 @@ impl Allocator {
 
     /// The pool a claim belongs to under the current policy.
     pub(crate) fn pool_of(&self, claim: &Claim) -> PoolKey {
-        if self.policy.dedicated() {
-            return PoolKey::Dedicated(claim.tenant.clone());
-        }
-        match &claim.sharing {
-            Sharing::Tenant => PoolKey::Tenant(claim.tenant.clone()),
-            Sharing::Anyone => PoolKey::Open,
-            Sharing::Group(g) => PoolKey::Group(claim.tenant.clone(), g.clone()),
-            Sharing::CrossTenantGroup(g) => PoolKey::CrossTenantGroup(g.clone()),
-            Sharing::Dedicated => PoolKey::Dedicated(claim.tenant.clone()),
-        }
+        PoolKey::of(claim, self.policy.dedicated())
     }
 
     /// Profiles that can hold the claim at all, or why none can.

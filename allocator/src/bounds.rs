@@ -6,7 +6,7 @@ use petgraph::graphmap::UnGraphMap;
 use serde::{Deserialize, Serialize};
 
 use crate::lb::PoolKey;
-use crate::model::{Claim, Listener, Port, Protocol, Sharing};
+use crate::model::{Claim, Listener, Port, Protocol};
 use crate::profile::LbProfile;
 
 /// Most conflict-graph edges the clique bound builds; past it only the cheaper bounds count.
@@ -25,17 +25,6 @@ pub struct LowerBound {
     pub total: u64,
 }
 
-/// The pool a claim belongs to by its own sharing rule.
-fn pool(c: &Claim) -> PoolKey {
-    match &c.sharing {
-        Sharing::Tenant => PoolKey::Tenant(c.tenant.clone()),
-        Sharing::Anyone => PoolKey::Open,
-        Sharing::Group(g) => PoolKey::Group(c.tenant.clone(), g.clone()),
-        Sharing::CrossTenantGroup(g) => PoolKey::CrossTenantGroup(g.clone()),
-        Sharing::Dedicated => PoolKey::Dedicated(c.tenant.clone()),
-    }
-}
-
 /// The key two clashing listeners share under the profile's rules.
 fn clash_key(p: &LbProfile, l: Listener) -> (Option<Protocol>, Port) {
     if p.shared_port_numbers {
@@ -49,7 +38,7 @@ fn clash_key(p: &LbProfile, l: Listener) -> (Option<Protocol>, Port) {
 pub fn lower_bound(claims: &[Claim], profile: &LbProfile) -> LowerBound {
     let mut pools: BTreeMap<PoolKey, Vec<&Claim>> = BTreeMap::new();
     for c in claims {
-        pools.entry(pool(c)).or_default().push(c);
+        pools.entry(PoolKey::of(c, false)).or_default().push(c);
     }
     let mut out = LowerBound::default();
     for (key, cs) in pools {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Claim, LbId, Listener, Port, PortRequest, Protocol, TenantId, Time};
+use crate::model::{Claim, LbId, Listener, Port, PortRequest, Protocol, Sharing, TenantId, Time};
 use crate::profile::LbProfile;
 
 /// Where a load balancer is in its life.
@@ -35,6 +35,21 @@ pub enum PoolKey {
 }
 
 impl PoolKey {
+    /// The pool a claim belongs to: by its sharing rule, or alone when `dedicated_policy`
+    /// gives every claim an LB of its own.
+    pub fn of(claim: &Claim, dedicated_policy: bool) -> PoolKey {
+        if dedicated_policy {
+            return PoolKey::Dedicated(claim.tenant.clone());
+        }
+        match &claim.sharing {
+            Sharing::Tenant => PoolKey::Tenant(claim.tenant.clone()),
+            Sharing::Anyone => PoolKey::Open,
+            Sharing::Group(g) => PoolKey::Group(claim.tenant.clone(), g.clone()),
+            Sharing::CrossTenantGroup(g) => PoolKey::CrossTenantGroup(g.clone()),
+            Sharing::Dedicated => PoolKey::Dedicated(claim.tenant.clone()),
+        }
+    }
+
     /// Whether LBs of this pool hold at most one claim.
     pub fn is_dedicated(&self) -> bool {
         matches!(self, PoolKey::Dedicated(_))

@@ -18,6 +18,7 @@ pub mod offline;
 pub mod policy;
 pub mod profile;
 mod snapshot;
+pub mod view;
 
 pub use allocator::{Allocator, ClaimPlace, LbInfo, Usage};
 pub use config::{Budget, Config, Quota, TenantConfig};

@@ -1,0 +1,613 @@
+//! The pure reconcile core: from a claim, the allocator's state and the observed objects to
+//! the exact objects the cluster should hold and the claim's status. No IO here: the kube
+//! glue in `reconcile.rs` applies what these functions return.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use sharedlb_allocator::{
+    Claim, ClaimId, LbId, LbInfo, LbRecord, LbState, Listener, PendingReason, PoolKey, PortRequest,
+    ProfileName, Protocol, Sharing, TenantId,
+};
+
+use crate::crd::{
+    AssignedPort, Condition, PortProtocol, SharedLB, SharedLBSpec, SharedLBStatus, SharingMode,
+};
+
+/// Field manager and `managed-by` value.
+pub const MANAGER: &str = "sharedlb.io/controller";
+/// Label on every object the controller makes: the LB id.
+pub const LB_LABEL: &str = "sharedlb.io/lb";
+/// Label on mirrored EndpointSlices and claim Services: `namespace.name` of the claim.
+pub const CLAIM_LABEL: &str = "sharedlb.io/claim";
+/// Annotation on LB Services: the profile.
+pub const PROFILE_ANNOTATION: &str = "sharedlb.io/profile";
+/// Annotation on LB Services: the pool (who may share it), as JSON.
+pub const POOL_ANNOTATION: &str = "sharedlb.io/pool";
+/// The finalizer on claims.
+pub const FINALIZER: &str = "sharedlb.io/cleanup";
+
+/// How claims reach the network.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One LoadBalancer Service per shared LB, EndpointSlices mirrored from each claim's
+    /// backing Service: works with any cloud provider.
+    Service,
+    /// One LoadBalancer Service per claim, sharing an IP through the LB implementation's
+    /// annotation (MetalLB, Cilium LB-IPAM, kube-vip).
+    SharedIp,
+}
+
+/// The shared-IP implementation whose annotations to write.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SharedIpImpl {
+    /// `metallb.universe.tf/allow-shared-ip`.
+    Metallb,
+    /// `lbipam.cilium.io/sharing-key` (+ `sharing-cross-namespace`).
+    Cilium,
+    /// `kube-vip.io/loadbalancerIPs` is per Service; kube-vip shares on equal IPs, so the
+    /// MetalLB-compatible key is written as well.
+    KubeVip,
+}
+
+fn protocol(p: PortProtocol) -> Protocol {
+    match p {
+        PortProtocol::Tcp => Protocol::Tcp,
+        PortProtocol::Udp => Protocol::Udp,
+        PortProtocol::Sctp => Protocol::Sctp,
+    }
+}
+
+fn port_protocol(p: Protocol) -> PortProtocol {
+    match p {
+        Protocol::Tcp => PortProtocol::Tcp,
+        Protocol::Udp => PortProtocol::Udp,
+        Protocol::Sctp => PortProtocol::Sctp,
+    }
+}
+
+/// The claim id of a resource: `namespace/name`.
+pub fn claim_id(slb: &SharedLB) -> String {
+    format!("{}/{}", slb.namespace().unwrap_or_default(), slb.name_any())
+}
+
+/// Turns a spec into an allocator claim, or says what is wrong with it (the schema
+/// rejects most of this already; the rest becomes a status condition, never a crash).
+pub fn claim_from_spec(
+    namespace: &str,
+    name: &str,
+    spec: &SharedLBSpec,
+    mode: Mode,
+) -> Result<Claim, String> {
+    if spec.ports.is_empty() {
+        return Err("spec.ports needs at least one port".into());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut ports = Vec::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        if p.name.is_empty() || !names.insert(p.name.as_str()) {
+            return Err(format!(
+                "spec.ports[{i}].name {:?} is empty or not unique",
+                p.name
+            ));
+        }
+        let req = PortRequest::from_number(protocol(p.protocol), p.port.unwrap_or(0))
+            .map_err(|e| format!("spec.ports[{i}].port: {e}"))?;
+        if p.target_port.is_some_and(|t| t == 0 || t > 65535) {
+            return Err(format!("spec.ports[{i}].targetPort must be in 1..=65535"));
+        }
+        if req.fixed().is_none() && p.target_port.is_none() {
+            return Err(format!(
+                "spec.ports[{i}]: an assigned port (0) needs a targetPort"
+            ));
+        }
+        ports.push(req);
+    }
+    if mode == Mode::Service && spec.selector.is_empty() {
+        return Err("spec.selector must select the backend pods".into());
+    }
+    let sharing = match spec.sharing {
+        SharingMode::Shared => Sharing::Tenant,
+        SharingMode::Dedicated => Sharing::Dedicated,
+        SharingMode::Group => {
+            let key = spec
+                .sharing_key
+                .clone()
+                .filter(|k| !k.trim().is_empty())
+                .ok_or("spec.sharingKey is required with sharing: Group")?;
+            if spec.cross_namespace {
+                Sharing::CrossTenantGroup(key)
+            } else {
+                Sharing::Group(key)
+            }
+        }
+    };
+    let mut claim = Claim::new(&format!("{namespace}/{name}"), ports).map_err(|e| e.to_string())?;
+    claim.tenant = TenantId::new(namespace).map_err(|e| e.to_string())?;
+    claim.sharing = sharing;
+    claim.allow_migration = spec.allow_migration;
+    claim.profile = spec
+        .profile
+        .as_deref()
+        .map(ProfileName::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(claim)
+}
+
+/// The LB Service's name for an LB id (service mode), also the shared-IP sharing key.
+pub fn lb_service_name(lb: LbId) -> String {
+    format!("sharedlb-{lb}")
+}
+
+/// The LB id of an LB Service name or sharing key.
+pub fn lb_from_name(name: &str) -> Option<LbId> {
+    name.strip_prefix("sharedlb-")?.parse().ok()
+}
+
+/// A listener's port name on the LB Service: unique per LB, e.g. `tcp-443`.
+pub fn port_name(l: Listener) -> String {
+    format!("{}-{}", l.protocol.as_str().to_ascii_lowercase(), l.port)
+}
+
+fn labels(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+/// The Service of type LoadBalancer for one shared LB, holding every listener on it, with
+/// no selector (its endpoints are the mirrored EndpointSlices).
+pub fn desired_lb_service(lb: &LbInfo, namespace: &str) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(lb_service_name(lb.id)),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels(&[
+                (LB_LABEL, lb.id.0.to_string()),
+                ("app.kubernetes.io/managed-by", "sharedlb".into()),
+            ])),
+            annotations: Some(labels(&[
+                (PROFILE_ANNOTATION, lb.profile.to_string()),
+                (
+                    POOL_ANNOTATION,
+                    serde_json::to_string(&lb.pool).unwrap_or_default(),
+                ),
+            ])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ports: Some(
+                lb.listeners
+                    .iter()
+                    .map(|(l, _)| ServicePort {
+                        name: Some(port_name(*l)),
+                        port: i32::from(l.port.get()),
+                        protocol: Some(l.protocol.as_str().into()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn owner(slb: &SharedLB) -> Option<OwnerReference> {
+    slb.controller_owner_ref(&())
+}
+
+fn target(spec_port: &crate::crd::ClaimPort, assigned: Listener) -> i32 {
+    spec_port
+        .target_port
+        .and_then(|t| i32::try_from(t).ok())
+        .unwrap_or(i32::from(assigned.port.get()))
+}
+
+/// The ClusterIP "backing" Service in the claim's namespace (service mode): it selects the
+/// claim's pods so Kubernetes keeps its EndpointSlices, which the controller mirrors.
+pub fn desired_backing_service(slb: &SharedLB, listeners: &[Listener]) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(backing_service_name(slb)),
+            namespace: slb.namespace(),
+            labels: Some(labels(&[(CLAIM_LABEL, claim_label(slb))])),
+            owner_references: owner(slb).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(slb.spec.selector.clone()),
+            ports: Some(
+                slb.spec
+                    .ports
+                    .iter()
+                    .zip(listeners)
+                    .map(|(p, l)| ServicePort {
+                        name: Some(p.name.clone()),
+                        port: i32::from(l.port.get()),
+                        target_port: Some(IntOrString::Int(target(p, *l))),
+                        protocol: Some(l.protocol.as_str().into()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The backing Service's name.
+pub fn backing_service_name(slb: &SharedLB) -> String {
+    format!("{}-sharedlb", slb.name_any())
+}
+
+/// `namespace.name`, a valid label value for the claim.
+pub fn claim_label(slb: &SharedLB) -> String {
+    format!("{}.{}", slb.namespace().unwrap_or_default(), slb.name_any())
+}
+
+/// The EndpointSlices of the LB Service for one claim (service mode): the endpoints of the
+/// claim's backing Service's slices, with ports renamed to the LB Service's port names, so
+/// kube-proxy sends each listener of the shared LB to this claim's pods only.
+pub fn mirrored_slices(
+    slb: &SharedLB,
+    lb: LbId,
+    listeners: &[Listener],
+    backing: &[EndpointSlice],
+    namespace: &str,
+) -> Vec<EndpointSlice> {
+    let mut by_family: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+    for s in backing {
+        by_family
+            .entry(s.address_type.clone())
+            .or_default()
+            .extend(s.endpoints.iter().flatten().cloned());
+    }
+    by_family
+        .into_iter()
+        .map(|(family, mut endpoints)| {
+            endpoints.sort_by(|a, b| a.addresses.cmp(&b.addresses));
+            for e in &mut endpoints {
+                // The target refers to a pod in another namespace; keep it for humans.
+                e.hostname = None;
+            }
+            EndpointSlice {
+                metadata: ObjectMeta {
+                    name: Some(format!(
+                        "{}-{}-{}",
+                        lb_service_name(lb),
+                        claim_label(slb).replace('.', "-"),
+                        family.to_ascii_lowercase()
+                    )),
+                    namespace: Some(namespace.to_owned()),
+                    labels: Some(labels(&[
+                        ("kubernetes.io/service-name", lb_service_name(lb)),
+                        ("endpointslice.kubernetes.io/managed-by", MANAGER.into()),
+                        (CLAIM_LABEL, claim_label(slb)),
+                        (LB_LABEL, lb.0.to_string()),
+                    ])),
+                    ..ObjectMeta::default()
+                },
+                address_type: family,
+                endpoints: Some(endpoints),
+                ports: Some(
+                    slb.spec
+                        .ports
+                        .iter()
+                        .zip(listeners)
+                        .map(|(p, l)| EndpointPort {
+                            name: Some(port_name(*l)),
+                            port: Some(target(p, *l)),
+                            protocol: Some(l.protocol.as_str().into()),
+                            app_protocol: None,
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The claim's own LoadBalancer Service (shared-IP mode), asking the LB implementation to
+/// share the IP of every claim on the same allocator LB.
+pub fn desired_shared_ip_service(
+    slb: &SharedLB,
+    lb: LbId,
+    pool: &PoolKey,
+    listeners: &[Listener],
+    implementation: SharedIpImpl,
+) -> Service {
+    let key = lb_service_name(lb);
+    let cross = matches!(pool, PoolKey::Open | PoolKey::CrossTenantGroup(_));
+    let mut ann = BTreeMap::new();
+    match implementation {
+        SharedIpImpl::Metallb | SharedIpImpl::KubeVip => {
+            ann.insert(
+                "metallb.universe.tf/allow-shared-ip".to_owned(),
+                key.clone(),
+            );
+        }
+        SharedIpImpl::Cilium => {
+            ann.insert("lbipam.cilium.io/sharing-key".to_owned(), key.clone());
+            if cross {
+                ann.insert(
+                    "lbipam.cilium.io/sharing-cross-namespace".to_owned(),
+                    "*".to_owned(),
+                );
+            }
+        }
+    }
+    Service {
+        metadata: ObjectMeta {
+            name: Some(backing_service_name(slb)),
+            namespace: slb.namespace(),
+            labels: Some(labels(&[
+                (CLAIM_LABEL, claim_label(slb)),
+                (LB_LABEL, lb.0.to_string()),
+            ])),
+            annotations: Some(ann),
+            owner_references: owner(slb).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            selector: Some(slb.spec.selector.clone()),
+            ports: Some(
+                slb.spec
+                    .ports
+                    .iter()
+                    .zip(listeners)
+                    .map(|(p, l)| ServicePort {
+                        name: Some(p.name.clone()),
+                        port: i32::from(l.port.get()),
+                        target_port: Some(IntOrString::Int(target(p, *l))),
+                        protocol: Some(l.protocol.as_str().into()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The first IP or hostname in a Service's load-balancer status.
+pub fn service_address(svc: &Service) -> Option<String> {
+    let ingress = svc
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?;
+    ingress
+        .iter()
+        .find_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+}
+
+/// Where a claim stands, as the status reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<'a> {
+    /// The spec is invalid.
+    Invalid(String),
+    /// The allocator could not place it.
+    Pending(PendingReason, String),
+    /// Placed on `lb` with `listeners`; `address` once the LB has one.
+    Placed {
+        /// The LB.
+        lb: LbId,
+        /// The listeners, in spec order.
+        listeners: &'a [Listener],
+        /// The LB's address, if it has one yet.
+        address: Option<String>,
+    },
+}
+
+/// The claim's status for an outcome. `now` (RFC 3339) stamps changed conditions;
+/// unchanged ones keep their transition time, so reconciling twice writes nothing new.
+pub fn status(slb: &SharedLB, outcome: &Outcome<'_>, now: &str, mode: Mode) -> SharedLBStatus {
+    let generation = slb.metadata.generation;
+    let (ready, reason, message) = match outcome {
+        Outcome::Invalid(m) => (false, "InvalidSpec".to_owned(), m.clone()),
+        Outcome::Pending(r, m) => (false, r.as_str().to_owned(), m.clone()),
+        Outcome::Placed {
+            lb, address: None, ..
+        } => (
+            false,
+            "WaitingForLoadBalancer".to_owned(),
+            format!("{} has no address yet", lb_service_name(*lb)),
+        ),
+        Outcome::Placed {
+            lb,
+            address: Some(a),
+            ..
+        } => (
+            true,
+            "Assigned".to_owned(),
+            format!("served by {} at {a}", lb_service_name(*lb)),
+        ),
+    };
+    let previous = slb
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let cond = |type_: &str, on: bool| {
+        let status = if on { "True" } else { "False" }.to_owned();
+        let last = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: reason.clone(),
+            message: message.clone(),
+            last_transition_time: last,
+            observed_generation: generation,
+        }
+    };
+    let (lb_name, address, ports) = match outcome {
+        Outcome::Placed {
+            lb,
+            listeners,
+            address,
+        } => {
+            let ports: Vec<AssignedPort> = slb
+                .spec
+                .ports
+                .iter()
+                .zip(listeners.iter())
+                .map(|(p, l)| AssignedPort {
+                    name: p.name.clone(),
+                    protocol: port_protocol(l.protocol),
+                    port: u32::from(l.port.get()),
+                })
+                .collect();
+            let name = match mode {
+                Mode::Service => lb_service_name(*lb),
+                Mode::SharedIp => format!("{} (shared IP)", lb_service_name(*lb)),
+            };
+            (Some(name), address.clone(), ports)
+        }
+        _ => (None, None, Vec::new()),
+    };
+    let summary = (!ports.is_empty()).then(|| {
+        ports
+            .iter()
+            .map(|p| format!("{}/{}", p.port, protocol(p.protocol)))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    SharedLBStatus {
+        conditions: vec![cond("Ready", ready), cond("Pending", !ready)],
+        load_balancer: lb_name,
+        address,
+        ports,
+        port_summary: summary,
+        observed_generation: generation,
+    }
+}
+
+/// A claim and the placement its status records, if any.
+pub type RecordedClaim = (Claim, Option<(LbId, Vec<Listener>)>);
+
+/// What the cluster records, turned into an allocator snapshot's LBs and placements: LB
+/// Services (service mode) give the LBs, claims' statuses give the placements. Claims
+/// whose recorded placement no longer makes sense are left out (they are placed again).
+pub fn recorded_state(
+    claims: &[SharedLB],
+    lb_services: &[Service],
+    mode: Mode,
+    default_profile: &ProfileName,
+    pool_of: impl Fn(&Claim) -> PoolKey,
+) -> (Vec<LbRecord>, Vec<RecordedClaim>) {
+    let mut lbs: BTreeMap<LbId, LbRecord> = BTreeMap::new();
+    for svc in lb_services {
+        let Some(lb) = lb_from_name(&svc.name_any()) else {
+            continue;
+        };
+        let profile = svc
+            .annotations()
+            .get(PROFILE_ANNOTATION)
+            .and_then(|p| ProfileName::new(p.as_str()).ok())
+            .unwrap_or_else(|| default_profile.clone());
+        let state = if service_address(svc).is_some() {
+            LbState::Ready
+        } else {
+            LbState::Provisioning
+        };
+        let pool = svc
+            .annotations()
+            .get(POOL_ANNOTATION)
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(PoolKey::Open);
+        lbs.insert(
+            lb,
+            LbRecord {
+                id: lb,
+                profile,
+                pool,
+                state,
+                idle_since: None,
+            },
+        );
+    }
+    let mut out = Vec::new();
+    let mut sorted: Vec<&SharedLB> = claims
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .collect();
+    sorted.sort_by_key(|c| {
+        (
+            c.metadata
+                .creation_timestamp
+                .clone()
+                .map(|t| t.0.to_string()),
+            claim_id(c),
+        )
+    });
+    for slb in sorted {
+        let ns = slb.namespace().unwrap_or_default();
+        let Ok(claim) = claim_from_spec(&ns, &slb.name_any(), &slb.spec, mode) else {
+            continue;
+        };
+        let placement = slb.status.as_ref().and_then(|st| {
+            let lb = lb_from_name(st.load_balancer.as_deref()?.split(' ').next()?)?;
+            let listeners: Option<Vec<Listener>> = st
+                .ports
+                .iter()
+                .map(|p| {
+                    let port = sharedlb_allocator::Port::new(u16::try_from(p.port).ok()?)?;
+                    Some(Listener::new(protocol(p.protocol), port))
+                })
+                .collect();
+            Some((lb, listeners?))
+        });
+        let placement =
+            placement.filter(|(lb, ls)| {
+                ls.len() == claim.ports.len()
+                    && (mode == Mode::SharedIp || lbs.contains_key(lb))
+                    && claim.ports.iter().zip(ls).all(|(r, l)| {
+                        r.fixed().is_none_or(|f| f == *l) && r.protocol() == l.protocol
+                    })
+            });
+        if let Some((lb, _)) = &placement {
+            // The LB's pool is the pool of the claims on it.
+            let rec = lbs.entry(*lb).or_insert_with(|| LbRecord {
+                id: *lb,
+                profile: claim
+                    .profile
+                    .clone()
+                    .unwrap_or_else(|| default_profile.clone()),
+                pool: PoolKey::Open,
+                state: LbState::Ready,
+                idle_since: None,
+            });
+            rec.pool = pool_of(&claim);
+        }
+        out.push((claim, placement));
+    }
+    (lbs.into_values().collect(), out)
+}
+
+/// The claim id type for a resource.
+pub fn claim_key(slb: &SharedLB) -> Option<ClaimId> {
+    ClaimId::new(claim_id(slb)).ok()
+}

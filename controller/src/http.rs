@@ -1,0 +1,163 @@
+//! One HTTP port: `/healthz`, `/readyz`, `/metrics` (Prometheus text), the read-only
+//! `/api/v1/state` the dashboard polls, and optionally the built dashboard at `/`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sharedlb_allocator::{LbState, PendingReason};
+
+use crate::reconcile::Ctx;
+
+/// The router.
+pub fn router(ctx: &Arc<Ctx>) -> Router {
+    let mut r = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/state", get(state))
+        .with_state(ctx.clone());
+    if let Some(dir) = &ctx.config.static_dir {
+        r = r.fallback_service(tower_http::services::ServeDir::new(dir));
+    }
+    r
+}
+
+async fn readyz(State(ctx): State<Arc<Ctx>>) -> Response {
+    if ctx.ready.load(Ordering::Relaxed) {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: rebuilding state or not the leader",
+        )
+            .into_response()
+    }
+}
+
+async fn state(State(ctx): State<Arc<Ctx>>) -> Response {
+    let addresses = ctx
+        .addresses
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let view = ctx
+        .alloc
+        .lock()
+        .await
+        .state_view(|lb| addresses.get(&lb).cloned());
+    (
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        axum::Json(view),
+    )
+        .into_response()
+}
+
+async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
+    let alloc = ctx.alloc.lock().await;
+    let mut out = String::new();
+    let counts = alloc.lb_counts();
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_lbs Load balancers by state.\n# TYPE sharedlb_lbs gauge"
+    );
+    for (state, name) in [
+        (LbState::Provisioning, "provisioning"),
+        (LbState::Ready, "ready"),
+        (LbState::Draining, "draining"),
+    ] {
+        let _ = writeln!(
+            out,
+            "sharedlb_lbs{{state=\"{name}\"}} {}",
+            counts.get(&state).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_listeners_used Listeners in use per LB.\n# TYPE sharedlb_listeners_used gauge"
+    );
+    let lbs = alloc.lbs();
+    for l in &lbs {
+        let _ = writeln!(
+            out,
+            "sharedlb_listeners_used{{lb=\"{}\",profile=\"{}\"}} {}",
+            l.id,
+            l.profile,
+            l.listeners.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_listeners_capacity Listener capacity per LB.\n# TYPE sharedlb_listeners_capacity gauge"
+    );
+    for l in &lbs {
+        let _ = writeln!(
+            out,
+            "sharedlb_listeners_capacity{{lb=\"{}\",profile=\"{}\"}} {}",
+            l.id, l.profile, l.capacity
+        );
+    }
+    let claims = alloc.claims();
+    let placed = claims.iter().filter(|(_, p)| p.is_ok()).count();
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_claims Claims by state.\n# TYPE sharedlb_claims gauge"
+    );
+    let _ = writeln!(out, "sharedlb_claims{{state=\"placed\"}} {placed}");
+    let _ = writeln!(
+        out,
+        "sharedlb_claims{{state=\"pending\"}} {}",
+        claims.len() - placed
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_pending_claims Pending claims by reason.\n# TYPE sharedlb_pending_claims gauge"
+    );
+    for r in PendingReason::ALL {
+        let n = claims
+            .iter()
+            .filter(|(_, p)| p.as_ref().err() == Some(&r))
+            .count();
+        let _ = writeln!(out, "sharedlb_pending_claims{{reason=\"{r}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_cost_per_hour Cost per hour of all live LBs.\n# TYPE sharedlb_cost_per_hour gauge"
+    );
+    let _ = writeln!(out, "sharedlb_cost_per_hour {}", alloc.cost_per_hour());
+    drop(alloc);
+    let m = &ctx.metrics;
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_reconciles_total Reconciles.\n# TYPE sharedlb_reconciles_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "sharedlb_reconciles_total {}",
+        m.reconciles.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_reconcile_errors_total Failed reconciles.\n# TYPE sharedlb_reconcile_errors_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "sharedlb_reconcile_errors_total {}",
+        m.errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_reconcile_seconds_total Time spent reconciling.\n# TYPE sharedlb_reconcile_seconds_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "sharedlb_reconcile_seconds_total {}",
+        m.reconcile_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
