@@ -515,3 +515,130 @@ async fn restart_rebuilds_state_and_writes_nothing_new() {
     let after = h.store.lock().unwrap().objects.clone();
     assert_eq!(before, after, "a reconcile after restart changes nothing");
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let code = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test]
+async fn http_serves_health_metrics_and_state() {
+    let h = harness(Mode::Service);
+    h.put(
+        CLAIMS,
+        "shop",
+        "web",
+        claim_json("shop", "web", json!([{"name": "https", "port": 443}])),
+    );
+    h.put(
+        CLAIMS,
+        "shop",
+        "big",
+        claim_json(
+            "shop",
+            "big",
+            json!(
+                (0..60)
+                    .map(|i| json!({"name": format!("p{i}"), "port": 1000 + i}))
+                    .collect::<Vec<_>>()
+            ),
+        ),
+    );
+    h.reconcile("shop", "web").await.unwrap();
+    h.reconcile("shop", "big").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = sharedlb_controller::http::router(&h.ctx);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await.0, 200);
+    h.ctx
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(http_get(addr, "/readyz").await.0, 503);
+    let (code, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("sharedlb_lbs{state=\"provisioning\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sharedlb_listeners_used{lb=\"lb-1\",profile=\"aws-nlb\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sharedlb_pending_claims{reason=\"TooLarge\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sharedlb_reconciles_total 2"), "{metrics}");
+    let (code, body) = http_get(addr, "/api/v1/state").await;
+    assert_eq!(code, 200);
+    let json_body = body.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c.is_whitespace());
+    let end = json_body.rfind('}').map_or(json_body.len(), |i| i + 1);
+    let state: sharedlb_allocator::view::StateView =
+        serde_json::from_str(&json_body[..end]).unwrap();
+    assert_eq!(state.lbs.len(), 1);
+    assert_eq!(state.lbs[0].listeners[0].claim, "shop/web");
+    assert_eq!(state.pending[0].reason, "TooLarge");
+}
+
+#[tokio::test]
+async fn shared_ip_mode_writes_one_annotated_service_per_claim() {
+    let h = harness(Mode::SharedIp);
+    for name in ["a", "b"] {
+        h.put(
+            CLAIMS,
+            "games",
+            name,
+            claim_json(
+                "games",
+                name,
+                json!([{"name": "game", "protocol": "UDP", "port": 0, "targetPort": 7777}]),
+            ),
+        );
+        h.reconcile("games", name).await.unwrap();
+    }
+    let a = h.get(SERVICES, "games", "a-sharedlb").unwrap();
+    let b = h.get(SERVICES, "games", "b-sharedlb").unwrap();
+    assert_eq!(
+        a["metadata"]["annotations"]["metallb.universe.tf/allow-shared-ip"],
+        "sharedlb-lb-1"
+    );
+    assert_eq!(
+        b["metadata"]["annotations"]["metallb.universe.tf/allow-shared-ip"],
+        "sharedlb-lb-1"
+    );
+    assert_eq!(a["spec"]["ports"][0]["port"], 30000);
+    assert_eq!(
+        b["spec"]["ports"][0]["port"], 30001,
+        "same IP, different automatic ports"
+    );
+    assert!(
+        h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1")
+            .is_none(),
+        "no central LB Service in this mode"
+    );
+    let st = &h.get(CLAIMS, "games", "b").unwrap()["status"];
+    assert_eq!(st["ports"][0]["port"], 30001);
+    assert_eq!(
+        st["conditions"][0]["reason"], "WaitingForLoadBalancer",
+        "no IP yet: {st}"
+    );
+}
