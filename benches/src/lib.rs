@@ -97,6 +97,33 @@ impl ClaimGen {
     }
 }
 
+/// Fills a placer with `lbs × CAPACITY` claims from a fresh generator; the live ids.
+fn fill(requests: Requests, lbs: usize, mut add: impl FnMut(Claim)) -> (Vec<ClaimId>, ClaimGen) {
+    let mut g = ClaimGen::new(requests, 7);
+    let n = lbs * CAPACITY as usize;
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = g.claim();
+        ids.push(c.id.clone());
+        add(c);
+    }
+    (ids, g)
+}
+
+/// One churn step on any placer: a random claim leaves, a new one arrives.
+fn churn_step(
+    ids: &mut Vec<ClaimId>,
+    g: &mut ClaimGen,
+    remove: impl FnOnce(ClaimId),
+    add: impl FnOnce(Claim),
+) {
+    let i = g.index(ids.len());
+    remove(ids.swap_remove(i));
+    let c = g.claim();
+    ids.push(c.id.clone());
+    add(c);
+}
+
 /// An allocator filled with `lbs × CAPACITY` claims (every LB full: the packed steady
 /// state where a scan must walk far to find the one hole churn leaves), and the live ids.
 pub fn filled(
@@ -105,25 +132,25 @@ pub fn filled(
     lbs: usize,
 ) -> (Allocator, Vec<ClaimId>, ClaimGen) {
     let mut a = allocator(policy);
-    let mut g = ClaimGen::new(requests, 7);
-    let n = lbs * CAPACITY as usize;
-    let mut ids = Vec::with_capacity(n);
-    for _ in 0..n {
-        let c = g.claim();
-        ids.push(c.id.clone());
+    let (ids, g) = fill(requests, lbs, |c| {
         let _ = a.handle(Time(0), Event::ClaimAdded(c));
-    }
+    });
     (a, ids, g)
 }
 
 /// One churn step: a claim leaves, a new one arrives (two decisions).
 pub fn churn(a: &mut Allocator, ids: &mut Vec<ClaimId>, g: &mut ClaimGen) {
-    let i = g.index(ids.len());
-    let id = ids.swap_remove(i);
-    let _ = a.handle(Time(0), Event::ClaimRemoved(id));
-    let c = g.claim();
-    ids.push(c.id.clone());
-    let _ = a.handle(Time(0), Event::ClaimAdded(c));
+    let a = std::cell::RefCell::new(a);
+    churn_step(
+        ids,
+        g,
+        |id| {
+            let _ = a.borrow_mut().handle(Time(0), Event::ClaimRemoved(id));
+        },
+        |c| {
+            let _ = a.borrow_mut().handle(Time(0), Event::ClaimAdded(c));
+        },
+    );
 }
 
 /// The 2018 controller's way: a list of LBs scanned from the first for one that fits.
@@ -187,25 +214,19 @@ impl NaiveScan {
 /// The naive baseline filled like [`filled`].
 pub fn naive_filled(requests: Requests, lbs: usize) -> (NaiveScan, Vec<ClaimId>, ClaimGen) {
     let mut a = NaiveScan::default();
-    let mut g = ClaimGen::new(requests, 7);
-    let n = lbs * CAPACITY as usize;
-    let mut ids = Vec::with_capacity(n);
-    for _ in 0..n {
-        let c = g.claim();
-        ids.push(c.id.clone());
-        a.add(&c);
-    }
+    let (ids, g) = fill(requests, lbs, |c| a.add(&c));
     (a, ids, g)
 }
 
 /// One naive churn step.
 pub fn naive_churn(a: &mut NaiveScan, ids: &mut Vec<ClaimId>, g: &mut ClaimGen) {
-    let i = g.index(ids.len());
-    let id = ids.swap_remove(i);
-    a.remove(&id);
-    let c = g.claim();
-    ids.push(c.id.clone());
-    a.add(&c);
+    let a = std::cell::RefCell::new(a);
+    churn_step(
+        ids,
+        g,
+        |id| a.borrow_mut().remove(&id),
+        |c| a.borrow_mut().add(&c),
+    );
 }
 
 /// The bare event loop the simulator is measured against: a `std::collections::BinaryHeap`

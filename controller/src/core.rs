@@ -217,6 +217,22 @@ fn target(spec_port: &crate::crd::ClaimPort, assigned: Listener) -> i32 {
         .unwrap_or(i32::from(assigned.port.get()))
 }
 
+/// A claim's Service ports: its port names, the assigned listeners, its target ports.
+fn claim_ports(slb: &SharedLB, listeners: &[Listener]) -> Vec<ServicePort> {
+    slb.spec
+        .ports
+        .iter()
+        .zip(listeners)
+        .map(|(p, l)| ServicePort {
+            name: Some(p.name.clone()),
+            port: i32::from(l.port.get()),
+            target_port: Some(IntOrString::Int(target(p, *l))),
+            protocol: Some(l.protocol.as_str().into()),
+            ..ServicePort::default()
+        })
+        .collect()
+}
+
 /// The ClusterIP "backing" Service in the claim's namespace (service mode): it selects the
 /// claim's pods so Kubernetes keeps its EndpointSlices, which the controller mirrors.
 pub fn desired_backing_service(slb: &SharedLB, listeners: &[Listener]) -> Service {
@@ -231,20 +247,7 @@ pub fn desired_backing_service(slb: &SharedLB, listeners: &[Listener]) -> Servic
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(slb.spec.selector.clone()),
-            ports: Some(
-                slb.spec
-                    .ports
-                    .iter()
-                    .zip(listeners)
-                    .map(|(p, l)| ServicePort {
-                        name: Some(p.name.clone()),
-                        port: i32::from(l.port.get()),
-                        target_port: Some(IntOrString::Int(target(p, *l))),
-                        protocol: Some(l.protocol.as_str().into()),
-                        ..ServicePort::default()
-                    })
-                    .collect(),
-            ),
+            ports: Some(claim_ports(slb, listeners)),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -367,20 +370,7 @@ pub fn desired_shared_ip_service(
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".into()),
             selector: Some(slb.spec.selector.clone()),
-            ports: Some(
-                slb.spec
-                    .ports
-                    .iter()
-                    .zip(listeners)
-                    .map(|(p, l)| ServicePort {
-                        name: Some(p.name.clone()),
-                        port: i32::from(l.port.get()),
-                        target_port: Some(IntOrString::Int(target(p, *l))),
-                        protocol: Some(l.protocol.as_str().into()),
-                        ..ServicePort::default()
-                    })
-                    .collect(),
-            ),
+            ports: Some(claim_ports(slb, listeners)),
             ..ServiceSpec::default()
         }),
         status: None,
