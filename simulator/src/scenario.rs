@@ -98,7 +98,7 @@ impl fmt::Display for Dur {
             ("m", 60_000),
             ("s", 1_000),
         ] {
-            if ms >= n && ms % n == 0 {
+            if ms >= n && ms.is_multiple_of(n) {
                 return write!(f, "{}{unit}", ms / n);
             }
         }
@@ -470,6 +470,12 @@ impl Scenario {
         let s: Scenario = Scenario::deserialize(toml::Value::Table(table))
             .map_err(|e| InputError::new(origin, None, "", e.message()))?;
         s.checked(src, origin)
+    }
+
+    /// Validates a scenario built in code (a form, overrides), naming `origin` in errors.
+    pub fn check(&self, origin: &str) -> Result<(), InputError> {
+        self.validate()
+            .map_err(|(field, msg)| InputError::new(origin, None, &field, &msg))
     }
 
     fn checked(self, src: &str, origin: &str) -> Result<Scenario, InputError> {
