@@ -249,6 +249,8 @@ fn Simulate() -> impl IntoView {
     let (days, set_days) = signal(String::from("30"));
     let (seed, set_seed) = signal(String::from("1"));
     let (policies, set_policies) = signal(String::from("best-fit,seed,dedicated"));
+    let (profile, set_profile) = signal(String::from("aws-nlb"));
+    let (ports, set_ports) = signal(String::from("default"));
     let (progress, set_progress) = signal(0.0_f64);
     let (results, set_results) = signal(Vec::<Run>::new());
     let (problem, set_problem) = signal(None::<String>);
@@ -269,6 +271,34 @@ fn Simulate() -> impl IntoView {
                 s.workload.lifetime = DurationDist::Exponential {
                     mean: Dur((life * 3_600_000.0).max(1.0) as u64),
                 };
+            }
+            if profile.get().trim() != "aws-nlb" {
+                let name = profile.get().trim().to_owned();
+                if sharedlb_allocator::builtin_profile(&name).is_none() {
+                    return Err(format!("profile: unknown profile {name:?}"));
+                }
+                if let Some(p) = s.profiles.first_mut() {
+                    p.name = name;
+                }
+            }
+            if ports.get().trim() != "default" {
+                // e.g. "443, 80, 53/UDP": the popular ports, most popular first.
+                s.workload.popular_ports = ports
+                    .get()
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| {
+                        let (n, proto) = p.trim().split_once('/').unwrap_or((p.trim(), "TCP"));
+                        Ok(sharedlb_simulator::scenario::PopularPort {
+                            port: n
+                                .parse()
+                                .map_err(|_| format!("ports: {n:?} is not a port"))?,
+                            protocol: proto
+                                .parse()
+                                .map_err(|e: sharedlb_allocator::Error| format!("ports: {e}"))?,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?;
             }
             let d = parse(days.get(), "days")?;
             let duration = Dur((d * 86_400_000.0).max(3_600_000.0) as u64);
@@ -322,6 +352,8 @@ fn Simulate() -> impl IntoView {
             <label>"Mean lifetime (hours, or default)"<input id="life" prop:value=life_h on:input=move |e| set_life_h.set(event_target_value(&e)) /></label>
             <label>"Days"<input id="days" prop:value=days on:input=move |e| set_days.set(event_target_value(&e)) /></label>
             <label>"Seed"<input id="seed" prop:value=seed on:input=move |e| set_seed.set(event_target_value(&e)) /></label>
+            <label>"Profile"<input id="profile" prop:value=profile on:input=move |e| set_profile.set(event_target_value(&e)) /></label>
+            <label>"Popular ports (or default)"<input id="ports" prop:value=ports on:input=move |e| set_ports.set(event_target_value(&e)) /></label>
             <label>"Policies"<input id="policies" prop:value=policies on:input=move |e| set_policies.set(event_target_value(&e)) /></label>
             <button id="run" type="button" disabled=running on:click=start>"Run"</button>
         </form>
@@ -336,7 +368,7 @@ fn Simulate() -> impl IntoView {
                 return view! { <p></p> }.into_any();
             }
             view! {
-                <Chart runs=runs.clone() />
+                <Charts runs=runs.clone() />
                 <table class="summary">
                     <tr><th>"policy"</th><th>"LBs (mean)"</th><th>"LBs / bound"</th><th>"cost / h"</th><th>"savings"</th><th>"wait p95 (s)"</th></tr>
                     {runs
@@ -401,17 +433,14 @@ fn step(
     }
 }
 
+/// A line chart of named series with a caption; small and reusable.
 #[component]
-fn Chart(runs: Vec<Run>) -> impl IntoView {
-    let (w, h) = (760.0, 260.0);
-    let series: Vec<(String, Vec<(f64, f64)>)> = runs
-        .iter()
-        .map(|(p, _, samples)| (p.clone(), viewmodel::lb_series(samples).0))
-        .chain(
-            runs.first()
-                .map(|(_, _, samples)| ("lower bound".to_owned(), viewmodel::lb_series(samples).1)),
-        )
-        .collect();
+fn Chart(
+    series: Vec<(String, viewmodel::Points)>,
+    class: &'static str,
+    caption: String,
+) -> impl IntoView {
+    let (w, h) = (760.0, 220.0);
     let x_max = series
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.0))
@@ -419,10 +448,10 @@ fn Chart(runs: Vec<Run>) -> impl IntoView {
     let y_max = series
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
+        .fold(1e-9, f64::max)
         * 1.1;
     view! {
-        <svg class="chart" width=w + 140.0 height=h + 20.0 viewBox=format!("0 0 {} {}", w + 140.0, h + 20.0)>
+        <svg class=format!("chart {class}") width=w + 140.0 height=h + 20.0 viewBox=format!("0 0 {} {}", w + 140.0, h + 20.0)>
             {series
                 .into_iter()
                 .enumerate()
@@ -434,7 +463,46 @@ fn Chart(runs: Vec<Run>) -> impl IntoView {
                     }
                 })
                 .collect_view()}
-            <text x="4" y=h + 16.0 font-size="11">{format!("LBs over {x_max:.0} h (max {:.0})", y_max / 1.1)}</text>
+            <text x="4" y=h + 16.0 font-size="11">{format!("{caption} (x to {x_max:.0}, y to {:.2})", y_max / 1.1)}</text>
         </svg>
+    }
+}
+
+/// The three charts of a set of runs: LBs against the lower bound, cost, waits.
+#[component]
+fn Charts(runs: Vec<Run>) -> impl IntoView {
+    let per_run = |f: fn(&Sample) -> f64| -> Vec<(String, viewmodel::Points)> {
+        runs.iter()
+            .map(|(p, _, samples)| {
+                (
+                    p.clone(),
+                    samples.iter().map(|x| (x.t_hours, f(x))).collect(),
+                )
+            })
+            .collect()
+    };
+    let mut lbs = per_run(|x| (x.lbs_ready + x.lbs_provisioning) as f64);
+    if let Some((_, _, samples)) = runs.first() {
+        lbs.push(("lower bound".to_owned(), viewmodel::lb_series(samples).1));
+    }
+    let cost = per_run(|x| x.cost_per_hour);
+    let waits: Vec<(String, viewmodel::Points)> = runs
+        .iter()
+        .map(|(p, s, _)| {
+            (
+                p.clone(),
+                s.waits
+                    .quantiles_s
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (i as f64 * 5.0, *w))
+                    .collect(),
+            )
+        })
+        .collect();
+    view! {
+        <Chart series=lbs class="lbs" caption="LBs in use against the lower bound, by hour".to_owned() />
+        <Chart series=cost class="cost" caption="cost per hour, by hour".to_owned() />
+        <Chart series=waits class="waits" caption="wait in seconds, by percentile".to_owned() />
     }
 }

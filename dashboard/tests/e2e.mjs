@@ -84,14 +84,21 @@ await test('the simulate form runs the default scenario in the page like the CLI
   console.log(`  in-page simulation of the default scenario (30 days), 2 policies: ${Date.now() - started} ms`);
   const lbs = await page.locator('table.summary tr:nth-child(2) td:nth-child(2)').innerText();
   if (lbs !== cli.lbs_mean.toFixed(1)) throw new Error(`page says ${lbs} LBs, the CLI ${cli.lbs_mean.toFixed(1)}`);
-  const paths = await page.locator('svg.chart path').count();
+  const paths = await page.locator('svg.lbs path').count();
   if (paths !== 3) throw new Error(`${paths} chart lines, expected 2 policies + the lower bound`);
-  const d = await page.locator('svg.chart path').first().getAttribute('d');
+  for (const c of ['cost', 'waits']) {
+    if ((await page.locator(`svg.${c} path`).count()) !== 2) throw new Error(`the ${c} chart lacks its lines`);
+  }
+  const d = await page.locator('svg.lbs path').first().getAttribute('d');
   if (!d || d.split('L').length < 10) throw new Error(`chart line too short: ${d}`);
   await page.screenshot({ path: join(shots, 'simulate.png'), fullPage: true });
   await page.fill('#days', 'many');
   await page.click('#run');
   await page.waitForSelector('.banner:has-text("days")');
+  await page.fill('#days', '30');
+  await page.fill('#profile', 'oracle-lb');
+  await page.click('#run');
+  await page.waitForSelector('.banner:has-text("unknown profile")');
 });
 
 await test('an unreachable ?api= shows the error banner', async (page) => {
