@@ -152,18 +152,11 @@ fn quality() {
         protocol: sharedlb_allocator::Protocol::Tcp,
     })
     .collect();
-    let policies = [
-        "seed",
-        "first-fit",
-        "best-fit",
-        "worst-fit",
-        "conflict-aware",
-        "cost-aware",
-    ];
+    let policies = PolicyKind::NAMES.into_iter().filter(|p| *p != "dedicated");
     for base in [default, single] {
         for consolidate in [false, true] {
             let mut row = Vec::new();
-            for p in policies {
+            for p in policies.clone() {
                 let mut s = base.clone();
                 s.allocator.policy = p.parse().unwrap_or(PolicyKind::BestFit);
                 s.workload.migration_fraction = if consolidate {

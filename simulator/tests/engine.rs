@@ -64,14 +64,8 @@ fn dedicated_uses_one_lb_per_live_claim_at_every_sample() {
 fn no_policy_beats_the_lower_bound_and_sharing_saves() {
     let base = Scenario::default_scenario();
     let mut ratios = Vec::new();
-    for policy in [
-        "seed",
-        "first-fit",
-        "best-fit",
-        "worst-fit",
-        "conflict-aware",
-        "cost-aware",
-    ] {
+    // Every sharing policy: all but the one-LB-per-claim baseline.
+    for policy in PolicyKind::NAMES.into_iter().filter(|p| *p != "dedicated") {
         let mut s = base.clone();
         s.duration = sharedlb_simulator::scenario::Dur::parse("10d").unwrap();
         s.allocator.policy = policy.parse::<PolicyKind>().unwrap();
