@@ -1,42 +1,20 @@
-//! The allocator: state, event handling, placement, fair retry of pending claims.
+//! The allocator's state and how one event changes it. Placement, eligibility, LB
+//! lifecycle and fair admission live in their own modules; this one dispatches events and
+//! keeps the books (claims, tenants' usage, totals).
 
-use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
+use crate::claims::{ClaimTable, Place, Slot, WaitQueue};
 use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
-use crate::lb::{Lb, LbState, Misfit, PoolKey};
-use crate::model::{Claim, ClaimId, LbId, Listener, TenantId, Time};
-use crate::policy::{Policy, View};
-
-/// Index of one pool's LBs that can take claims (not draining, some room left).
-#[derive(Debug, Default, Clone)]
-pub(crate) struct PoolIndex {
-    pub by_id: BTreeSet<LbId>,
-    pub by_free: BTreeSet<(u32, LbId)>,
-}
-
-/// Where a claim stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// Not placed and no pending reason reported yet (new, released, or changed).
-    Unplaced,
-    /// Waiting; the reason last reported.
-    Pending(PendingReason),
-    Assigned {
-        lb: LbId,
-        listeners: Vec<Listener>,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Slot {
-    pub claim: Claim,
-    pub seq: u64,
-    pub place: Place,
-}
+use crate::index::PoolIndex;
+use crate::lb::{Lb, LbState, PoolKey};
+use crate::model::{Claim, ClaimId, LbId, Listener, Listeners, ProfileName, TenantId, Time};
+use crate::placement::{Outcome, Placement};
+use crate::policy::{Policy, PolicyRules};
 
 /// A claim's placement (LB and listeners) or why it waits.
 pub type ClaimPlace<'a> = Result<(LbId, &'a [Listener]), PendingReason>;
@@ -50,6 +28,10 @@ pub struct Usage {
     pub claims: u32,
     /// Live dedicated LBs.
     pub dedicated_lbs: u32,
+    /// Claims waiting (any reason).
+    pub waiting_claims: u32,
+    /// Listeners those waiting claims ask for.
+    pub waiting_listeners: u32,
 }
 
 /// A read-only view of one LB, for shells and reports.
@@ -58,7 +40,7 @@ pub struct LbInfo {
     /// Id.
     pub id: LbId,
     /// Profile name.
-    pub profile: crate::model::ProfileName,
+    pub profile: ProfileName,
     /// Pool (who may share it).
     pub pool: PoolKey,
     /// Lifecycle state.
@@ -71,57 +53,272 @@ pub struct LbInfo {
     pub idle_since: Option<Time>,
 }
 
+/// Counts kept as events happen, so shells read them in O(1).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Totals {
+    pub lbs_per_profile: Vec<u32>,
+    /// LBs billed (not draining) per profile.
+    pub billed_per_profile: Vec<u32>,
+    /// The baseline: Σ over placed claims of their one-LB price, in nano-units per hour.
+    pub baseline_nanos: u128,
+    pub provisioning: u32,
+    pub draining: u32,
+    pub listeners_used: u64,
+    /// Listener capacity of LBs that are not draining.
+    pub capacity: u64,
+    pub placed: u32,
+}
+
+/// Which waiting claims a change may have helped, gathered between retries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum RetryScope {
+    /// Nothing changed that could help a waiting claim.
+    #[default]
+    Nothing,
+    /// Some LBs gained room (by pool index), some tenants' usage fell. Nothing else changed,
+    /// so a waiting claim can newly fit only on those LBs, or anywhere if its tenant's
+    /// usage fell (a quota may no longer bind).
+    Some {
+        lbs: BTreeMap<u32, BTreeSet<LbId>>,
+        tenants: BTreeSet<TenantId>,
+    },
+    /// Anything may have changed: an LB went, became ready or started deleting (the budget
+    /// or a provisioning slot freed), time passed, or the state was restored.
+    Everything,
+}
+
+impl RetryScope {
+    pub fn is_due(&self) -> bool {
+        *self != RetryScope::Nothing
+    }
+
+    /// `lb` (in pool index `pool`) gained room or lost a listener.
+    pub fn gained_room(&mut self, pool: u32, lb: LbId) {
+        match self {
+            RetryScope::Nothing => {
+                *self = RetryScope::Some {
+                    lbs: BTreeMap::from([(pool, BTreeSet::from([lb]))]),
+                    tenants: BTreeSet::new(),
+                }
+            }
+            RetryScope::Some { lbs, .. } => {
+                lbs.entry(pool).or_default().insert(lb);
+            }
+            RetryScope::Everything => {}
+        }
+    }
+
+    /// A tenant's usage fell.
+    pub fn freed_usage(&mut self, tenant: &TenantId) {
+        match self {
+            RetryScope::Nothing => {
+                *self = RetryScope::Some {
+                    lbs: BTreeMap::new(),
+                    tenants: BTreeSet::from([tenant.clone()]),
+                }
+            }
+            RetryScope::Some { tenants, .. } => {
+                tenants.insert(tenant.clone());
+            }
+            RetryScope::Everything => {}
+        }
+    }
+}
+
+/// Whether a slot's contribution goes into the books or comes out.
+#[derive(Clone, Copy)]
+enum Books {
+    Add,
+    Remove,
+}
+
+/// One pool index with what it indexes.
+#[derive(Clone, Debug)]
+pub(crate) struct Pool {
+    pub key: PoolKey,
+    pub profile: usize,
+    pub index: PoolIndex,
+}
+
+/// Limits a restored state already exceeded (a quota or budget lowered since): kept, never
+/// grown, and forgotten once back within the limit.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Inherited {
+    pub over_budget: bool,
+    pub over_quota: BTreeSet<TenantId>,
+}
+
 /// Decides which shared load balancer and which ports every claim gets.
 ///
-/// Sans-IO: feed it [`Event`]s with the logical time, carry out the [`Decision`]s it
-/// returns, report back what happened. It never reads a clock or draws a random number.
-#[derive(Debug)]
+/// # The contract
+///
+/// The allocator is sans-IO: it never reads a clock, draws a random number or does IO. A
+/// *shell* (the simulator, the controller, a test) owns it and talks to it only through
+/// [`Allocator::drive`]: one [`Event`] at a time with the logical time `now`, every
+/// [`Decision`] handed to the shell's [`crate::Shell::carry_out`]. No decision can be
+/// dropped: there is no other way to feed an event.
+///
+/// **Order and time.** Events apply one at a time, in the order given, each atomically: an
+/// event the allocator refuses (a `now` before the last one, an unknown claim or LB, an
+/// invalid claim) changes nothing. Time matters only for idle LBs: an LB empty since `t` is
+/// deleted at `t + idle_timeout`. `drive` returns the next wake-up; the shell sends
+/// [`Event::Tick`] then (or earlier — a tick changes nothing that is not due).
+///
+/// **What each decision obliges the shell to do.**
+/// - `CreateLb { lb, profile }`: create it; report `LbReady(lb)` once it serves, or
+///   `LbFailed(lb)` if it cannot be made. Claims may be assigned to it before it is ready.
+/// - `Assign { claim, lb, listeners }`: serve the claim on `lb` with exactly these
+///   listeners, one per port request in order (once `lb` serves).
+/// - `Migrate { claim, from, to, listeners }`: serve it on `to`, then stop on `from`.
+/// - `Release { claim, lb }`: stop serving the claim on `lb`.
+/// - `Pending { claim, reason, message }`: tell the user; the allocator retries by itself.
+/// - `DeleteLb { lb }`: delete it (it holds no claim); report `LbDeleted(lb)` once gone.
+///
+/// An LB that vanishes unasked (a failure, an out-of-band deletion) is reported as
+/// `LbFailed(lb)`; its claims are released and placed again. Outcomes the shell knows at
+/// once (an LB that exists as soon as it is asked for) go into the `reports` the shell is
+/// handed, and `drive` feeds them back before it returns.
+///
+/// **Waiting claims.** A claim that cannot be placed gets a `Pending` decision with a reason
+/// (repeated only when the reason changes) and is retried whenever something may let it fit
+/// — a claim leaves or shrinks, an LB becomes ready or goes away — weighted max-min fair
+/// across tenants and in arrival order within one (see [`crate::fairness`]). The allocator
+/// is work conserving: after every event no waiting claim fits on a usable LB of its pool,
+/// and no LB was opened where an existing one would do.
+///
+/// **Consolidation** is an event ([`Event::Consolidate`]) with a move budget, so every shell
+/// runs it under the same rules.
+///
+/// **Restore.** [`Allocator::restore`] rebuilds the state from a [`crate::Snapshot`]; a
+/// placement that breaks a rule is dropped and returned, never an error. When claims wait
+/// after a restore, [`Allocator::next_wakeup`] is `now`, so the shell's first `Tick` retries
+/// them without waiting for an unrelated event.
+///
+/// # Example: the basic loop
+///
+/// ```
+/// use sharedlb_allocator::{
+///     Allocator, Claim, Config, Decision, Event, LbId, Listener, PolicyKind, PortRequest,
+///     Reports, Shell, Time,
+/// };
+///
+/// /// A shell whose "cloud" makes LBs on request; it reports them ready later.
+/// #[derive(Default)]
+/// struct Cloud { provisioning: Vec<LbId>, served: Vec<String> }
+///
+/// impl Shell for Cloud {
+///     fn carry_out(&mut self, _now: Time, d: Decision, reports: &mut Reports) {
+///         match d {
+///             Decision::CreateLb { lb, .. } => self.provisioning.push(lb),
+///             Decision::Assign { claim, listeners, .. } => {
+///                 self.served.push(format!("{claim} on {listeners:?}"))
+///             }
+///             // Deletion is instant in this cloud: report it at once.
+///             Decision::DeleteLb { lb } => reports.report(Event::LbDeleted(lb)),
+///             _ => {}
+///         }
+///     }
+/// }
+///
+/// let mut config = Config::with_builtin("aws-nlb", "best-fit".parse()?)?;
+/// config.idle_timeout_ms = 60_000;
+/// let mut alloc = Allocator::new(config)?;
+/// let mut cloud = Cloud::default();
+/// let web = Claim::new("shop/web", vec![PortRequest::Fixed(Listener::tcp(443).unwrap())])?;
+/// alloc.drive(Time(0), Event::ClaimAdded(web.clone()), &mut cloud)?;
+/// // The LB finishes provisioning: report it.
+/// let lb = cloud.provisioning.pop().unwrap();
+/// alloc.drive(Time(30_000), Event::LbReady(lb), &mut cloud)?;
+/// // The claim leaves; the LB idles and the allocator asks to be woken at its timeout.
+/// let wake = alloc.drive(Time(40_000), Event::ClaimRemoved(web.id().clone()), &mut cloud)?;
+/// assert_eq!(wake, Some(Time(100_000)));
+/// alloc.drive(Time(100_000), Event::Tick, &mut cloud)?;
+/// assert!(alloc.lbs().is_empty(), "deleted at its idle timeout");
+/// # Ok::<(), sharedlb_allocator::Error>(())
+/// ```
 pub struct Allocator {
     pub(crate) config: Config,
-    pub(crate) policy: Box<dyn Policy>,
+    pub(crate) policy: Arc<dyn Policy>,
+    pub(crate) rules: PolicyRules,
     pub(crate) now: Time,
     pub(crate) next_lb: u64,
     pub(crate) next_seq: u64,
     pub(crate) lbs: BTreeMap<LbId, Lb>,
-    pub(crate) pools: BTreeMap<(PoolKey, usize), PoolIndex>,
-    pub(crate) slots: Vec<Option<Slot>>,
-    pub(crate) free_slots: Vec<u32>,
-    pub(crate) by_id: HashMap<ClaimId, u32>,
-    /// Retryable pending claims per tenant, in arrival order.
-    pub(crate) pending: BTreeMap<TenantId, BTreeSet<(u64, u32)>>,
-    pending_listeners: u32,
+    pub(crate) pool_ids: HashMap<(PoolKey, usize), u32>,
+    pub(crate) pools: Vec<Pool>,
+    pub(crate) claims: ClaimTable,
+    pub(crate) waiting: WaitQueue,
     pub(crate) usage: BTreeMap<TenantId, Usage>,
-    demand: HashMap<Listener, u32>,
-    hot: BTreeSet<(Reverse<u32>, Listener)>,
+    pub(crate) demand: HashMap<Listener, u32>,
+    pub(crate) hot: BTreeSet<(Reverse<u32>, Listener)>,
     pub(crate) idle: BTreeSet<(Time, LbId)>,
-    lbs_per_profile: Vec<u32>,
-    pub(crate) provisioning: u32,
+    pub(crate) totals: Totals,
+    /// What changed since waiting claims were last tried: which of them to retry.
+    pub(crate) retry: RetryScope,
+    pub(crate) inherited: Inherited,
+    /// The capacity and per-listener lower bounds of the placed claims.
+    pub(crate) bound: crate::bounds::LiveBound,
+    /// Buffers `drive` reuses, so a decision costs no allocation in steady state.
+    pub(crate) out: Vec<Decision>,
+    pub(crate) reports: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for Allocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Allocator")
+            .field("policy", &self.policy)
+            .field("now", &self.now)
+            .field("lbs", &self.lbs.len())
+            .field("claims", &self.claims.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Allocator {
-    /// A new, empty allocator.
+    /// A new, empty allocator with the configuration's policy.
     pub fn new(config: Config) -> Result<Allocator, Error> {
+        let policy = config.policy.build();
+        Allocator::with_policy(config, policy)
+    }
+
+    /// A new, empty allocator with a policy of your own (the configuration's `policy`
+    /// field then only names it in snapshots).
+    pub fn with_policy(config: Config, policy: Arc<dyn Policy>) -> Result<Allocator, Error> {
         config.validate()?;
+        let rules = policy.rules();
+        if rules.max_claims_per_lb == Some(0) {
+            return Err(Error::InvalidConfig(
+                "a policy must allow at least one claim per LB".into(),
+            ));
+        }
         let n = config.profiles.len();
+        let bound = crate::bounds::LiveBound::new(&config);
         Ok(Allocator {
-            policy: config.policy.build(),
+            policy,
+            rules,
+            bound,
             config,
             now: Time(0),
             next_lb: 1,
             next_seq: 0,
             lbs: BTreeMap::new(),
-            pools: BTreeMap::new(),
-            slots: Vec::new(),
-            free_slots: Vec::new(),
-            by_id: HashMap::new(),
-            pending: BTreeMap::new(),
-            pending_listeners: 0,
+            pool_ids: HashMap::new(),
+            pools: Vec::new(),
+            claims: ClaimTable::default(),
+            waiting: WaitQueue::default(),
             usage: BTreeMap::new(),
             demand: HashMap::new(),
             hot: BTreeSet::new(),
             idle: BTreeSet::new(),
-            lbs_per_profile: vec![0; n],
-            provisioning: 0,
+            totals: Totals {
+                lbs_per_profile: vec![0; n],
+                billed_per_profile: vec![0; n],
+                ..Totals::default()
+            },
+            retry: RetryScope::Nothing,
+            inherited: Inherited::default(),
+            out: Vec::new(),
+            reports: VecDeque::new(),
         })
     }
 
@@ -135,30 +332,48 @@ impl Allocator {
         self.now
     }
 
-    /// Applies one event at logical time `now` and returns what to do.
-    pub fn handle(&mut self, now: Time, event: Event) -> Result<Vec<Decision>, Error> {
+    /// When the allocator next wants an [`Event::Tick`]: an idle LB's timeout, or `now`
+    /// when waiting claims are due a retry (after a restore). `None`: nothing is due.
+    pub fn next_wakeup(&self) -> Option<Time> {
+        let idle = self
+            .idle
+            .iter()
+            .next()
+            .map(|&(t, _)| t.plus_ms(self.idle_timeout_ms()));
+        let retry = (self.retry.is_due() && !self.waiting.is_empty()).then_some(self.now);
+        match (idle, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Applies one event at `now`, appending the decisions to `out`. Refused events change
+    /// nothing. Only [`Allocator::drive`] calls this, so no decision goes unhandled.
+    pub(crate) fn handle(
+        &mut self,
+        now: Time,
+        event: Event,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), Error> {
         if now < self.now {
             return Err(Error::TimeWentBackwards {
                 now,
                 last: self.now,
             });
         }
-        // Check before mutating anything, so a rejected event leaves no trace.
         match &event {
             Event::ClaimAdded(c) => {
-                c.validate()?;
-                if self.by_id.contains_key(&c.id) {
-                    return Err(Error::DuplicateClaim(c.id.clone()));
+                if self.claims.find(c.id()).is_some() {
+                    return Err(Error::DuplicateClaim(c.id().clone()));
                 }
             }
             Event::ClaimUpdated(c) => {
-                c.validate()?;
-                if !self.by_id.contains_key(&c.id) {
-                    return Err(Error::UnknownClaim(c.id.clone()));
+                if self.claims.find(c.id()).is_none() {
+                    return Err(Error::UnknownClaim(c.id().clone()));
                 }
             }
             Event::ClaimRemoved(id) => {
-                if !self.by_id.contains_key(id) {
+                if self.claims.find(id).is_none() {
                     return Err(Error::UnknownClaim(id.clone()));
                 }
             }
@@ -167,173 +382,158 @@ impl Allocator {
                     return Err(Error::UnknownLb(*lb));
                 }
             }
-            Event::Tick => {}
+            Event::Tick | Event::Consolidate { .. } => {}
         }
         self.now = now;
-        let mut out = Vec::new();
         match event {
-            Event::ClaimAdded(c) => self.add_claim(c, &mut out),
-            Event::ClaimRemoved(id) => {
-                self.remove_claim(&id, &mut out);
-                self.retry_pending(&mut out);
-            }
-            Event::ClaimUpdated(c) => {
-                self.update_claim(c, &mut out);
-                self.retry_pending(&mut out);
-            }
-            Event::LbReady(lb) => {
-                if let Some(l) = self.lbs.get_mut(&lb)
-                    && l.state == LbState::Provisioning
-                {
-                    l.state = LbState::Ready;
-                    self.provisioning -= 1;
-                    self.retry_pending(&mut out);
-                }
-            }
-            Event::LbFailed(lb) | Event::LbDeleted(lb) => {
-                self.drop_lb(lb, &mut out);
-                self.retry_pending(&mut out);
-            }
-            Event::Tick => {}
+            Event::ClaimAdded(c) => self.add_claim(c, out),
+            Event::ClaimRemoved(id) => self.remove_claim(&id, out),
+            Event::ClaimUpdated(c) => self.update_claim(c, out),
+            Event::LbReady(lb) => self.lb_ready(lb),
+            Event::LbFailed(lb) | Event::LbDeleted(lb) => self.drop_lb(lb, out),
+            // Time passing may have changed why claims wait (a restore, an idle LB now
+            // due): retry them.
+            Event::Tick => self.retry = RetryScope::Everything,
+            Event::Consolidate { max_moves } => self.consolidate(max_moves as usize, out),
         }
-        self.expire_idle(&mut out);
-        Ok(out)
-    }
-
-    /// When the allocator next wants a [`Event::Tick`] (an idle LB's timeout), if ever.
-    pub fn next_wakeup(&self) -> Option<Time> {
-        self.idle
-            .iter()
-            .next()
-            .map(|&(t, _)| t.plus_ms(self.config.idle_timeout_ms))
+        // Retry first, so a waiting claim takes an idle LB before it expires; deleting an
+        // LB that was still provisioning frees a provisioning slot, so retry again then.
+        while self.retry.is_due() {
+            self.retry_waiting(out);
+            self.expire_idle(out);
+        }
+        self.expire_idle(out);
+        Ok(())
     }
 
     // ---------------------------------------------------------------- claims
 
-    fn alloc_slot(&mut self, slot: Slot) -> u32 {
-        if let Some(k) = self.free_slots.pop() {
-            self.slots[k as usize] = Some(slot);
-            k
-        } else {
-            self.slots.push(Some(slot));
-            (self.slots.len() - 1) as u32
-        }
-    }
-
-    pub(crate) fn slot(&self, k: u32) -> &Slot {
-        self.slots[k as usize]
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("live slot index"))
-    }
-
-    fn slot_mut(&mut self, k: u32) -> &mut Slot {
-        self.slots[k as usize]
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("live slot index"))
-    }
-
-    /// Inserts a claim record without placing it (used by add and restore).
-    pub(crate) fn insert_slot(&mut self, claim: Claim, seq: u64, place: Place) -> u32 {
+    /// Stores a claim without placing it (add and restore).
+    pub(crate) fn insert_claim(&mut self, claim: Claim, seq: u64, place: Place) -> u32 {
         for l in claim.fixed_listeners() {
             self.bump_demand(l, 1);
         }
-        let id = claim.id.clone();
-        let k = self.alloc_slot(Slot { claim, seq, place });
-        self.by_id.insert(id, k);
+        self.usage.entry(claim.tenant().clone()).or_default();
+        let k = self.claims.insert(Slot {
+            claim,
+            seq,
+            place: Place::Unplaced,
+        });
+        self.account(k, Books::Add);
+        self.set_place(k, place);
         k
     }
 
     fn add_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let k = self.insert_slot(claim, seq, Place::Unplaced);
-        // Pending claims failed in the current state and an arrival frees nothing, so the
+        let k = self.insert_claim(claim, seq, Place::Unplaced);
+        // Waiting claims failed in the current state and an arrival frees nothing, so the
         // newcomer takes no capacity any of them could use: try it alone.
-        self.try_place(k, None, true, out);
+        self.try_place(k, Placement::Arrive, out);
     }
 
     fn remove_claim(&mut self, id: &ClaimId, out: &mut Vec<Decision>) {
-        let Some(k) = self.by_id.remove(id) else {
+        let Some(k) = self.claims.find(id) else {
             return;
         };
-        self.unqueue(k);
-        if let Place::Assigned { lb, .. } = self.slot(k).place {
+        if let Place::Assigned { lb, .. } = self.claims.get(k).place {
             self.release(k);
             out.push(Decision::Release {
                 claim: id.clone(),
                 lb,
             });
         }
-        let slot = self.slots[k as usize]
-            .take()
-            .unwrap_or_else(|| unreachable!());
+        self.account(k, Books::Remove);
+        let slot = self.claims.remove(k);
         for l in slot.claim.fixed_listeners() {
             self.bump_demand(l, -1);
         }
-        self.free_slots.push(k);
     }
 
     fn update_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
-        let k = self.by_id[&claim.id];
-        self.unqueue(k);
-        let old = self.slot(k).claim.clone();
-        for l in old.fixed_listeners() {
+        let k = self
+            .claims
+            .find(claim.id())
+            .unwrap_or_else(|| unreachable!("checked before"));
+        let old: Vec<Listener> = self.claims.get(k).claim.fixed_listeners().collect();
+        for l in old {
             self.bump_demand(l, -1);
         }
         for l in claim.fixed_listeners() {
             self.bump_demand(l, 1);
         }
-        let previous = match self.slot(k).place.clone() {
+        let old_count = self.claims.get(k).claim.listener_count();
+        let moved_tenant = self.claims.get(k).claim.tenant() != claim.tenant();
+        let previous = match self.claims.get(k).place.clone() {
             Place::Assigned { lb, listeners } => {
                 self.release(k);
                 Some((lb, listeners))
             }
             Place::Pending(_) | Place::Unplaced => None,
         };
-        self.slot_mut(k).claim = claim;
+        // The books hold the old claim's tenant and size: take it out, swap, put it back.
+        self.account(k, Books::Remove);
+        self.usage.entry(claim.tenant().clone()).or_default();
+        self.claims.get_mut(k).claim = claim;
+        self.claims.get_mut(k).place = Place::Unplaced;
+        self.account(k, Books::Add);
         if let Some((lb, listeners)) = previous {
             // Stay where it is, keeping automatic ports, when the LB still takes it.
-            if self.try_place(k, Some((lb, &listeners)), false, out) {
+            let stay = Placement::Stay {
+                lb,
+                prefer: &listeners,
+                grows: self.claims.get(k).claim.listener_count() > old_count || moved_tenant,
+            };
+            if self.try_place(k, stay, out) == Outcome::Placed {
                 return;
             }
             out.push(Decision::Release {
-                claim: self.slot(k).claim.id.clone(),
+                claim: self.claims.get(k).claim.id().clone(),
                 lb,
             });
-            self.try_place(k, None, true, out);
-        } else {
-            self.slot_mut(k).place = Place::Unplaced;
-            self.try_place(k, None, true, out);
         }
+        self.try_place(k, Placement::Arrive, out);
     }
 
-    fn unqueue(&mut self, k: u32) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let slot = self.slots[k as usize]
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("live slot index"));
-        let (seq, n) = (slot.seq, slot.claim.listener_count());
-        if let Some(q) = self.pending.get_mut(&slot.claim.tenant)
-            && q.remove(&(seq, k))
-        {
-            self.pending_listeners -= n;
-            if q.is_empty() {
-                self.pending.remove(&slot.claim.tenant);
-            }
-        }
+    /// Changes a slot's place, keeping its tenant's waiting counts and the retry queue in
+    /// step.
+    pub(crate) fn set_place(&mut self, k: u32, place: Place) {
+        self.account(k, Books::Remove);
+        self.claims.get_mut(k).place = place;
+        self.account(k, Books::Add);
     }
 
-    pub(crate) fn enqueue(&mut self, k: u32) {
-        let slot = self.slot(k);
+    /// Adds or removes what a slot's current place contributes to the books: a waiting
+    /// claim counts for its tenant, and a retryable one is queued.
+    fn account(&mut self, k: u32, books: Books) {
+        let slot = self.claims.get(k);
+        let queued = match slot.place {
+            Place::Assigned { .. } => return,
+            Place::Pending(r) => !r.is_permanent(),
+            Place::Unplaced => true,
+        };
         let (tenant, seq, n) = (
-            slot.claim.tenant.clone(),
+            slot.claim.tenant().clone(),
             slot.seq,
             slot.claim.listener_count(),
         );
-        if self.pending.entry(tenant).or_default().insert((seq, k)) {
-            self.pending_listeners += n;
+        let u = self.usage.entry(tenant.clone()).or_default();
+        match books {
+            Books::Add => {
+                u.waiting_claims += 1;
+                u.waiting_listeners += n;
+                if queued {
+                    self.waiting.push(&tenant, seq, k, n);
+                }
+            }
+            Books::Remove => {
+                u.waiting_claims -= 1;
+                u.waiting_listeners -= n;
+                if queued {
+                    self.waiting.remove(&tenant, seq, k, n);
+                }
+            }
         }
     }
 
@@ -351,567 +551,78 @@ impl Allocator {
         }
     }
 
-    // ---------------------------------------------------------------- placement
-
-    /// The pool a claim belongs to under the current policy.
-    pub(crate) fn pool_of(&self, claim: &Claim) -> PoolKey {
-        PoolKey::of(claim, self.policy.dedicated())
-    }
-
-    /// Profiles that can hold the claim at all, or why none can.
-    fn eligible_profiles(&self, claim: &Claim) -> Result<Vec<usize>, (PendingReason, String)> {
-        let candidates: Vec<usize> = match &claim.profile {
-            Some(name) => match self.config.profile_index(name) {
-                Some(i) => vec![i],
-                None => {
-                    return Err((
-                        PendingReason::Unsupported,
-                        format!("profile {name} is not configured"),
-                    ));
-                }
-            },
-            None => (0..self.config.profiles.len()).collect(),
-        };
-        let mut too_large = None;
-        let mut unsupported = None;
-        let mut ok = Vec::new();
-        for i in candidates {
-            let p = &self.config.profiles[i];
-            if let Some(r) = claim.ports.iter().find(|r| !p.supports(r.protocol())) {
-                unsupported.get_or_insert(format!("{} does not support {}", p.name, r.protocol()));
-                continue;
-            }
-            if !p.mixed_protocols
-                && claim
-                    .ports
-                    .iter()
-                    .any(|r| r.protocol() != claim.ports[0].protocol())
-            {
-                unsupported.get_or_insert(format!("{} cannot mix protocols on one LB", p.name));
-                continue;
-            }
-            if let Some(l) = claim.fixed_listeners().find(|l| p.is_reserved(l.port)) {
-                unsupported.get_or_insert(format!("{} reserves port {}", p.name, l.port));
-                continue;
-            }
-            if !p.shared_port_numbers {
-                let mut ports: Vec<_> = claim.fixed_listeners().map(|l| l.port).collect();
-                ports.sort_unstable();
-                if ports.windows(2).any(|w| w[0] == w[1]) {
-                    unsupported.get_or_insert(format!(
-                        "{} cannot hold one port number for two protocols",
-                        p.name
-                    ));
-                    continue;
-                }
-            }
-            let any = claim.ports.iter().filter(|r| r.fixed().is_none()).count() as u32;
-            if claim.listener_count() > p.max_listeners || any > p.auto_ports.len() {
-                too_large.get_or_insert(format!(
-                    "{} listeners asked, {} holds {}",
-                    claim.listener_count(),
-                    p.name,
-                    p.max_listeners
-                ));
-                continue;
-            }
-            ok.push(i);
-        }
-        if !ok.is_empty() {
-            return Ok(ok);
-        }
-        Err(match (unsupported, too_large) {
-            (_, Some(m)) => (PendingReason::TooLarge, m),
-            (Some(m), None) => (PendingReason::Unsupported, m),
-            (None, None) => (PendingReason::Unsupported, "no profile".into()),
-        })
-    }
-
-    fn quota_check(&self, claim: &Claim, new_dedicated: bool) -> Result<(), String> {
-        let q = self.config.tenant(&claim.tenant).quota;
-        let u = self.usage.get(&claim.tenant).copied().unwrap_or_default();
-        if let Some(m) = q.max_listeners
-            && u.listeners + claim.listener_count() > m
-        {
-            return Err(format!(
-                "tenant {} holds {} of {m} listeners, asks {} more",
-                claim.tenant,
-                u.listeners,
-                claim.listener_count()
-            ));
-        }
-        if let Some(m) = q.max_claims
-            && u.claims + 1 > m
-        {
-            return Err(format!("tenant {} has {m} of {m} claims", claim.tenant));
-        }
-        if new_dedicated
-            && let Some(m) = q.max_dedicated_lbs
-            && u.dedicated_lbs + 1 > m
-        {
-            return Err(format!(
-                "tenant {} has {m} of {m} dedicated LBs",
-                claim.tenant
-            ));
-        }
-        Ok(())
-    }
-
-    /// The listeners `claim` would get on `lb`, or why not.
-    pub(crate) fn plan_on(
-        &self,
-        lb: LbId,
-        claim: &Claim,
-        strict: bool,
-        prefer: Option<&[Listener]>,
-    ) -> Result<Vec<Listener>, Misfit> {
-        let l = &self.lbs[&lb];
-        if l.state == LbState::Draining || (l.pool.is_dedicated() && l.claims > 0) {
-            return Err(Misfit::Capacity);
-        }
-        l.plan(&self.config.profiles[l.profile], claim, strict, prefer)
-    }
-
-    /// Tries to place slot `k`. `stay` = only try this LB (claim update). Records the
-    /// outcome in the slot, emits decisions, and queues the claim when it must wait
-    /// (`queue`). Returns whether it was placed.
-    fn try_place(
-        &mut self,
-        k: u32,
-        stay: Option<(LbId, &[Listener])>,
-        queue: bool,
-        out: &mut Vec<Decision>,
-    ) -> bool {
-        match self.find_place(k, stay, None, false) {
-            Ok((lb, listeners, created)) => {
-                if let Some(profile) = created {
-                    let pool = self.pool_of(&self.slot(k).claim);
-                    let lb_id = self.create_lb(profile, pool);
-                    debug_assert_eq!(lb_id, lb);
-                    out.push(Decision::CreateLb {
-                        lb,
-                        profile: self.config.profiles[profile].name.clone(),
-                    });
-                }
-                self.assign(k, lb, listeners.clone());
-                out.push(Decision::Assign {
-                    claim: self.slot(k).claim.id.clone(),
-                    lb,
-                    listeners,
-                });
-                true
-            }
-            Err(Wait::Stay) => false,
-            Err(Wait::Pending(reason, message, delete)) => {
-                if let Some(lb) = delete {
-                    self.start_delete(lb, out);
-                }
-                let changed = self.slot(k).place != Place::Pending(reason);
-                self.slot_mut(k).place = Place::Pending(reason);
-                if queue && !reason.is_permanent() {
-                    self.enqueue(k);
-                }
-                if changed {
-                    out.push(Decision::Pending {
-                        claim: self.slot(k).claim.id.clone(),
-                        reason,
-                        message,
-                    });
-                }
-                false
-            }
-        }
-    }
-
-    /// Where slot `k` would go: `(lb, listeners, Some(profile) if a new LB is needed)`.
-    /// Pure: changes nothing. `exclude` and `migrating` serve consolidation (no new LBs,
-    /// ready targets only).
-    pub(crate) fn find_place(
-        &self,
-        k: u32,
-        stay: Option<(LbId, &[Listener])>,
-        exclude: Option<&BTreeSet<LbId>>,
-        migrating: bool,
-    ) -> Result<(LbId, Vec<Listener>, Option<usize>), Wait> {
-        let claim = &self.slot(k).claim;
-        let strict = self.policy.strict_port_numbers();
-        let eligible = self.eligible_profiles(claim).map_err(|(r, m)| {
-            if stay.is_some() {
-                Wait::Stay
-            } else {
-                Wait::Pending(r, m, None)
-            }
-        })?;
-        let pool = self.pool_of(claim);
-        if let Some((lb, prefer)) = stay {
-            let same = self.lbs.get(&lb).is_some_and(|l| {
-                l.pool == pool
-                    && eligible.contains(&l.profile)
-                    && claim.pinned_lb.is_none_or(|p| p == lb)
-            });
-            if !same || self.quota_check(claim, false).is_err() {
-                return Err(Wait::Stay);
-            }
-            return self
-                .plan_on(lb, claim, strict, Some(prefer))
-                .map(|ls| (lb, ls, None))
-                .map_err(|_| Wait::Stay);
-        }
-        if !migrating && let Err(m) = self.quota_check(claim, false) {
-            return Err(Wait::Pending(PendingReason::QuotaExceeded, m, None));
-        }
-        if let Some(pin) = claim.pinned_lb {
-            let ok = self
-                .lbs
-                .get(&pin)
-                .is_some_and(|l| l.pool == pool && eligible.contains(&l.profile));
-            if !ok {
-                return Err(Wait::Pending(
-                    PendingReason::PinnedUnavailable,
-                    format!("pinned LB {pin} does not exist or is not in this claim's pool"),
-                    None,
-                ));
-            }
-            return match self.plan_on(pin, claim, strict, None) {
-                Ok(ls) => Ok((pin, ls, None)),
-                Err(m) => Err(Wait::Pending(
-                    PendingReason::PinnedUnavailable,
-                    format!("pinned LB {pin} cannot take the claim: {m:?}"),
-                    None,
-                )),
-            };
-        }
-        let pools: Vec<&PoolIndex> = eligible
-            .iter()
-            .filter_map(|&p| self.pools.get(&(pool.clone(), p)))
-            .collect();
-        let view = View {
-            alloc: self,
-            claim,
-            pools,
-            exclude,
-            ready_only: migrating,
-            strict,
-            probes: Cell::new(0),
-            seen: Cell::new(None),
-            last_fit: std::cell::RefCell::new(None),
-        };
-        if let Some(lb) = self.policy.choose(&view) {
-            let cached = view.last_fit.borrow_mut().take().filter(|(l, _)| *l == lb);
-            if let Some((_, ls)) = cached {
-                return Ok((lb, ls, None));
-            }
-            if let Ok(ls) = self.plan_on(lb, claim, strict, None) {
-                return Ok((lb, ls, None));
-            }
-        }
-        let seen = view.seen.get();
-        if migrating {
-            return Err(Wait::Stay);
-        }
-        // A new LB is needed.
-        let profile = self.policy.new_lb_profile(&view, &eligible);
-        drop(view);
-        if pool.is_dedicated()
-            && let Err(m) = self.quota_check(claim, true)
-        {
-            return Err(Wait::Pending(PendingReason::QuotaExceeded, m, None));
-        }
-        if let Some(max) = self.config.max_provisioning
-            && self.provisioning >= max
-        {
-            return Err(Wait::Pending(
-                PendingReason::WaitingForCapacity,
-                format!("{max} LBs are provisioning already (limit)"),
-                None,
-            ));
-        }
-        if let Some(why) = self.budget_blocks(profile) {
-            if let Some(&(_, idle)) = self.idle.iter().next() {
-                return Err(Wait::Pending(
-                    PendingReason::WaitingForCapacity,
-                    format!("{why}; deleting idle {idle} to make room"),
-                    Some(idle),
-                ));
-            }
-            return Err(match seen {
-                Some(Misfit::Conflict) => Wait::Pending(
-                    PendingReason::PortConflict,
-                    format!("every LB with room clashes with a fixed port, and {why}"),
-                    None,
-                ),
-                Some(Misfit::RangeFull) => Wait::Pending(
-                    PendingReason::PortRangeFull,
-                    format!("LBs with room have no free automatic port, and {why}"),
-                    None,
-                ),
-                _ => Wait::Pending(PendingReason::BudgetExhausted, why, None),
-            });
-        }
-        let lb = LbId(self.next_lb);
-        let fresh = Lb {
-            id: lb,
-            profile,
-            pool,
-            state: LbState::Provisioning,
-            used: BTreeMap::new(),
-            claims: 0,
-            idle_since: None,
-        };
-        match fresh.plan(&self.config.profiles[profile], claim, strict, None) {
-            Ok(ls) => Ok((lb, ls, Some(profile))),
-            Err(m) => Err(Wait::Pending(
-                PendingReason::Unsupported,
-                format!(
-                    "does not fit an empty {} LB: {m:?}",
-                    self.config.profiles[profile].name
-                ),
-                None,
-            )),
-        }
-    }
-
-    fn budget_blocks(&self, profile: usize) -> Option<String> {
-        let b = &self.config.budget;
-        if let Some(m) = b.max_lbs
-            && self.lbs.len() as u32 >= m
-        {
-            return Some(format!("the budget of {m} LBs is spent"));
-        }
-        if let Some(m) = b.max_cost_per_hour {
-            let now = self.cost_per_hour();
-            let add = self.config.profiles[profile].hourly_price;
-            if now + add > m + 1e-9 {
-                return Some(format!(
-                    "the budget of {m}/h is spent ({now:.4}/h in use, a new LB costs {add:.4}/h)"
-                ));
-            }
-        }
-        None
-    }
-
-    /// Cost per hour of all live LBs.
-    pub fn cost_per_hour(&self) -> f64 {
-        self.lbs_per_profile
-            .iter()
-            .zip(&self.config.profiles)
-            .map(|(&n, p)| f64::from(n) * p.hourly_price)
-            .sum()
-    }
-
-    pub(crate) fn create_lb(&mut self, profile: usize, pool: PoolKey) -> LbId {
-        let id = LbId(self.next_lb);
-        self.next_lb += 1;
-        self.insert_lb(Lb {
-            id,
-            profile,
-            pool,
-            state: LbState::Provisioning,
-            used: BTreeMap::new(),
-            claims: 0,
-            idle_since: None,
-        });
-        id
-    }
-
-    /// Adds an LB record and its index entries (used by create and restore).
-    pub(crate) fn insert_lb(&mut self, lb: Lb) {
-        self.lbs_per_profile[lb.profile] += 1;
-        if lb.state == LbState::Provisioning {
-            self.provisioning += 1;
-        }
-        if let PoolKey::Dedicated(t) = &lb.pool {
-            self.usage.entry(t.clone()).or_default().dedicated_lbs += 1;
-        }
-        if let Some(t) = lb.idle_since {
-            self.idle.insert((t, lb.id));
-        }
-        let id = lb.id;
-        self.lbs.insert(id, lb);
-        self.reindex(id, None);
-    }
-
-    /// Updates the pool index after `lb` changed; `before` is its free count before.
-    fn reindex(&mut self, id: LbId, before: Option<u32>) {
-        let l = &self.lbs[&id];
-        let free = l.free(&self.config.profiles[l.profile]);
-        let listed =
-            l.state != LbState::Draining && free > 0 && !(l.pool.is_dedicated() && l.claims > 0);
-        let key = (l.pool.clone(), l.profile);
-        let idx = self.pools.entry(key.clone()).or_default();
-        if let Some(b) = before {
-            idx.by_free.remove(&(b, id));
-        }
-        idx.by_id.remove(&id);
-        if listed {
-            idx.by_free.insert((free, id));
-            idx.by_id.insert(id);
-        }
-        if idx.by_id.is_empty() && idx.by_free.is_empty() {
-            self.pools.remove(&key);
-        }
-    }
-
-    fn free_of(&self, id: LbId) -> u32 {
-        let l = &self.lbs[&id];
-        l.free(&self.config.profiles[l.profile])
-    }
-
     /// Records slot `k` on `lb` with `listeners`.
-    pub(crate) fn assign(&mut self, k: u32, lb: LbId, listeners: Vec<Listener>) {
-        self.unqueue(k);
-        let before = self.free_of(lb);
-        let l = self.lbs.get_mut(&lb).unwrap_or_else(|| unreachable!());
-        for &x in &listeners {
-            l.used.insert(x, k);
+    pub(crate) fn assign(&mut self, k: u32, lb: LbId, listeners: Listeners) {
+        let n = listeners.len() as u32;
+        let profile_index = self.lbs[&lb].profile;
+        {
+            let profile = &self.config.profiles[profile_index];
+            let claim = &self.claims.get(k).claim;
+            let l = self
+                .lbs
+                .get_mut(&lb)
+                .unwrap_or_else(|| unreachable!("assign to a live LB"));
+            l.occupy(profile, claim, k, &listeners);
         }
-        l.claims += 1;
-        if let Some(t) = l.idle_since.take() {
-            self.idle.remove(&(t, lb));
-        }
-        self.reindex(lb, Some(before));
-        let tenant = &self.slots[k as usize]
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("live slot index"))
-            .claim
-            .tenant;
-        let u = match self.usage.get_mut(tenant) {
-            Some(u) => u,
-            None => self.usage.entry(tenant.clone()).or_default(),
-        };
-        u.listeners += listeners.len() as u32;
+        self.unidle(lb);
+        self.reindex(lb);
+        let claim = &self.claims.get(k).claim;
+        self.totals.baseline_nanos +=
+            crate::cost::nanos(self.config.dedicated_price_per_hour(claim));
+        self.bound.count(claim, 1);
+        let tenant = claim.tenant().clone();
+        let u = self.usage.entry(tenant).or_default();
+        u.listeners += n;
         u.claims += 1;
-        self.slot_mut(k).place = Place::Assigned { lb, listeners };
+        self.totals.listeners_used += u64::from(n);
+        self.totals.placed += 1;
+        self.set_place(k, Place::Assigned { lb, listeners });
     }
 
-    /// Frees slot `k`'s listeners; the slot is left pending (caller decides what next).
+    /// Frees slot `k`'s listeners; the slot is left unplaced (the caller decides what next).
     pub(crate) fn release(&mut self, k: u32) {
-        let Place::Assigned { lb, listeners } = self.slot(k).place.clone() else {
+        let Place::Assigned { lb, listeners } = self.claims.get(k).place.clone() else {
             return;
         };
-        let before = self.free_of(lb);
+        let n = listeners.len() as u32;
         let now = self.now;
-        let l = self.lbs.get_mut(&lb).unwrap_or_else(|| unreachable!());
-        for x in &listeners {
-            l.used.remove(x);
+        {
+            let profile = &self.config.profiles[self.lbs[&lb].profile];
+            let l = self
+                .lbs
+                .get_mut(&lb)
+                .unwrap_or_else(|| unreachable!("release from a live LB"));
+            l.vacate(profile, &listeners);
+            if l.claims == 0 && l.state != LbState::Draining {
+                l.idle_since = Some(now);
+                self.idle.insert((now, lb));
+            }
         }
-        l.claims -= 1;
-        if l.claims == 0 && l.state != LbState::Draining {
-            l.idle_since = Some(now);
-            self.idle.insert((now, lb));
-        }
-        self.reindex(lb, Some(before));
-        let tenant = &self.slots[k as usize]
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("live slot index"))
-            .claim
-            .tenant;
+        self.reindex(lb);
+        let claim = &self.claims.get(k).claim;
+        self.totals.baseline_nanos -=
+            crate::cost::nanos(self.config.dedicated_price_per_hour(claim));
+        self.bound.count(claim, -1);
+        let tenant = claim.tenant().clone();
         let u = self
             .usage
-            .get_mut(tenant)
+            .get_mut(&tenant)
             .unwrap_or_else(|| unreachable!("a placed claim's tenant has usage"));
-        u.listeners -= listeners.len() as u32;
+        u.listeners -= n;
         u.claims -= 1;
-        self.slot_mut(k).place = Place::Unplaced;
-    }
-
-    /// Removes an LB; its claims are released (with `Release` decisions) and queued again.
-    fn drop_lb(&mut self, id: LbId, out: &mut Vec<Decision>) {
-        let mut on: Vec<u32> = self.lbs[&id].used.values().copied().collect();
-        on.sort_unstable_by_key(|&k| self.slot(k).seq);
-        on.dedup();
-        for k in on {
-            self.release(k);
-            out.push(Decision::Release {
-                claim: self.slot(k).claim.id.clone(),
-                lb: id,
-            });
-            self.enqueue(k);
+        self.totals.listeners_used -= u64::from(n);
+        self.totals.placed -= 1;
+        self.set_place(k, Place::Unplaced);
+        let pool = self.lbs[&lb].pool;
+        self.retry.gained_room(pool, lb);
+        let budgeted =
+            self.config.budget.max_lbs.is_some() || self.config.budget.max_cost_per_hour.is_some();
+        if budgeted && self.lbs[&lb].idle_since.is_some() {
+            // An idle LB can be deleted to make room for a claim of any pool.
+            self.retry = RetryScope::Everything;
         }
-        let before = self.free_of(id);
-        let l = self.lbs.remove(&id).unwrap_or_else(|| unreachable!());
-        if let Some(idx) = self.pools.get_mut(&(l.pool.clone(), l.profile)) {
-            idx.by_free.remove(&(before, id));
-            idx.by_id.remove(&id);
-            if idx.by_id.is_empty() && idx.by_free.is_empty() {
-                self.pools.remove(&(l.pool.clone(), l.profile));
-            }
-        }
-        if let Some(t) = l.idle_since {
-            self.idle.remove(&(t, id));
-        }
-        self.lbs_per_profile[l.profile] -= 1;
-        if l.state == LbState::Provisioning {
-            self.provisioning -= 1;
-        }
-        if let PoolKey::Dedicated(t) = &l.pool
-            && let Some(u) = self.usage.get_mut(t)
-        {
-            u.dedicated_lbs -= 1;
-        }
-    }
-
-    pub(crate) fn mark_idle(&mut self, id: LbId, now: Time) {
-        if let Some(l) = self.lbs.get_mut(&id) {
-            l.idle_since = Some(now);
-            self.idle.insert((now, id));
-        }
-    }
-
-    fn start_delete(&mut self, id: LbId, out: &mut Vec<Decision>) {
-        let before = self.free_of(id);
-        let l = self.lbs.get_mut(&id).unwrap_or_else(|| unreachable!());
-        if l.state == LbState::Provisioning {
-            self.provisioning -= 1;
-        }
-        l.state = LbState::Draining;
-        if let Some(t) = l.idle_since.take() {
-            self.idle.remove(&(t, id));
-        }
-        self.reindex(id, Some(before));
-        out.push(Decision::DeleteLb { lb: id });
-    }
-
-    pub(crate) fn expire_idle(&mut self, out: &mut Vec<Decision>) {
-        let timeout = self.config.idle_timeout_ms;
-        while let Some(&(t, lb)) = self.idle.iter().next() {
-            if t.plus_ms(timeout) > self.now {
-                break;
-            }
-            self.start_delete(lb, out);
-        }
-    }
-
-    /// Tries pending claims again, weighted max-min fair: the tenant with the least
-    /// listeners per unit of weight goes first; within a tenant, arrival order.
-    fn retry_pending(&mut self, out: &mut Vec<Decision>) {
-        let mut queues: BTreeMap<TenantId, VecDeque<u32>> = self
-            .pending
-            .iter()
-            .map(|(t, q)| (t.clone(), q.iter().map(|&(_, k)| k).collect()))
-            .collect();
-        loop {
-            let mut best: Option<(&TenantId, u64, u64)> = None;
-            for (t, q) in &queues {
-                if q.is_empty() {
-                    continue;
-                }
-                let used = u64::from(self.usage.get(t).map_or(0, |u| u.listeners));
-                let w = u64::from(self.config.tenant(t).weight);
-                // used/w < bu/bw  <=>  used*bw < bu*w
-                if best.is_none_or(|(_, bu, bw)| used * bw < bu * w) {
-                    best = Some((t, used, w));
-                }
-            }
-            let Some((t, _, _)) = best else { break };
-            let t = t.clone();
-            let k = queues
-                .get_mut(&t)
-                .and_then(VecDeque::pop_front)
-                .unwrap_or_else(|| unreachable!());
-            self.unqueue(k);
-            self.try_place(k, None, true, out);
-        }
+        self.retry.freed_usage(&tenant);
+        self.forget_inherited_limits(&tenant);
     }
 
     // ---------------------------------------------------------------- queries
@@ -921,34 +632,33 @@ impl Allocator {
     }
 
     pub(crate) fn lb_free(&self, lb: LbId) -> u32 {
-        self.free_of(lb)
+        self.lbs
+            .get(&lb)
+            .map_or(0, |l| l.free(&self.config.profiles[l.profile]))
     }
 
     pub(crate) fn lb_claims(&self, lb: LbId) -> u32 {
-        self.lbs[&lb].claims
+        self.lbs.get(&lb).map_or(0, |l| l.claims)
     }
 
     pub(crate) fn lb_listener_free(&self, lb: LbId, l: Listener) -> bool {
-        let x = &self.lbs[&lb];
-        !x.clashes(&self.config.profiles[x.profile], l, false)
+        self.lbs
+            .get(&lb)
+            .is_some_and(|x| !x.rule.occupied(&x.used, l))
     }
 
-    pub(crate) fn hot_listeners(&self, n: usize) -> Vec<(Listener, u32)> {
-        self.hot
-            .iter()
-            .take(n)
-            .map(|&(Reverse(c), l)| (l, c))
-            .collect()
+    pub(crate) fn hot_listeners(&self) -> impl Iterator<Item = (Listener, u32)> + '_ {
+        self.hot.iter().map(|&(Reverse(c), l)| (l, c))
     }
 
     pub(crate) fn pending_listeners(&self) -> u32 {
-        self.pending_listeners
+        self.waiting.listeners
     }
 
-    /// The LB and listeners of a placed claim; `None` if pending or unknown.
+    /// The LB and listeners of a placed claim; `None` if waiting or unknown.
     pub fn placement(&self, id: &ClaimId) -> Option<(LbId, &[Listener])> {
-        let k = *self.by_id.get(id)?;
-        match &self.slot(k).place {
+        let k = self.claims.find(id)?;
+        match &self.claims.get(k).place {
             Place::Assigned { lb, listeners } => Some((*lb, listeners)),
             Place::Pending(_) | Place::Unplaced => None,
         }
@@ -956,8 +666,8 @@ impl Allocator {
 
     /// Why a claim waits; `None` if placed or unknown.
     pub fn pending_reason(&self, id: &ClaimId) -> Option<PendingReason> {
-        let k = *self.by_id.get(id)?;
-        match self.slot(k).place {
+        let k = self.claims.find(id)?;
+        match self.claims.get(k).place {
             Place::Pending(r) => Some(r),
             Place::Unplaced => Some(PendingReason::WaitingForCapacity),
             Place::Assigned { .. } => None,
@@ -966,17 +676,17 @@ impl Allocator {
 
     /// A claim as last given.
     pub fn claim(&self, id: &ClaimId) -> Option<&Claim> {
-        self.by_id.get(id).map(|&k| &self.slot(k).claim)
+        self.claims.find(id).map(|k| &self.claims.get(k).claim)
     }
 
     /// Every claim in arrival order, with its LB and listeners or its pending reason.
     pub fn claims(&self) -> Vec<(&Claim, ClaimPlace<'_>)> {
-        let mut v: Vec<&Slot> = self.slots.iter().flatten().collect();
-        v.sort_by_key(|s| s.seq);
-        v.into_iter()
-            .map(|s| {
+        self.claims
+            .in_arrival_order()
+            .into_iter()
+            .map(|(_, s)| {
                 let p = match &s.place {
-                    Place::Assigned { lb, listeners } => Ok((*lb, listeners.as_slice())),
+                    Place::Assigned { lb, listeners } => Ok((*lb, &listeners[..])),
                     Place::Pending(r) => Err(*r),
                     Place::Unplaced => Err(PendingReason::WaitingForCapacity),
                 };
@@ -985,18 +695,19 @@ impl Allocator {
             .collect()
     }
 
-    /// Number of live claims (placed or pending).
+    /// Number of live claims (placed or waiting).
     pub fn claim_count(&self) -> usize {
-        self.by_id.len()
+        self.claims.len()
+    }
+
+    /// Number of placed claims.
+    pub fn placed_count(&self) -> usize {
+        self.totals.placed as usize
     }
 
     /// Number of claims waiting.
     pub fn pending_count(&self) -> usize {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|s| !matches!(s.place, Place::Assigned { .. }))
-            .count()
+        self.claims.len() - self.totals.placed as usize
     }
 
     /// Live LBs (any state), in id order.
@@ -1011,39 +722,70 @@ impl Allocator {
         Some(LbInfo {
             id,
             profile: p.name.clone(),
-            pool: l.pool.clone(),
+            pool: self.pools[l.pool as usize].key.clone(),
             state: l.state,
             listeners: l
                 .used
                 .iter()
-                .map(|(&x, &k)| (x, self.slot(k).claim.id.clone()))
+                .map(|(&x, &k)| (x, self.claims.get(k).claim.id().clone()))
                 .collect(),
             capacity: p.max_listeners,
             idle_since: l.idle_since,
         })
     }
 
-    /// Number of live LBs and how many are in each state.
+    /// The claims on an LB, in listener order, each once.
+    pub fn claims_on(&self, id: LbId) -> Vec<ClaimId> {
+        let Some(l) = self.lbs.get(&id) else {
+            return Vec::new();
+        };
+        let mut seen = BTreeSet::new();
+        l.used
+            .values()
+            .filter(|&&k| seen.insert(k))
+            .map(|&k| self.claims.get(k).claim.id().clone())
+            .collect()
+    }
+
+    /// Number of live LBs in each state.
     pub fn lb_counts(&self) -> BTreeMap<LbState, usize> {
-        let mut m = BTreeMap::new();
-        for l in self.lbs.values() {
-            *m.entry(l.state).or_insert(0) += 1;
-        }
-        m
+        let total: u32 = self.totals.lbs_per_profile.iter().sum();
+        let ready = total - self.totals.provisioning - self.totals.draining;
+        [
+            (LbState::Provisioning, self.totals.provisioning),
+            (LbState::Ready, ready),
+            (LbState::Draining, self.totals.draining),
+        ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .map(|(s, n)| (s, n as usize))
+        .collect()
+    }
+
+    /// Live LBs per profile, in configuration order.
+    pub fn lbs_per_profile(&self) -> &[u32] {
+        &self.totals.lbs_per_profile
+    }
+
+    /// Number of live LBs holding at least one claim.
+    pub fn lbs_with_claims(&self) -> usize {
+        self.lbs.len() - self.idle.len() - self.totals.draining as usize
     }
 
     /// Listeners in use over all LBs.
     pub fn listeners_used(&self) -> u64 {
-        self.lbs.values().map(|l| l.used.len() as u64).sum()
+        self.totals.listeners_used
     }
 
     /// Listener capacity over all non-draining LBs.
     pub fn listener_capacity(&self) -> u64 {
-        self.lbs
-            .values()
-            .filter(|l| l.state != LbState::Draining)
-            .map(|l| u64::from(self.config.profiles[l.profile].max_listeners))
-            .sum()
+        self.totals.capacity
+    }
+
+    /// The capacity and per-listener lower bounds on LBs for the placed claims (see
+    /// [`crate::bounds`]), kept as counters: O(1).
+    pub fn lower_bound(&self) -> crate::bounds::LowerBound {
+        self.bound.get()
     }
 
     /// A tenant's usage.
@@ -1051,21 +793,8 @@ impl Allocator {
         self.usage.get(t).copied().unwrap_or_default()
     }
 
-    /// Every tenant with usage or claims, with its usage.
-    pub fn tenants(&self) -> BTreeMap<TenantId, Usage> {
-        let mut m = self.usage.clone();
-        for s in self.slots.iter().flatten() {
-            m.entry(s.claim.tenant.clone()).or_default();
-        }
-        m
+    /// Every tenant that has or had claims, with its usage.
+    pub fn tenants(&self) -> &BTreeMap<TenantId, Usage> {
+        &self.usage
     }
-}
-
-/// Why `find_place` found nothing.
-#[derive(Debug)]
-pub(crate) enum Wait {
-    /// Staying put (update) or migrating was not possible; no pending state implied.
-    Stay,
-    /// Pending with a reason and message; optionally an idle LB to delete to make room.
-    Pending(PendingReason, String, Option<LbId>),
 }

@@ -1,12 +1,27 @@
 //! Lower bounds on the number of LBs a set of claims needs: packing is judged against them.
+//!
+//! **The lower bound** of a set of claims is the fewest LBs any packing needs, summed over
+//! sharing pools (claims that may share: the claims' own sharing rules, whatever the policy),
+//! each pool needing at least the largest of
+//! - by capacity: ⌈listeners / capacity⌉ (per protocol where LBs cannot mix protocols);
+//! - by listener: the most claims asking for one same listener (or port number, where one
+//!   port number cannot carry two protocols) — they need as many LBs;
+//! - by clique: the largest set of claims that pairwise clash ([`lower_bound`] only).
+//!
+//! It is taken over the claims actually placed and with the most permissive profile the
+//! configuration offers ([`bound_profile`]), so a packing never beats it. The allocator keeps
+//! the first two as counters updated with every placement ([`crate::Allocator::lower_bound`]);
+//! the clique bound costs a graph and is computed on demand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use petgraph::graphmap::UnGraphMap;
 use serde::{Deserialize, Serialize};
 
-use crate::lb::PoolKey;
-use crate::model::{Claim, Listener, Port, Protocol};
+use crate::config::Config;
+use crate::lb::{PoolKey, Pooling};
+use crate::model::{Claim, Protocol};
+use crate::ports::{ClashKey, PortRule};
 use crate::profile::LbProfile;
 
 /// Most conflict-graph edges the clique bound builds; past it only the cheaper bounds count.
@@ -19,26 +34,172 @@ pub struct LowerBound {
     pub by_capacity: u64,
     /// The most claims that need one same fixed listener.
     pub by_listener: u64,
-    /// The largest clique found in the conflict graph.
+    /// The largest clique found in the conflict graph (0 when not computed).
     pub by_clique: u64,
     /// The bound: per pool the largest of the three, summed over pools.
     pub total: u64,
 }
 
-/// The key two clashing listeners share under the profile's rules.
-fn clash_key(p: &LbProfile, l: Listener) -> (Option<Protocol>, Port) {
-    if p.shared_port_numbers {
-        (Some(l.protocol), l.port)
-    } else {
-        (None, l.port)
+/// The most permissive profile of a configuration: the most listeners, protocols mixed and
+/// port numbers shared if any profile allows it. A bound for it holds for every profile.
+pub fn bound_profile(config: &Config) -> LbProfile {
+    let mut p = config.profiles[0].clone();
+    for q in &config.profiles[1..] {
+        p.max_listeners = p.max_listeners.max(q.max_listeners);
+        p.mixed_protocols |= q.mixed_protocols;
+        p.shared_port_numbers |= q.shared_port_numbers;
+    }
+    p
+}
+
+/// The capacity and per-listener bounds of the placed claims, kept up to date as claims
+/// are placed and released.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveBound {
+    profile: LbProfile,
+    rule: PortRule,
+    pools: HashMap<PoolKey, PoolCount>,
+    /// The sum over pools of each pool's bound.
+    total: u64,
+    by_capacity: u64,
+    by_listener: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PoolCount {
+    /// Listeners per protocol class (one class when the profile mixes protocols).
+    listeners: [u64; 3],
+    claims: u64,
+    keys: HashMap<ClashKey, u64>,
+    /// How many keys have each count, for the largest count.
+    counts: BTreeMap<u64, u64>,
+}
+
+impl PoolCount {
+    fn capacity_bound(&self, p: &LbProfile) -> u64 {
+        let cap = u64::from(p.max_listeners);
+        self.listeners.iter().map(|n| n.div_ceil(cap)).sum()
+    }
+
+    fn listener_bound(&self) -> u64 {
+        self.counts.keys().next_back().copied().unwrap_or(0)
     }
 }
 
-/// No packing of `claims` onto LBs of `profile` uses fewer LBs than this.
-pub fn lower_bound(claims: &[Claim], profile: &LbProfile) -> LowerBound {
+impl LiveBound {
+    pub fn new(config: &Config) -> LiveBound {
+        let profile = bound_profile(config);
+        LiveBound {
+            rule: PortRule::of_profile(&profile),
+            profile,
+            pools: HashMap::new(),
+            total: 0,
+            by_capacity: 0,
+            by_listener: 0,
+        }
+    }
+
+    /// Counts a placed claim in (`+1`) or out (`-1`).
+    pub fn count(&mut self, claim: &Claim, sign: i64) {
+        let key = PoolKey::of(claim, Pooling::BySharing);
+        let dedicated = key.is_dedicated();
+        let pool = self.pools.entry(key.clone()).or_default();
+        let (old_cap, old_key) = pool_bounds(pool, &self.profile, dedicated);
+        let class = if self.profile.mixed_protocols {
+            0
+        } else {
+            claim.ports()[0].protocol().index()
+        };
+        let n = i64::from(claim.listener_count());
+        pool.listeners[class] = pool.listeners[class].saturating_add_signed(n * sign);
+        pool.claims = pool.claims.saturating_add_signed(sign);
+        let mut keys: Vec<ClashKey> = claim.fixed_listeners().map(|l| self.rule.key(l)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for k in keys {
+            let c = pool.keys.entry(k).or_default();
+            let old = *c;
+            *c = c.saturating_add_signed(sign);
+            let new = *c;
+            if old > 0 {
+                let e = pool.counts.entry(old).or_default();
+                *e -= 1;
+                if *e == 0 {
+                    pool.counts.remove(&old);
+                }
+            }
+            if new > 0 {
+                *pool.counts.entry(new).or_default() += 1;
+            } else {
+                pool.keys.remove(&k);
+            }
+        }
+        let (new_cap, new_key) = pool_bounds(pool, &self.profile, dedicated);
+        let empty = pool.claims == 0;
+        self.by_capacity = self.by_capacity + new_cap - old_cap;
+        self.by_listener = self.by_listener + new_key - old_key;
+        self.total = self.total + new_cap.max(new_key) - old_cap.max(old_key);
+        if empty {
+            self.pools.remove(&key);
+        }
+    }
+
+    pub fn get(&self) -> LowerBound {
+        LowerBound {
+            by_capacity: self.by_capacity,
+            by_listener: self.by_listener,
+            by_clique: 0,
+            total: self.total,
+        }
+    }
+}
+
+/// A pool's (capacity, listener) bounds; a dedicated pool needs one LB per claim.
+fn pool_bounds(pool: &PoolCount, p: &LbProfile, dedicated: bool) -> (u64, u64) {
+    if dedicated {
+        (pool.claims, pool.claims)
+    } else {
+        (pool.capacity_bound(p), pool.listener_bound())
+    }
+}
+
+/// The capacity and per-listener bounds only (no clique): what the allocator keeps as
+/// counters, recounted from scratch (for checking the counters).
+pub(crate) fn counted_bound<'a>(
+    claims: impl IntoIterator<Item = &'a Claim>,
+    profile: &LbProfile,
+) -> LowerBound {
+    bound_with(claims, profile, Clique::Skip)
+}
+
+/// Whether to search the conflict graph for cliques.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clique {
+    Search,
+    Skip,
+}
+
+/// No packing of `claims` onto LBs of `profile` uses fewer LBs than this — whatever the
+/// policy (its sharing rules are those of the claims themselves). Pass the claims that are
+/// actually served: a bound over claims nobody could place says nothing about a packing.
+pub fn lower_bound<'a>(
+    claims: impl IntoIterator<Item = &'a Claim>,
+    profile: &LbProfile,
+) -> LowerBound {
+    bound_with(claims, profile, Clique::Search)
+}
+
+fn bound_with<'a>(
+    claims: impl IntoIterator<Item = &'a Claim>,
+    profile: &LbProfile,
+    clique: Clique,
+) -> LowerBound {
     let mut pools: BTreeMap<PoolKey, Vec<&Claim>> = BTreeMap::new();
     for c in claims {
-        pools.entry(PoolKey::of(c, false)).or_default().push(c);
+        pools
+            .entry(PoolKey::of(c, Pooling::BySharing))
+            .or_default()
+            .push(c);
     }
     let mut out = LowerBound::default();
     for (key, cs) in pools {
@@ -51,7 +212,7 @@ pub fn lower_bound(claims: &[Claim], profile: &LbProfile) -> LowerBound {
                 total: n,
             }
         } else {
-            pool_bound(&cs, profile)
+            pool_bound(&cs, profile, clique)
         };
         out.by_capacity += b.by_capacity;
         out.by_listener += b.by_listener;
@@ -61,7 +222,7 @@ pub fn lower_bound(claims: &[Claim], profile: &LbProfile) -> LowerBound {
     out
 }
 
-fn pool_bound(cs: &[&Claim], profile: &LbProfile) -> LowerBound {
+fn pool_bound(cs: &[&Claim], profile: &LbProfile, clique: Clique) -> LowerBound {
     let cap = u64::from(profile.max_listeners);
     let by_capacity = if profile.mixed_protocols {
         cs.iter()
@@ -72,13 +233,14 @@ fn pool_bound(cs: &[&Claim], profile: &LbProfile) -> LowerBound {
         // Claims of different protocols never share an LB of this profile.
         let mut per: BTreeMap<Protocol, u64> = BTreeMap::new();
         for c in cs {
-            *per.entry(c.ports[0].protocol()).or_default() += u64::from(c.listener_count());
+            *per.entry(c.ports()[0].protocol()).or_default() += u64::from(c.listener_count());
         }
         per.values().map(|n| n.div_ceil(cap)).sum()
     };
-    let mut by_key: BTreeMap<(Option<Protocol>, Port), Vec<usize>> = BTreeMap::new();
+    let rule = PortRule::of_profile(profile);
+    let mut by_key: BTreeMap<ClashKey, Vec<usize>> = BTreeMap::new();
     for (i, c) in cs.iter().enumerate() {
-        let mut keys: Vec<_> = c.fixed_listeners().map(|l| clash_key(profile, l)).collect();
+        let mut keys: Vec<_> = c.fixed_listeners().map(|l| rule.key(l)).collect();
         keys.sort_unstable();
         keys.dedup();
         for k in keys {
@@ -86,7 +248,10 @@ fn pool_bound(cs: &[&Claim], profile: &LbProfile) -> LowerBound {
         }
     }
     let by_listener = by_key.values().map(|v| v.len() as u64).max().unwrap_or(0);
-    let by_clique = clique_bound(&by_key).max(by_listener.min(1));
+    let by_clique = match clique {
+        Clique::Search => clique_bound(&by_key).max(by_listener.min(1)),
+        Clique::Skip => 0,
+    };
     LowerBound {
         by_capacity,
         by_listener,
@@ -99,7 +264,7 @@ fn pool_bound(cs: &[&Claim], profile: &LbProfile) -> LowerBound {
 /// Any clique is a valid bound (its claims need pairwise different LBs); greedy growth
 /// from the highest-degree vertices finds the cliques that are not a single listener,
 /// e.g. {80,443}, {443,53}, {53,80}.
-fn clique_bound(by_key: &BTreeMap<(Option<Protocol>, Port), Vec<usize>>) -> u64 {
+fn clique_bound(by_key: &BTreeMap<ClashKey, Vec<usize>>) -> u64 {
     let edges: usize = by_key
         .values()
         .map(|v| v.len() * v.len().saturating_sub(1) / 2)
@@ -136,6 +301,7 @@ fn clique_bound(by_key: &BTreeMap<(Option<Protocol>, Port), Vec<usize>>) -> u64 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Listener;
     use crate::profile::builtin_profile;
 
     fn fixed(id: &str, ports: &[u16]) -> Claim {

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::model::{ProfileName, TenantId};
 use crate::policy::PolicyKind;
-use crate::profile::{LbProfile, builtin_profile};
+use crate::profile::{Currency, LbProfile, builtin_profile};
+
+/// Most profiles one configuration may list.
+pub const MAX_PROFILES: usize = 64;
 
 /// Per-tenant limits; `None` means unlimited.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +108,21 @@ impl Config {
                 "at least one profile is needed".into(),
             ));
         }
+        if self.profiles.len() > MAX_PROFILES {
+            return Err(Error::InvalidConfig(format!(
+                "{} profiles listed, at most {MAX_PROFILES} are allowed",
+                self.profiles.len()
+            )));
+        }
         for (i, p) in self.profiles.iter().enumerate() {
             p.validate()?;
+            if p.currency != self.profiles[0].currency {
+                return Err(Error::InvalidConfig(format!(
+                    "profile {} is priced in {} and profile {} in {}: prices in different \
+                     currencies cannot be compared; convert them to one currency first",
+                    self.profiles[0].name, self.profiles[0].currency, p.name, p.currency
+                )));
+            }
             if self.profiles[..i].iter().any(|q| q.name == p.name) {
                 return Err(Error::InvalidConfig(format!(
                     "profile {} appears twice",
@@ -115,9 +131,10 @@ impl Config {
             }
         }
         for (t, c) in &self.tenants {
-            if c.weight == 0 {
+            if !(1..=1_000_000).contains(&c.weight) {
                 return Err(Error::InvalidConfig(format!(
-                    "tenant {t}: weight must be >= 1"
+                    "tenant {t}: weight must be from 1 to 1000000, not {}",
+                    c.weight
                 )));
             }
         }
@@ -131,7 +148,14 @@ impl Config {
         if self.max_provisioning == Some(0) {
             return Err(Error::InvalidConfig("max_provisioning must be >= 1".into()));
         }
-        self.policy.validate()
+        Ok(())
+    }
+
+    /// The currency every price and budget is in (that of the profiles).
+    pub fn currency(&self) -> Currency {
+        self.profiles
+            .first()
+            .map_or_else(Currency::default, |p| p.currency)
     }
 
     /// The tenant's settings (defaults when not configured).

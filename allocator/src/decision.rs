@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Claim, ClaimId, LbId, Listener, ProfileName};
+use crate::model::{Claim, ClaimId, LbId, Listeners, ProfileName};
 
 /// Something that happened, reported by the shell.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,11 +21,20 @@ pub enum Event {
     LbFailed(LbId),
     /// A load balancer the allocator asked to delete is gone.
     LbDeleted(LbId),
-    /// Only time passed (idle load balancers may be deleted).
+    /// Only time passed: idle load balancers past their timeout are deleted, and waiting
+    /// claims are retried if anything may have changed for them.
     Tick,
+    /// Move claims that allow it so that whole LBs empty: at most `max_moves` moves, only
+    /// onto ready LBs of the same pool, only complete evacuations. Emptied LBs are deleted
+    /// at their idle timeout like any other.
+    Consolidate {
+        /// Most claims moved.
+        max_moves: u32,
+    },
 }
 
-/// What the allocator wants the shell to do.
+/// What the allocator wants the shell to do. See [`crate::Allocator`] for what each
+/// decision obliges the shell to report back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Decision {
     /// Create a load balancer of this profile; report [`Event::LbReady`] or [`Event::LbFailed`].
@@ -42,7 +51,7 @@ pub enum Decision {
         /// The LB (maybe still provisioning).
         lb: LbId,
         /// One listener per port request, in request order.
-        listeners: Vec<Listener>,
+        listeners: Listeners,
     },
     /// Move a claim (consolidation); the old listeners are freed once the new ones serve.
     Migrate {
@@ -53,7 +62,7 @@ pub enum Decision {
         /// The LB it goes to.
         to: LbId,
         /// Its new listeners, in request order.
-        listeners: Vec<Listener>,
+        listeners: Listeners,
     },
     /// The claim no longer holds listeners on this LB.
     Release {

@@ -11,9 +11,14 @@ pub enum Error {
     /// An unknown protocol name.
     #[error("unknown protocol {0:?} (expected TCP, UDP or SCTP)")]
     InvalidProtocol(String),
-    /// An id that is empty.
-    #[error("{0} must not be empty")]
-    EmptyId(&'static str),
+    /// An id that is blank or too long.
+    #[error("{what} {reason}")]
+    InvalidId {
+        /// Which kind of id.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A load balancer id that does not parse.
     #[error("invalid load balancer id {0:?} (expected lb-N)")]
     InvalidLbId(String),
@@ -45,10 +50,15 @@ pub enum Error {
     /// A configuration that cannot work.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
-    /// A snapshot that contradicts itself.
-    #[error("inconsistent snapshot: {0}")]
-    Restore(String),
     /// An unknown policy name.
-    #[error("unknown policy {0:?} (expected one of: {list})", list = crate::policy::PolicyKind::NAMES.join(", "))]
+    #[error("unknown policy {0:?} (expected one of: {list})", list = crate::policy::names().collect::<Vec<_>>().join(", "))]
     UnknownPolicy(String),
+    /// A policy parameter out of its range or given to a policy that takes none.
+    #[error("policy {policy}: {reason}")]
+    PolicyParameter {
+        /// The policy as written.
+        policy: String,
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -1,40 +1,147 @@
-//! Fairness measures: weighted max-min fair shares and Jain's index.
+//! Fairness: the one definition of a tenant's fair share, and Jain's index.
+//!
+//! **A tenant's fair share** is its weighted max-min fair share of the listeners in use
+//! ([`fair_shares`], water-filling): every tenant asks for what it holds plus what its
+//! waiting claims ask; no tenant gets more than it asks, and what one does not use is split
+//! among the others in proportion to their weights.
+//!
+//! Admission realises it by progressive filling: when waiting claims are retried, the
+//! next is the claim that leaves its tenant holding the fewest listeners per unit of weight
+//! ([`goes_before`]: the smallest finish tag of weighted fair queueing, D'Hondt's rule for
+//! seats). Under a binding budget a tenant never falls more than one claim below its fair
+//! share, unless none of its claims fits in the room left (the model test checks it). The
+//! simulator reports each tenant's time-averaged fair share beside what it held, and the
+//! dashboard shows [`crate::Allocator::fair_shares`].
 
 use std::collections::BTreeMap;
 
+use crate::allocator::Allocator;
 use crate::model::TenantId;
+
+/// Whether a claim asking `a.1` listeners of a tenant holding `a.0` with weight `a.2` is
+/// admitted before one asking `b.1` of a tenant holding `b.0` with weight `b.2`: the one
+/// that leaves its tenant holding fewer listeners per unit of weight first; ties keep order.
+///
+/// ```
+/// use sharedlb_allocator::fairness::goes_before;
+/// assert!(goes_before((0, 1, 3), (0, 2, 1)));   // 1/3 < 2/1: the heavier tenant first
+/// assert!(goes_before((2, 1, 1), (6, 1, 2)));   // 3/1 < 7/2
+/// assert!(!goes_before((4, 2, 2), (2, 1, 1)));  // 6/2 = 3/1: the first in order stays
+/// ```
+pub fn goes_before(a: (u32, u32, u32), b: (u32, u32, u32)) -> bool {
+    let finish = |held: u32, ask: u32| u128::from(u64::from(held) + u64::from(ask));
+    // x/wx < y/wy  ⇔  x·wy < y·wx
+    finish(a.0, a.1) * u128::from(b.2) < finish(b.0, b.1) * u128::from(a.2)
+}
+
+impl Allocator {
+    /// Each tenant's fair share of the listeners in use now (see the module docs): demand
+    /// is what it holds plus what its waiting claims ask for.
+    pub fn fair_shares(&self) -> BTreeMap<TenantId, f64> {
+        let demands: BTreeMap<TenantId, (u32, f64)> = self
+            .tenants()
+            .iter()
+            .map(|(t, u)| {
+                (
+                    t.clone(),
+                    (
+                        self.config().tenant(t).weight,
+                        f64::from(u.listeners) + f64::from(u.waiting_listeners),
+                    ),
+                )
+            })
+            .collect();
+        fair_shares(self.listeners_used() as f64, &demands)
+    }
+}
 
 /// Weighted max-min fair shares of `capacity` among tenants with `(weight, demand)`:
 /// water-filling — no tenant gets more than it asks, and what one cannot use is split
 /// among the others by weight.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use sharedlb_allocator::{TenantId, fairness::fair_shares};
+/// let t = |s: &str| TenantId::new(s).unwrap();
+/// let d: BTreeMap<_, _> = [(t("a"), (1, 2.0)), (t("b"), (1, 100.0)), (t("c"), (2, 100.0))].into();
+/// let s = fair_shares(32.0, &d);
+/// assert_eq!((s[&t("a")], s[&t("b")], s[&t("c")]), (2.0, 10.0, 20.0));
+/// ```
 pub fn fair_shares(
     capacity: f64,
     demands: &BTreeMap<TenantId, (u32, f64)>,
 ) -> BTreeMap<TenantId, f64> {
-    let mut share: BTreeMap<TenantId, f64> = demands.keys().map(|t| (t.clone(), 0.0)).collect();
-    let mut left = capacity.max(0.0);
-    let mut open: Vec<&TenantId> = demands.keys().filter(|t| demands[*t].1 > 0.0).collect();
-    while left > 1e-12 && !open.is_empty() {
-        let weights: f64 = open.iter().map(|t| f64::from(demands[*t].0.max(1))).sum();
-        let per_weight = left / weights;
-        let mut next = Vec::new();
-        let mut used = 0.0;
-        for t in open {
-            let (w, d) = demands[t];
-            let give = (per_weight * f64::from(w.max(1))).min(d - share[t]);
-            *share.get_mut(t).unwrap_or_else(|| unreachable!()) += give;
-            used += give;
-            if d - share[t] > 1e-12 {
-                next.push(t);
-            }
+    let fill = WaterFill::new(demands.values().copied());
+    demands
+        .keys()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), fill.share(i, capacity)))
+        .collect()
+}
+
+/// Water-filling over fixed demands, answering "what is tenant i's share of capacity C"
+/// in logarithmic time for any C: the one implementation of the fair share.
+#[derive(Clone, Debug)]
+pub(crate) struct WaterFill {
+    /// (weight, demand) per tenant, in the order given.
+    tenants: Vec<(f64, f64)>,
+    /// The demand and weight sums below and above each breakpoint (demand/weight,
+    /// ascending).
+    demand_below: Vec<f64>,
+    weight_above: Vec<f64>,
+    /// What is handed out when the water reaches each breakpoint (non-decreasing).
+    filled_at: Vec<f64>,
+    total: f64,
+}
+
+impl WaterFill {
+    /// Precomputes the breakpoints of `(weight, demand)` pairs (weights of 0 count as 1).
+    pub fn new(tenants: impl Iterator<Item = (u32, f64)>) -> WaterFill {
+        let tenants: Vec<(f64, f64)> = tenants
+            .map(|(w, d)| (f64::from(w.max(1)), d.max(0.0)))
+            .collect();
+        let mut order: Vec<(f64, f64)> = tenants.iter().map(|&(w, d)| (d / w, w)).collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let n = order.len();
+        let mut demand_below = vec![0.0; n + 1];
+        let mut weight_above = vec![0.0; n + 1];
+        for k in 0..n {
+            demand_below[k + 1] = demand_below[k] + order[k].0 * order[k].1;
         }
-        left -= used;
-        if used <= 1e-12 {
-            break;
+        for k in (0..n).rev() {
+            weight_above[k] = weight_above[k + 1] + order[k].1;
         }
-        open = next;
+        let filled_at = (0..n)
+            .map(|k| demand_below[k] + order[k].0 * weight_above[k])
+            .collect();
+        WaterFill {
+            total: demand_below[n],
+            demand_below,
+            weight_above,
+            filled_at,
+            tenants,
+        }
     }
-    share
+
+    /// The water level λ for `capacity`: each tenant gets min(demand, weight·λ).
+    pub fn level(&self, capacity: f64) -> f64 {
+        if capacity >= self.total {
+            return f64::INFINITY;
+        }
+        let capacity = capacity.max(0.0);
+        // The breakpoints the water reaches: those tenants are fully served.
+        let k = self.filled_at.partition_point(|&f| f <= capacity);
+        if self.weight_above[k] <= 0.0 {
+            return f64::INFINITY;
+        }
+        (capacity - self.demand_below[k]) / self.weight_above[k]
+    }
+
+    /// Tenant `i`'s share of `capacity`.
+    pub fn share(&self, i: usize, capacity: f64) -> f64 {
+        let (w, d) = self.tenants[i];
+        d.min(w * self.level(capacity))
+    }
 }
 
 /// Jain's fairness index of `xs`: 1 when all equal, 1/n when one has everything.
@@ -52,23 +159,50 @@ pub fn jain_index(xs: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    fn t(s: &str) -> TenantId {
-        TenantId::new(s).unwrap()
+    /// Water-filling the slow way, as the reference: raise everyone's level in rounds.
+    fn by_rounds(capacity: f64, tenants: &[(u32, f64)]) -> Vec<f64> {
+        let mut share = vec![0.0; tenants.len()];
+        let mut left = capacity.max(0.0);
+        let mut open: Vec<usize> = (0..tenants.len()).filter(|&i| tenants[i].1 > 0.0).collect();
+        while left > 1e-12 && !open.is_empty() {
+            let weights: f64 = open.iter().map(|&i| f64::from(tenants[i].0.max(1))).sum();
+            let per_weight = left / weights;
+            let mut next = Vec::new();
+            let mut used = 0.0;
+            for i in open {
+                let (w, d) = tenants[i];
+                let give = (per_weight * f64::from(w.max(1))).min(d - share[i]);
+                share[i] += give;
+                used += give;
+                if d - share[i] > 1e-12 {
+                    next.push(i);
+                }
+            }
+            left -= used;
+            if used <= 1e-12 {
+                break;
+            }
+            open = next;
+        }
+        share
     }
 
-    #[test]
-    fn water_filling_gives_unused_share_to_others() {
-        let d: BTreeMap<_, _> = [
-            (t("a"), (1, 2.0)),
-            (t("b"), (1, 100.0)),
-            (t("c"), (2, 100.0)),
-        ]
-        .into();
-        let s = fair_shares(32.0, &d);
-        assert!((s[&t("a")] - 2.0).abs() < 1e-9);
-        assert!((s[&t("b")] - 10.0).abs() < 1e-9);
-        assert!((s[&t("c")] - 20.0).abs() < 1e-9);
+    proptest! {
+        #[test]
+        fn water_fill_matches_the_rounds(
+            tenants in prop::collection::vec((1u32..6, 0u32..40), 0..8),
+            capacity in 0u32..200,
+        ) {
+            let t: Vec<(u32, f64)> = tenants.iter().map(|&(w, d)| (w, f64::from(d))).collect();
+            let fill = WaterFill::new(t.iter().copied());
+            let want = by_rounds(f64::from(capacity), &t);
+            for (i, w) in want.iter().enumerate() {
+                let got = fill.share(i, f64::from(capacity));
+                prop_assert!((got - w).abs() < 1e-6, "tenant {i}: {got} vs {w} ({t:?}, {capacity})");
+            }
+        }
     }
 
     #[test]

@@ -1,45 +1,78 @@
-//! The allocator's invariants, checkable at any time: used by the property tests and by
-//! the simulator after every event when checking is on.
+//! The allocator's invariants, checkable at any time: the simulator checks them after every
+//! event in its tests, and the example tests after every step.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::allocator::{Allocator, Place};
-use crate::lb::LbState;
+use crate::allocator::Allocator;
+use crate::claims::Place;
+use crate::lb::{LbState, PoolKey};
 use crate::model::{Listener, PortRequest, TenantId};
+use crate::ports::ClashKey;
 
 impl Allocator {
-    /// Checks every invariant of the allocator's state; the first broken one is returned:
-    /// no listener used twice on an LB (per the profile's port-number rule), capacities,
-    /// single-protocol LBs, fixed ports as asked and automatic ports in range, one pool per
-    /// LB (sharing rules), dedicated LBs alone, draining LBs empty, quotas, budget, the
-    /// provisioning limit, and the indexes agreeing with the state they index.
+    /// Checks every invariant of the state; the first broken one is returned. Placements:
+    /// fixed ports as asked, automatic ports in range and not reserved, each recorded on its
+    /// LB, the LB of the claim's pool. LBs: capacity, claims per LB (dedicated LBs alone),
+    /// the port-clash rule, one protocol where the profile cannot mix, draining LBs empty,
+    /// idle stamps. Books: tenants' usage, totals, the retry queue, the capacity indexes and
+    /// automatic-port cursors agree with what they summarise. Limits: quotas, the budget
+    /// and the provisioning limit hold (limits a restored state already exceeded are kept,
+    /// never grown).
     pub fn check_invariants(&self) -> Result<(), String> {
-        let strict = self.policy.strict_port_numbers();
-        let mut listeners_of: BTreeMap<TenantId, u32> = BTreeMap::new();
-        let mut claims_of: BTreeMap<TenantId, u32> = BTreeMap::new();
-        for (k, slot) in self.slots.iter().enumerate() {
-            let Some(slot) = slot else { continue };
-            let Place::Assigned { lb, listeners } = &slot.place else {
-                continue;
-            };
+        #[derive(Default)]
+        struct Recount {
+            listeners: u32,
+            claims: u32,
+            dedicated: u32,
+            waiting: u32,
+            waiting_listeners: u32,
+        }
+        let mut per: BTreeMap<TenantId, Recount> = BTreeMap::new();
+        let mut queued: BTreeSet<u32> = BTreeSet::new();
+        let mut queued_listeners = 0u32;
+        let mut placed = 0u32;
+        for (k, slot) in self.claims.iter() {
             let c = &slot.claim;
+            let books = per.entry(c.tenant().clone()).or_default();
+            let (lb, listeners) = match &slot.place {
+                Place::Assigned { lb, listeners } => (lb, listeners),
+                Place::Pending(reason) => {
+                    books.waiting += 1;
+                    books.waiting_listeners += c.listener_count();
+                    if !reason.is_permanent() {
+                        queued.insert(k);
+                        queued_listeners += c.listener_count();
+                    }
+                    continue;
+                }
+                Place::Unplaced => {
+                    books.waiting += 1;
+                    books.waiting_listeners += c.listener_count();
+                    queued.insert(k);
+                    queued_listeners += c.listener_count();
+                    continue;
+                }
+            };
+            placed += 1;
+            books.listeners += c.listener_count();
+            books.claims += 1;
             let l = self
                 .lbs
                 .get(lb)
-                .ok_or_else(|| format!("{} is on unknown {lb}", c.id))?;
+                .ok_or_else(|| format!("{} is on unknown {lb}", c.id()))?;
             let p = &self.config.profiles[l.profile];
-            if l.pool != self.pool_of(c) {
-                return Err(format!("{} is on {lb} of pool {:?}", c.id, l.pool));
+            if self.pools[l.pool as usize].key != self.pool_of(c) {
+                return Err(format!("{} is on {lb} of another pool", c.id()));
             }
-            if listeners.len() != c.ports.len() {
+            if listeners.len() != c.ports().len() {
                 return Err(format!(
                     "{}: {} listeners for {} ports",
-                    c.id,
+                    c.id(),
                     listeners.len(),
-                    c.ports.len()
+                    c.ports().len()
                 ));
             }
-            for (req, got) in c.ports.iter().zip(listeners) {
+            for (i, (req, got)) in c.ports().iter().zip(listeners.iter()).enumerate() {
                 let ok = match *req {
                     PortRequest::Fixed(f) => f == *got,
                     PortRequest::Any(proto) => {
@@ -49,19 +82,57 @@ impl Allocator {
                     }
                 };
                 if !ok {
-                    return Err(format!("{}: {got} does not answer {req}", c.id));
+                    return Err(format!("{}: {got} does not answer {req}", c.id()));
                 }
-                if l.used.get(got) != Some(&(k as u32)) {
-                    return Err(format!("{}: {got} is not recorded on {lb}", c.id));
+                if l.used.get(got) != Some(&k) {
+                    return Err(format!("{}: {got} is not recorded on {lb}", c.id()));
+                }
+                if listeners[i + 1..]
+                    .iter()
+                    .any(|&b| l.rule.clash(*got, b, true))
+                {
+                    return Err(format!("{}: {got} clashes within the claim", c.id()));
                 }
             }
-            *listeners_of.entry(c.tenant.clone()).or_default() += c.listener_count();
-            *claims_of.entry(c.tenant.clone()).or_default() += 1;
         }
-        let mut provisioning = 0;
-        let mut dedicated: BTreeMap<TenantId, u32> = BTreeMap::new();
+        if placed != self.totals.placed {
+            return Err(format!("placed count {} vs {placed}", self.totals.placed));
+        }
+        let baseline: u128 = self
+            .claims
+            .iter()
+            .filter(|(_, s)| matches!(s.place, Place::Assigned { .. }))
+            .map(|(_, s)| crate::cost::nanos(self.config.dedicated_price_per_hour(&s.claim)))
+            .sum();
+        let placed_claims: Vec<&crate::model::Claim> = self
+            .claims
+            .iter()
+            .filter(|(_, s)| matches!(s.place, Place::Assigned { .. }))
+            .map(|(_, s)| &s.claim)
+            .collect();
+        let full = crate::bounds::counted_bound(
+            placed_claims.iter().copied(),
+            &crate::bounds::bound_profile(&self.config),
+        );
+        let live = self.lower_bound();
+        if (live.by_capacity, live.by_listener, live.total)
+            != (full.by_capacity, full.by_listener, full.total)
+        {
+            return Err(format!(
+                "the kept lower bound {live:?} disagrees with {full:?}"
+            ));
+        }
+        if baseline != self.totals.baseline_nanos {
+            return Err("the baseline disagrees with a recount".into());
+        }
+        let mut lbs_per_profile = vec![0u32; self.config.profiles.len()];
+        let mut billed_per_profile = vec![0u32; self.config.profiles.len()];
+        let (mut provisioning, mut draining, mut capacity, mut used_total) = (0, 0, 0u64, 0u64);
+        let mut indexed_entries = vec![0usize; self.pools.len()];
         for l in self.lbs.values() {
             let p = &self.config.profiles[l.profile];
+            lbs_per_profile[l.profile] += 1;
+            used_total += l.used.len() as u64;
             if l.used.len() as u32 > p.max_listeners {
                 return Err(format!(
                     "{} holds {} listeners, capacity {}",
@@ -79,36 +150,63 @@ impl Allocator {
                     owners.len()
                 ));
             }
-            let used: Vec<(&Listener, &u32)> = l.used.iter().collect();
-            for (i, (a, ka)) in used.iter().enumerate() {
-                for (b, kb) in &used[i + 1..] {
-                    let port_rule =
-                        (!p.shared_port_numbers || (strict && ka != kb)) && a.port == b.port;
-                    if port_rule {
-                        return Err(format!("{} uses {a} and {b}", l.id));
+            if let Some(&k) = owners.iter().find(|&&k| !self.is_on(k, l.id)) {
+                return Err(format!(
+                    "{} records a listener for slot {k}, not placed there",
+                    l.id
+                ));
+            }
+            if l.claims > l.claim_cap {
+                return Err(format!(
+                    "{} holds {} claims, at most {}",
+                    l.id, l.claims, l.claim_cap
+                ));
+            }
+            let mut by_key: BTreeMap<ClashKey, Vec<(Listener, u32)>> = BTreeMap::new();
+            for (&x, &k) in &l.used {
+                by_key
+                    .entry(l.rule.between_claims.key(x))
+                    .or_default()
+                    .push((x, k));
+            }
+            for group in by_key.values() {
+                for (i, &(a, ka)) in group.iter().enumerate() {
+                    for &(b, kb) in &group[i + 1..] {
+                        if l.rule.clash(a, b, ka == kb) {
+                            return Err(format!("{} uses {a} and {b}, which clash", l.id));
+                        }
                     }
                 }
-                if !p.mixed_protocols && a.protocol != used[0].0.protocol {
-                    return Err(format!("{} mixes protocols", l.id));
+            }
+            if !p.mixed_protocols
+                && let Some(first) = l.used.keys().next()
+                && l.used.keys().any(|x| x.protocol != first.protocol)
+            {
+                return Err(format!("{} mixes protocols", l.id));
+            }
+            let pool = &self.pools[l.pool as usize];
+            if pool.key.is_dedicated() && l.claim_cap != 1 {
+                return Err(format!(
+                    "dedicated {} may hold {} claims",
+                    l.id, l.claim_cap
+                ));
+            }
+            match l.state {
+                LbState::Draining => {
+                    draining += 1;
+                    if l.claims > 0 {
+                        return Err(format!("draining {} holds claims", l.id));
+                    }
                 }
-                let owner = self.slots.get(**ka as usize).and_then(Option::as_ref);
-                let placed_here = owner
-                    .is_some_and(|s| matches!(&s.place, Place::Assigned { lb, .. } if *lb == l.id));
-                if !placed_here {
-                    return Err(format!("{} records {a} for a claim not placed there", l.id));
+                LbState::Provisioning => {
+                    provisioning += 1;
+                    capacity += u64::from(p.max_listeners);
+                    billed_per_profile[l.profile] += 1;
                 }
-            }
-            if l.pool.is_dedicated() && l.claims > 1 {
-                return Err(format!("dedicated {} holds {} claims", l.id, l.claims));
-            }
-            if l.state == LbState::Draining && l.claims > 0 {
-                return Err(format!("draining {} holds claims", l.id));
-            }
-            if l.state == LbState::Provisioning {
-                provisioning += 1;
-            }
-            if let crate::lb::PoolKey::Dedicated(t) = &l.pool {
-                *dedicated.entry(t.clone()).or_default() += 1;
+                LbState::Ready => {
+                    capacity += u64::from(p.max_listeners);
+                    billed_per_profile[l.profile] += 1;
+                }
             }
             let idle_expected = l.claims == 0 && l.state != LbState::Draining;
             if idle_expected != l.idle_since.is_some() {
@@ -122,72 +220,106 @@ impl Allocator {
             {
                 return Err(format!("{} idle but not in the idle set", l.id));
             }
-            let free = l.free(p);
-            let listed = l.state != LbState::Draining
-                && free > 0
-                && !(l.pool.is_dedicated() && l.claims > 0);
-            let idx = self.pools.get(&(l.pool.clone(), l.profile));
-            let in_index =
-                idx.is_some_and(|i| i.by_id.contains(&l.id) && i.by_free.contains(&(free, l.id)));
-            if listed != in_index {
+            let rooms = l.rooms(p);
+            if rooms != l.indexed
+                || pool.index.tree.rooms_at(l.pos) != rooms
+                || pool.index.tree.id(l.pos as usize) != Some(l.id)
+                || pool.profile != l.profile
+            {
                 return Err(format!(
-                    "{} index entry is {in_index}, expected {listed}",
-                    l.id
+                    "{} index entry {:?} at {} vs room {rooms:?}",
+                    l.id, l.indexed, l.pos
                 ));
             }
+            for (c, &r) in rooms.iter().enumerate() {
+                if r > 0 {
+                    indexed_entries[l.pool as usize] += 1;
+                    if !pool.index.by_room[c].contains(&(r, l.id)) {
+                        return Err(format!("{} missing from the room order", l.id));
+                    }
+                }
+            }
+            l.auto
+                .check(p, l.rule, &l.used)
+                .map_err(|e| format!("{}: {e}", l.id))?;
         }
-        let indexed: usize = self.pools.values().map(|i| i.by_id.len()).sum();
-        let by_free: usize = self.pools.values().map(|i| i.by_free.len()).sum();
-        if indexed != by_free
-            || self.idle.len() != self.lbs.values().filter(|l| l.idle_since.is_some()).count()
-        {
-            return Err("stale index entries".into());
+        for (i, pool) in self.pools.iter().enumerate() {
+            let n: usize = pool.index.by_room.iter().map(BTreeSet::len).sum();
+            if n != indexed_entries[i] {
+                return Err(format!("pool {:?}: stale room entries", pool.key));
+            }
         }
-        if provisioning != self.provisioning {
-            return Err(format!(
-                "provisioning count {} vs {provisioning}",
-                self.provisioning
-            ));
+        if self.idle.len() != self.lbs.values().filter(|l| l.idle_since.is_some()).count() {
+            return Err("stale idle entries".into());
+        }
+        if (
+            lbs_per_profile.as_slice(),
+            billed_per_profile.as_slice(),
+            provisioning,
+            draining,
+            capacity,
+            used_total,
+        ) != (
+            self.totals.lbs_per_profile.as_slice(),
+            self.totals.billed_per_profile.as_slice(),
+            self.totals.provisioning,
+            self.totals.draining,
+            self.totals.capacity,
+            self.totals.listeners_used,
+        ) {
+            return Err("LB totals disagree with a recount".into());
+        }
+        let waiting_now: BTreeSet<u32> = self
+            .waiting
+            .queues
+            .values()
+            .flat_map(|q| q.iter().map(|&(_, k)| k))
+            .collect();
+        if waiting_now != queued || self.waiting.listeners != queued_listeners {
+            return Err("the retry queue disagrees with the claims".into());
         }
         if let Some(m) = self.config.max_provisioning
             && provisioning > m
         {
             return Err(format!("{provisioning} LBs provisioning, limit {m}"));
         }
-        for (t, u) in &self.usage {
-            let (l, c, d) = (
-                listeners_of.get(t).copied().unwrap_or(0),
-                claims_of.get(t).copied().unwrap_or(0),
-                dedicated.get(t).copied().unwrap_or(0),
-            );
-            if (u.listeners, u.claims, u.dedicated_lbs) != (l, c, d) {
-                return Err(format!(
-                    "tenant {t}: usage {u:?} vs recount ({l}, {c}, {d})"
-                ));
+        for l in self.lbs.values() {
+            if let PoolKey::Dedicated(t) = &self.pools[l.pool as usize].key {
+                per.entry(t.clone()).or_default().dedicated += 1;
             }
-            let q = self.config.tenant(t).quota;
-            if q.max_listeners.is_some_and(|m| l > m)
-                || q.max_claims.is_some_and(|m| c > m)
-                || q.max_dedicated_lbs.is_some_and(|m| d > m)
-            {
+        }
+        for (t, u) in &self.usage {
+            let r = per.remove(t).unwrap_or_default();
+            let got = (
+                u.listeners,
+                u.claims,
+                u.dedicated_lbs,
+                u.waiting_claims,
+                u.waiting_listeners,
+            );
+            let want = (
+                r.listeners,
+                r.claims,
+                r.dedicated,
+                r.waiting,
+                r.waiting_listeners,
+            );
+            if got != want {
+                return Err(format!("tenant {t}: usage {got:?} vs recount {want:?}"));
+            }
+            if self.over_quota(t) && !self.inherited.over_quota.contains(t) {
                 return Err(format!("tenant {t} is over its quota: {u:?}"));
             }
         }
-        if self
-            .config
-            .budget
-            .max_lbs
-            .is_some_and(|m| self.lbs.len() as u32 > m)
-        {
-            return Err(format!("{} LBs over the budget", self.lbs.len()));
+        if let Some((t, _)) = per.into_iter().next() {
+            return Err(format!("tenant {t} has claims but no usage record"));
         }
-        if self
-            .config
-            .budget
-            .max_cost_per_hour
-            .is_some_and(|m| self.cost_per_hour() > m + 1e-9)
-        {
-            return Err(format!("cost {}/h over the budget", self.cost_per_hour()));
+        if self.over_budget() && !self.inherited.over_budget {
+            return Err(format!(
+                "{} LBs costing {:.4}/h are over the budget",
+                self.lbs.len(),
+                self.cost_per_hour()
+            ));
         }
         Ok(())
     }

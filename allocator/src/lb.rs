@@ -1,10 +1,14 @@
-//! One load balancer's state and the port logic: which listeners fit, which free port to pick.
+//! One load balancer's state: its pool, lifecycle, listeners in use, and which listeners a
+//! claim would get on it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Claim, LbId, Listener, Port, PortRequest, Protocol, Sharing, TenantId, Time};
+use crate::model::{
+    Claim, GroupKey, LbId, Listener, Listeners, PortRequest, Sharing, TenantId, Time,
+};
+use crate::ports::{AutoPorts, ClashRule};
 use crate::profile::LbProfile;
 
 /// Where a load balancer is in its life.
@@ -18,8 +22,17 @@ pub enum LbState {
     Draining,
 }
 
+/// How claims are grouped into pools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// By each claim's sharing rule.
+    BySharing,
+    /// Every claim alone (the one-LB-per-Service policy).
+    EveryClaimAlone,
+}
+
 /// The set of claims that may share one load balancer. Each LB belongs to exactly one pool,
-/// fixed by its first claim, so sharing rules hold by construction.
+/// fixed when it opens, so sharing rules hold by construction.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PoolKey {
     /// Claims of one tenant with the default rule.
@@ -27,26 +40,25 @@ pub enum PoolKey {
     /// Claims of any tenant that all opted in to cross-tenant sharing.
     Open,
     /// Claims of one tenant with one group key.
-    Group(TenantId, String),
+    Group(TenantId, GroupKey),
     /// Claims of any tenant with one cross-tenant group key.
-    CrossTenantGroup(String),
+    CrossTenantGroup(GroupKey),
     /// One claim at a time, of this tenant.
     Dedicated(TenantId),
 }
 
 impl PoolKey {
-    /// The pool a claim belongs to: by its sharing rule, or alone when `dedicated_policy`
-    /// gives every claim an LB of its own.
-    pub fn of(claim: &Claim, dedicated_policy: bool) -> PoolKey {
-        if dedicated_policy {
-            return PoolKey::Dedicated(claim.tenant.clone());
+    /// The pool a claim belongs to.
+    pub fn of(claim: &Claim, pooling: Pooling) -> PoolKey {
+        if pooling == Pooling::EveryClaimAlone {
+            return PoolKey::Dedicated(claim.tenant().clone());
         }
-        match &claim.sharing {
-            Sharing::Tenant => PoolKey::Tenant(claim.tenant.clone()),
+        match claim.sharing() {
+            Sharing::Tenant => PoolKey::Tenant(claim.tenant().clone()),
             Sharing::Anyone => PoolKey::Open,
-            Sharing::Group(g) => PoolKey::Group(claim.tenant.clone(), g.clone()),
+            Sharing::Group(g) => PoolKey::Group(claim.tenant().clone(), g.clone()),
             Sharing::CrossTenantGroup(g) => PoolKey::CrossTenantGroup(g.clone()),
-            Sharing::Dedicated => PoolKey::Dedicated(claim.tenant.clone()),
+            Sharing::Dedicated => PoolKey::Dedicated(claim.tenant().clone()),
         }
     }
 
@@ -59,7 +71,7 @@ impl PoolKey {
 /// Why a claim does not fit an LB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Misfit {
-    /// Not enough free listeners.
+    /// Not enough room: free listeners, or claims per LB.
     Capacity,
     /// A fixed listener (or the LB's single protocol) clashes.
     Conflict,
@@ -71,37 +83,80 @@ pub(crate) enum Misfit {
 #[derive(Clone, Debug)]
 pub(crate) struct Lb {
     pub id: LbId,
+    /// Index of its profile in the configuration.
     pub profile: usize,
-    pub pool: PoolKey,
+    /// Index of its pool index (pool key and profile).
+    pub pool: u32,
     pub state: LbState,
     /// Listener → slot of the claim holding it.
     pub used: BTreeMap<Listener, u32>,
     pub claims: u32,
+    /// Most claims it may hold (1 in a dedicated pool; a policy may set fewer than capacity).
+    pub claim_cap: u32,
     pub idle_since: Option<Time>,
+    pub rule: ClashRule,
+    pub auto: AutoPorts,
+    /// Its position in the pool index and the room recorded there, per protocol class.
+    pub pos: u32,
+    pub indexed: [u32; 3],
 }
 
 impl Lb {
+    /// A fresh, empty LB: the only way an `Lb` comes to be.
+    pub fn fresh(
+        id: LbId,
+        profile_index: usize,
+        profile: &LbProfile,
+        pool: u32,
+        claim_cap: u32,
+        rule: ClashRule,
+        state: LbState,
+    ) -> Lb {
+        Lb {
+            id,
+            profile: profile_index,
+            pool,
+            state,
+            used: BTreeMap::new(),
+            claims: 0,
+            claim_cap,
+            idle_since: None,
+            rule,
+            auto: AutoPorts::new(profile),
+            pos: 0,
+            indexed: [0; 3],
+        }
+    }
+
+    /// Free listener slots.
     pub fn free(&self, profile: &LbProfile) -> u32 {
         profile.max_listeners.saturating_sub(self.used.len() as u32)
     }
 
-    /// Whether `l` clashes with a listener in use; `strict` treats any protocol on the same
-    /// port number as a clash (the 2018 behaviour).
-    pub fn clashes(&self, profile: &LbProfile, l: Listener, strict: bool) -> bool {
-        if self.used.contains_key(&l) {
-            return true;
+    /// Listeners a new claim could still get: none while draining or at the claim cap.
+    pub fn room(&self, profile: &LbProfile) -> u32 {
+        if self.state == LbState::Draining || self.claims >= self.claim_cap {
+            0
+        } else {
+            self.free(profile)
         }
-        if strict || !profile.shared_port_numbers {
-            return Protocol::ALL
-                .iter()
-                .any(|&p| p != l.protocol && self.used.contains_key(&Listener::new(p, l.port)));
-        }
-        false
     }
 
-    /// The single protocol of an LB whose profile does not mix protocols.
-    fn locked_protocol(&self) -> Option<Protocol> {
-        self.used.keys().next().map(|l| l.protocol)
+    /// The room per protocol class as the pool index records it: one class when the
+    /// profile mixes protocols, else one per protocol (an LB locked to TCP has no UDP room).
+    pub fn rooms(&self, profile: &LbProfile) -> [u32; 3] {
+        let room = self.room(profile);
+        if profile.mixed_protocols {
+            return [room, 0, 0];
+        }
+        let lock = self.used.keys().next().map(|l| l.protocol);
+        let mut r = [0; 3];
+        for p in &profile.protocols {
+            if lock.is_none_or(|l| l == *p) {
+                r[p.index()] = room;
+            }
+        }
+        r
     }
 
     /// The listeners `claim` would get here, in request order, or why it does not fit.
@@ -110,81 +165,87 @@ impl Lb {
         &self,
         profile: &LbProfile,
         claim: &Claim,
-        strict: bool,
         prefer: Option<&[Listener]>,
-    ) -> Result<Vec<Listener>, Misfit> {
-        if self.free(profile) < claim.listener_count() {
+    ) -> Result<Listeners, Misfit> {
+        if self.room(profile) < claim.listener_count() {
             return Err(Misfit::Capacity);
         }
         if !profile.mixed_protocols
-            && let Some(p) = self.locked_protocol()
-            && claim.ports.iter().any(|r| r.protocol() != p)
+            && let Some(l) = self.used.keys().next()
+            && claim.ports().iter().any(|r| r.protocol() != l.protocol)
         {
             return Err(Misfit::Conflict);
         }
-        let mut taken: BTreeSet<Listener> = BTreeSet::new();
-        for l in claim.fixed_listeners() {
-            if self.clashes(profile, l, strict) {
-                return Err(Misfit::Conflict);
-            }
-            taken.insert(l);
+        let rule = self.rule;
+        if claim
+            .fixed_listeners()
+            .any(|l| rule.occupied(&self.used, l))
+        {
+            return Err(Misfit::Conflict);
         }
-        let clash_taken = |taken: &BTreeSet<Listener>, l: Listener| {
-            taken
-                .iter()
-                .any(|&t| t == l || ((strict || !profile.shared_port_numbers) && t.port == l.port))
-        };
-        let mut out = Vec::with_capacity(claim.ports.len());
-        for (i, req) in claim.ports.iter().enumerate() {
-            let l = match *req {
-                PortRequest::Fixed(l) => l,
-                PortRequest::Any(proto) => {
-                    let preferred = prefer.and_then(|p| p.get(i)).copied().filter(|&l| {
-                        l.protocol == proto
-                            && profile.auto_ports.contains(l.port)
-                            && !profile.is_reserved(l.port)
-                            && !self.clashes(profile, l, strict)
-                            && !clash_taken(&taken, l)
-                    });
-                    let chosen = match preferred {
-                        Some(l) => l,
-                        None => self
-                            .lowest_free(profile, proto, strict, &taken, &clash_taken)
-                            .ok_or(Misfit::RangeFull)?,
-                    };
-                    taken.insert(chosen);
-                    chosen
-                }
+        let mut out: Listeners = claim.fixed_listeners().collect();
+        let fixed = out.len();
+        // Automatic ports come after the fixed ones in `out` while planning; the result is
+        // put back in request order below.
+        for (i, req) in claim.ports().iter().enumerate() {
+            let PortRequest::Any(proto) = *req else {
+                continue;
             };
-            out.push(l);
+            let preferred = prefer.and_then(|p| p.get(i)).copied().filter(|&l| {
+                l.protocol == proto
+                    && profile.auto_ports.contains(l.port)
+                    && !profile.is_reserved(l.port)
+                    && !rule.occupied(&self.used, l)
+                    && !out.iter().any(|&o| rule.within_claim.clash(o, l))
+            });
+            let chosen = match preferred {
+                Some(l) => l,
+                None => self
+                    .auto
+                    .lowest_free(profile, rule, &self.used, proto, &out)
+                    .ok_or(Misfit::RangeFull)?,
+            };
+            out.push(chosen);
         }
-        Ok(out)
+        if fixed == out.len() || fixed == 0 {
+            // All fixed or all automatic: already in request order.
+            return Ok(out);
+        }
+        let (mut f, mut a) = (0, fixed);
+        Ok(claim
+            .ports()
+            .iter()
+            .map(|r| {
+                let i = if r.fixed().is_some() {
+                    f += 1;
+                    f - 1
+                } else {
+                    a += 1;
+                    a - 1
+                };
+                out[i]
+            })
+            .collect())
     }
 
-    /// The lowest port of the automatic range free for `proto`. Each step past a port is
-    /// caused by one listener in use, one reserved port or one port of this claim, so the work
-    /// is bounded by the LB's capacity, not by the range's size.
-    fn lowest_free(
-        &self,
-        profile: &LbProfile,
-        proto: Protocol,
-        strict: bool,
-        taken: &BTreeSet<Listener>,
-        clash_taken: &impl Fn(&BTreeSet<Listener>, Listener) -> bool,
-    ) -> Option<Listener> {
-        let mut port: Port = profile.auto_ports.first;
-        loop {
-            if !profile.auto_ports.contains(port) {
-                return None;
-            }
-            let l = Listener::new(proto, port);
-            if !profile.is_reserved(port)
-                && !self.clashes(profile, l, strict)
-                && !clash_taken(taken, l)
-            {
-                return Some(l);
-            }
-            port = port.next()?;
+    /// Takes `listeners` for slot `k`; `claim` says which of them were picked automatically.
+    pub fn occupy(&mut self, profile: &LbProfile, claim: &Claim, k: u32, listeners: &[Listener]) {
+        for (req, &l) in claim.ports().iter().zip(listeners) {
+            self.used.insert(l, k);
+            let automatic = req.fixed().is_none();
+            self.auto.take(profile, self.rule, &self.used, l, automatic);
         }
+        self.claims += 1;
+    }
+
+    /// Frees `listeners` of one claim.
+    pub fn vacate(&mut self, profile: &LbProfile, listeners: &[Listener]) {
+        for &l in listeners {
+            self.used.remove(&l);
+        }
+        for &l in listeners {
+            self.auto.give_back(profile, self.rule, &self.used, l);
+        }
+        self.claims -= 1;
     }
 }

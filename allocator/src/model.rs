@@ -1,15 +1,25 @@
 //! The vocabulary of the allocator: protocols, ports, listeners, claims, tenants, time.
 //!
-//! Every type here validates on construction so that the rest of the crate never sees
-//! port 0, an empty claim id or a claim without ports.
+//! Every type here validates on construction, so the rest of the crate never sees port 0,
+//! a blank id, a claim without ports or a listener asked twice. Ids are shared strings:
+//! cloning one is a reference-count bump, never an allocation.
 
 use std::fmt;
 use std::num::NonZeroU16;
+use std::ops::Deref;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::error::Error;
+
+/// Longest id accepted (claim ids are `namespace/name`: 63 + 1 + 253 in Kubernetes).
+pub const MAX_ID_LEN: usize = 512;
+
+/// Most ports one claim may ask for: every port number of every protocol.
+pub const MAX_PORTS_PER_CLAIM: usize = 3 * 65_535;
 
 /// An L4 protocol a load balancer listener can speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,6 +43,15 @@ impl Protocol {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
             Protocol::Sctp => "SCTP",
+        }
+    }
+
+    /// Position in [`Protocol::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Protocol::Tcp => 0,
+            Protocol::Udp => 1,
+            Protocol::Sctp => 2,
         }
     }
 }
@@ -139,6 +158,69 @@ impl fmt::Display for Listener {
     }
 }
 
+/// A claim's listeners, one per port request in request order. Up to four are stored
+/// inline, so handing them over in a decision allocates nothing for typical claims.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Listeners(SmallVec<[Listener; 4]>);
+
+impl Listeners {
+    /// No listeners.
+    pub fn new() -> Listeners {
+        Listeners(SmallVec::new())
+    }
+
+    /// Appends one.
+    pub fn push(&mut self, l: Listener) {
+        self.0.push(l);
+    }
+}
+
+impl Deref for Listeners {
+    type Target = [Listener];
+    fn deref(&self) -> &[Listener] {
+        &self.0
+    }
+}
+
+impl From<Vec<Listener>> for Listeners {
+    fn from(v: Vec<Listener>) -> Listeners {
+        Listeners(SmallVec::from_vec(v))
+    }
+}
+
+impl From<&[Listener]> for Listeners {
+    fn from(v: &[Listener]) -> Listeners {
+        Listeners(SmallVec::from_slice(v))
+    }
+}
+
+impl FromIterator<Listener> for Listeners {
+    fn from_iter<I: IntoIterator<Item = Listener>>(iter: I) -> Listeners {
+        Listeners(iter.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Listeners {
+    type Item = &'a Listener;
+    type IntoIter = std::slice::Iter<'a, Listener>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl PartialEq<[Listener]> for Listeners {
+    fn eq(&self, other: &[Listener]) -> bool {
+        self.0.as_slice() == other
+    }
+}
+
+impl PartialEq<Vec<Listener>> for Listeners {
+    fn eq(&self, other: &Vec<Listener>) -> bool {
+        self.0.as_slice() == other.as_slice()
+    }
+}
+
 /// What a claim asks for one of its ports: a fixed listener, or any free port of a protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "RawPortRequest", into = "RawPortRequest")]
@@ -166,7 +248,7 @@ impl PortRequest {
         }
     }
 
-    /// Parses the 2018 convention: port 0 means "pick one".
+    /// Parses the Kubernetes convention: port 0 means "pick one".
     pub fn from_number(protocol: Protocol, port: u32) -> Result<PortRequest, Error> {
         if port == 0 {
             Ok(PortRequest::Any(protocol))
@@ -220,20 +302,25 @@ impl From<PortRequest> for RawPortRequest {
 }
 
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
-            /// Builds the id; empty strings are rejected.
-            pub fn new(s: impl Into<String>) -> Result<Self, Error> {
-                let s = s.into();
+            /// Builds the id; blank text and text over [`MAX_ID_LEN`] bytes are rejected.
+            pub fn new(s: impl AsRef<str>) -> Result<Self, Error> {
+                let s = s.as_ref();
                 if s.trim().is_empty() {
-                    Err(Error::EmptyId(stringify!($name)))
+                    Err(Error::InvalidId { what: $what, reason: "must not be blank".into() })
+                } else if s.len() > MAX_ID_LEN {
+                    Err(Error::InvalidId {
+                        what: $what,
+                        reason: format!("is {} bytes long, at most {MAX_ID_LEN} are allowed", s.len()),
+                    })
                 } else {
-                    Ok($name(s))
+                    Ok($name(Arc::from(s)))
                 }
             }
 
@@ -252,13 +339,19 @@ macro_rules! string_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
             }
         }
 
@@ -273,21 +366,29 @@ macro_rules! string_id {
 
 string_id!(
     /// A claim's identity, conventionally `namespace/name`.
-    ClaimId
+    ClaimId,
+    "claim id"
 );
 string_id!(
     /// A tenant: by default the namespace of its claims.
-    TenantId
+    TenantId,
+    "tenant"
 );
 string_id!(
     /// The name of a load-balancer profile (`aws-nlb`, `hetzner-lb11`, ...).
-    ProfileName
+    ProfileName,
+    "profile name"
+);
+string_id!(
+    /// A sharing group's key: claims naming the same key may share load balancers.
+    GroupKey,
+    "sharing group key"
 );
 
 impl ClaimId {
     /// The namespace part of `namespace/name`, or the whole id when there is no slash.
     pub fn namespace(&self) -> &str {
-        self.0.split_once('/').map_or(self.0.as_str(), |(ns, _)| ns)
+        self.0.split_once('/').map_or(&self.0, |(ns, _)| ns)
     }
 }
 
@@ -319,7 +420,7 @@ impl FromStr for LbId {
 pub struct Time(pub u64);
 
 impl Time {
-    /// `self + ms`, saturating.
+    /// `self + ms`, saturating at the end of time.
     #[must_use]
     pub fn plus_ms(self, ms: u64) -> Time {
         Time(self.0.saturating_add(ms))
@@ -342,96 +443,192 @@ pub enum Sharing {
     /// Share with any claim, of any tenant, that also says `Anyone`: both sides opt in.
     Anyone,
     /// Share only with claims of the same tenant carrying the same key.
-    Group(String),
+    Group(GroupKey),
     /// Share with claims of any tenant that carry the same key (both sides opt in by naming it).
-    CrossTenantGroup(String),
+    CrossTenantGroup(GroupKey),
     /// Never share: a load balancer of its own.
     Dedicated,
 }
 
 /// A request for listeners on a shared load balancer (one `SharedLB` object, one Service).
+///
+/// Always valid: it has at least one port and no listener twice, whatever built it (a
+/// scenario, a trace, the workload generator, the controller, a deserializer).
+///
+/// ```
+/// use sharedlb_allocator::{Claim, Listener, PortRequest, Protocol, Sharing, GroupKey};
+/// let dns = Claim::new("shop/dns", vec![
+///     PortRequest::Fixed(Listener::tcp(53).unwrap()),
+///     PortRequest::Fixed(Listener::udp(53).unwrap()),
+/// ])?
+/// .with_sharing(Sharing::Group(GroupKey::new("edge")?));
+/// assert_eq!(dns.tenant().as_str(), "shop");
+/// assert!(Claim::new("shop/empty", vec![]).is_err());
+/// assert!(Claim::new("shop/twice", vec![PortRequest::Any(Protocol::Tcp); 2]).is_ok());
+/// # Ok::<(), sharedlb_allocator::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawClaim", into = "RawClaim")]
 pub struct Claim {
-    /// Identity, `namespace/name`.
-    pub id: ClaimId,
-    /// The tenant charged for it; defaults to the namespace.
-    pub tenant: TenantId,
-    /// The ports asked for; at least one.
-    pub ports: Vec<PortRequest>,
-    /// Who it may share with.
+    id: ClaimId,
+    tenant: TenantId,
+    ports: SmallVec<[PortRequest; 4]>,
+    sharing: Sharing,
+    allow_migration: bool,
+    pinned_lb: Option<LbId>,
+    profile: Option<ProfileName>,
+}
+
+/// The serialized form of a [`Claim`], checked on the way in.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaim {
+    id: ClaimId,
+    tenant: TenantId,
+    ports: Vec<PortRequest>,
     #[serde(default)]
-    pub sharing: Sharing,
-    /// Whether consolidation may move it to another load balancer.
+    sharing: Sharing,
     #[serde(default)]
-    pub allow_migration: bool,
-    /// Only this load balancer will do.
+    allow_migration: bool,
     #[serde(default)]
-    pub pinned_lb: Option<LbId>,
-    /// Only load balancers of this profile will do; `None` lets the policy choose.
+    pinned_lb: Option<LbId>,
     #[serde(default)]
-    pub profile: Option<ProfileName>,
+    profile: Option<ProfileName>,
+}
+
+impl TryFrom<RawClaim> for Claim {
+    type Error = Error;
+    fn try_from(r: RawClaim) -> Result<Claim, Error> {
+        let mut c = Claim::with_ports(r.id, r.ports)?;
+        c.tenant = r.tenant;
+        c.sharing = r.sharing;
+        c.allow_migration = r.allow_migration;
+        c.pinned_lb = r.pinned_lb;
+        c.profile = r.profile;
+        Ok(c)
+    }
+}
+
+impl From<Claim> for RawClaim {
+    fn from(c: Claim) -> RawClaim {
+        RawClaim {
+            id: c.id,
+            tenant: c.tenant,
+            ports: c.ports.into_vec(),
+            sharing: c.sharing,
+            allow_migration: c.allow_migration,
+            pinned_lb: c.pinned_lb,
+            profile: c.profile,
+        }
+    }
 }
 
 impl Claim {
-    /// A claim with default tenant (the namespace), default sharing and no pins.
+    /// A claim with default tenant (the id's namespace), default sharing and no pins.
     pub fn new(id: &str, ports: Vec<PortRequest>) -> Result<Claim, Error> {
-        let id = ClaimId::new(id)?;
+        Claim::with_ports(ClaimId::new(id)?, ports)
+    }
+
+    /// A claim from a checked id and its ports, tenant from the id's namespace.
+    pub fn with_ports(id: ClaimId, ports: Vec<PortRequest>) -> Result<Claim, Error> {
+        let invalid = |reason: String| Error::InvalidClaim {
+            claim: id.clone(),
+            reason,
+        };
+        if ports.is_empty() {
+            return Err(invalid("a claim needs at least one port".into()));
+        }
+        if ports.len() > MAX_PORTS_PER_CLAIM {
+            return Err(invalid(format!(
+                "{} ports asked, at most {MAX_PORTS_PER_CLAIM} can exist",
+                ports.len()
+            )));
+        }
+        let mut fixed: Vec<Listener> = ports.iter().filter_map(|r| r.fixed()).collect();
+        fixed.sort_unstable();
+        if let Some(&[a, _]) = fixed.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(format!("listener {a} is asked for twice")));
+        }
         let tenant = TenantId::new(id.namespace())?;
-        let claim = Claim {
+        Ok(Claim {
             id,
             tenant,
-            ports,
+            ports: SmallVec::from_vec(ports),
             sharing: Sharing::default(),
             allow_migration: false,
             pinned_lb: None,
             profile: None,
-        };
-        claim.validate()?;
-        Ok(claim)
+        })
     }
 
-    /// Sets the tenant.
+    /// Sets the tenant charged for the claim.
     #[must_use]
     pub fn with_tenant(mut self, tenant: TenantId) -> Claim {
         self.tenant = tenant;
         self
     }
 
-    /// Sets the sharing rule.
+    /// Sets who the claim may share with.
     #[must_use]
     pub fn with_sharing(mut self, sharing: Sharing) -> Claim {
         self.sharing = sharing;
         self
     }
 
-    /// Sets whether the claim may be migrated.
+    /// Sets whether consolidation may move the claim to another LB.
     #[must_use]
     pub fn with_migration(mut self, allow: bool) -> Claim {
         self.allow_migration = allow;
         self
     }
 
-    /// Checks what types cannot: at least one port, no listener asked twice.
-    pub fn validate(&self) -> Result<(), Error> {
-        let invalid = |reason: &str| Error::InvalidClaim {
-            claim: self.id.clone(),
-            reason: reason.to_owned(),
-        };
-        if self.ports.is_empty() {
-            return Err(invalid("a claim needs at least one port"));
-        }
-        let mut fixed: Vec<Listener> = self.ports.iter().filter_map(|r| r.fixed()).collect();
-        fixed.sort_unstable();
-        if let Some([a, _]) = fixed.windows(2).find(|w| w[0] == w[1]) {
-            return Err(invalid(&format!("listener {a} is asked for twice")));
-        }
-        if let Sharing::Group(k) | Sharing::CrossTenantGroup(k) = &self.sharing
-            && k.trim().is_empty()
-        {
-            return Err(invalid("a sharing group key must not be empty"));
-        }
-        Ok(())
+    /// Pins the claim to one LB (only it will do).
+    #[must_use]
+    pub fn with_pinned_lb(mut self, lb: Option<LbId>) -> Claim {
+        self.pinned_lb = lb;
+        self
+    }
+
+    /// Restricts the claim to LBs of one profile.
+    #[must_use]
+    pub fn with_profile(mut self, profile: Option<ProfileName>) -> Claim {
+        self.profile = profile;
+        self
+    }
+
+    /// Identity, `namespace/name`.
+    pub fn id(&self) -> &ClaimId {
+        &self.id
+    }
+
+    /// The tenant charged for it.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The ports asked for, at least one, no listener twice.
+    pub fn ports(&self) -> &[PortRequest] {
+        &self.ports
+    }
+
+    /// Who it may share with.
+    pub fn sharing(&self) -> &Sharing {
+        &self.sharing
+    }
+
+    /// Whether consolidation may move it.
+    pub fn allow_migration(&self) -> bool {
+        self.allow_migration
+    }
+
+    /// The only LB that will do, if pinned.
+    pub fn pinned_lb(&self) -> Option<LbId> {
+        self.pinned_lb
+    }
+
+    /// The only profile that will do, if set.
+    pub fn profile(&self) -> Option<&ProfileName> {
+        self.profile.as_ref()
     }
 
     /// How many listeners the claim needs.
@@ -442,5 +639,10 @@ impl Claim {
     /// The fixed listeners asked for.
     pub fn fixed_listeners(&self) -> impl Iterator<Item = Listener> + '_ {
         self.ports.iter().filter_map(|r| r.fixed())
+    }
+
+    /// How many ports are automatic (`Any`).
+    pub fn automatic_count(&self) -> u32 {
+        self.ports.iter().filter(|r| r.fixed().is_none()).count() as u32
     }
 }

@@ -1,12 +1,15 @@
 //! Load-balancer profiles: what one LB of a kind can hold and what it costs.
 //!
 //! The built-in profiles are data, each with its source. Prices are list prices at the
-//! time of writing (USD or EUR per hour as noted); check your provider before relying on them.
+//! time of writing, each in its provider's currency; check your provider before relying on
+//! them.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::model::{Listener, Port, ProfileName, Protocol};
+use crate::model::{Port, ProfileName, Protocol};
 
 /// An inclusive range of ports from which `Any` requests are served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +38,50 @@ impl PortRange {
     }
 }
 
+/// Hours in the average month (365.25 × 24 / 12): what "per month" means in every report.
+pub const HOURS_PER_MONTH: f64 = 730.5;
+
+/// The currency of a price. Prices in different currencies are never added or compared
+/// without an explicit rate.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Currency {
+    /// US dollars.
+    #[default]
+    Usd,
+    /// Euros.
+    Eur,
+}
+
+impl Currency {
+    /// The ISO 4217 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Usd => "USD",
+            Currency::Eur => "EUR",
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::str::FromStr for Currency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Currency, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "USD" => Ok(Currency::Usd),
+            "EUR" => Ok(Currency::Eur),
+            _ => Err(format!("unknown currency {s:?} (USD or EUR)")),
+        }
+    }
+}
+
 /// What one load balancer of a kind can hold and what it costs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +101,14 @@ pub struct LbProfile {
     /// Ports the provider keeps for itself (never assigned, never accepted as fixed).
     #[serde(default)]
     pub reserved: Vec<Port>,
-    /// Price per hour of one LB.
+    /// Price per hour of one LB, in `currency`.
     pub hourly_price: f64,
+    /// Most one LB costs in a month (providers that cap hourly billing), in `currency`.
+    #[serde(default)]
+    pub monthly_cap: Option<f64>,
+    /// The currency of the prices.
+    #[serde(default)]
+    pub currency: Currency,
 }
 
 impl LbProfile {
@@ -71,8 +124,17 @@ impl LbProfile {
         if self.auto_ports.is_empty() {
             return bad("auto_ports.first must not be above auto_ports.last");
         }
-        if !self.hourly_price.is_finite() || self.hourly_price < 0.0 {
-            return bad("hourly_price must be a finite number >= 0");
+        if !(self.hourly_price.is_finite() && (0.0..=1e6).contains(&self.hourly_price)) {
+            return bad("hourly_price must be a number from 0 to 1000000");
+        }
+        if self
+            .monthly_cap
+            .is_some_and(|c| !(c.is_finite() && (0.0..=1e9).contains(&c)))
+        {
+            return bad("monthly_cap must be a number from 0 to 1000000000");
+        }
+        if self.max_listeners > 3 * 65_535 {
+            return bad("max_listeners must be at most 196605 (every port of every protocol)");
         }
         Ok(())
     }
@@ -87,14 +149,34 @@ impl LbProfile {
         self.reserved.contains(&p)
     }
 
-    /// Whether two listeners clash on one LB of this profile.
-    pub fn clash(&self, a: Listener, b: Listener) -> bool {
-        a == b || (!self.shared_port_numbers && a.port == b.port)
+    /// How many ports of the automatic range are not reserved.
+    pub fn automatic_port_count(&self) -> u32 {
+        let reserved = self
+            .reserved
+            .iter()
+            .filter(|p| self.auto_ports.contains(**p))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u32;
+        self.auto_ports.len().saturating_sub(reserved)
+    }
+
+    /// What one LB kept all month costs per hour: the hourly price, or less where a monthly
+    /// cap applies. The one rate budgets, cost-aware packing and cost reports use.
+    pub fn price_per_hour(&self) -> f64 {
+        match self.monthly_cap {
+            Some(cap) => self.hourly_price.min(cap / HOURS_PER_MONTH),
+            None => self.hourly_price,
+        }
+    }
+
+    /// What one LB kept all month costs.
+    pub fn price_per_month(&self) -> f64 {
+        self.price_per_hour() * HOURS_PER_MONTH
     }
 
     /// Price per listener slot, the figure cost-aware packing compares.
     pub fn price_per_listener(&self) -> f64 {
-        self.hourly_price / f64::from(self.max_listeners)
+        self.price_per_hour() / f64::from(self.max_listeners)
     }
 }
 
@@ -109,13 +191,36 @@ fn range(a: u16, b: u16) -> PortRange {
     }
 }
 
+#[derive(Clone, Copy)]
+struct Price {
+    hourly: f64,
+    monthly_cap: Option<f64>,
+    currency: Currency,
+}
+
+fn usd(hourly: f64) -> Price {
+    Price {
+        hourly,
+        monthly_cap: None,
+        currency: Currency::Usd,
+    }
+}
+
+fn eur_capped(hourly: f64, monthly_cap: f64) -> Price {
+    Price {
+        hourly,
+        monthly_cap: Some(monthly_cap),
+        currency: Currency::Eur,
+    }
+}
+
 fn profile(
     name: &str,
     max_listeners: u32,
     protocols: &[Protocol],
     mixed_protocols: bool,
     shared_port_numbers: bool,
-    hourly_price: f64,
+    price: Price,
 ) -> LbProfile {
     LbProfile {
         name: ProfileName::new(name).unwrap_or_else(|_| unreachable!("built-in names are set")),
@@ -125,7 +230,9 @@ fn profile(
         shared_port_numbers,
         auto_ports: range(30000, 39999),
         reserved: Vec::new(),
-        hourly_price,
+        hourly_price: price.hourly,
+        monthly_cap: price.monthly_cap,
+        currency: price.currency,
     }
 }
 
@@ -136,23 +243,51 @@ pub fn builtin_profiles() -> Vec<LbProfile> {
         // AWS Network Load Balancer: 50 listeners per LB (Elastic Load Balancing quotas,
         // "Listeners per Network Load Balancer"); TCP, UDP and TCP_UDP listeners, so 53/TCP
         // and 53/UDP can coexist; $0.0225/h in us-east-1 (LCU charges not modelled).
-        profile("aws-nlb", 50, &[Tcp, Udp], true, true, 0.0225),
+        profile("aws-nlb", 50, &[Tcp, Udp], true, true, usd(0.0225)),
         // AWS Classic Load Balancer: 100 listeners per LB (ELB quotas); TCP/SSL only;
         // $0.025/h in us-east-1.
-        profile("aws-clb", 100, &[Tcp], false, false, 0.025),
+        profile("aws-clb", 100, &[Tcp], false, false, usd(0.025)),
         // Hetzner Cloud load balancers: 5 / 15 / 30 services for LB11 / LB21 / LB31
-        // (Hetzner Cloud docs, "Load Balancer types"); TCP services only;
-        // EUR 5.39 / 16.40 / 32.90 per month, hourly cap 0.0089 / 0.0271 / 0.0543.
-        profile("hetzner-lb11", 5, &[Tcp], false, false, 0.0089),
-        profile("hetzner-lb21", 15, &[Tcp], false, false, 0.0271),
-        profile("hetzner-lb31", 30, &[Tcp], false, false, 0.0543),
+        // (Hetzner Cloud docs, "Load Balancer types"); TCP services only; billed hourly
+        // (EUR 0.0089 / 0.0271 / 0.0543) up to a monthly price of EUR 5.39 / 16.40 / 32.90.
+        profile(
+            "hetzner-lb11",
+            5,
+            &[Tcp],
+            false,
+            false,
+            eur_capped(0.0089, 5.39),
+        ),
+        profile(
+            "hetzner-lb21",
+            15,
+            &[Tcp],
+            false,
+            false,
+            eur_capped(0.0271, 16.40),
+        ),
+        profile(
+            "hetzner-lb31",
+            30,
+            &[Tcp],
+            false,
+            false,
+            eur_capped(0.0543, 32.90),
+        ),
         // GCP external passthrough Network Load Balancer forwarding rule: up to 5 ports per
         // forwarding rule, one protocol per rule (Cloud Load Balancing docs, "Forwarding
         // rules overview"); $0.025/h for a rule (first five rules tier).
-        profile("gcp-forwarding-rule", 5, &[Tcp, Udp], false, true, 0.025),
+        profile(
+            "gcp-forwarding-rule",
+            5,
+            &[Tcp, Udp],
+            false,
+            true,
+            usd(0.025),
+        ),
         // Azure Standard Load Balancer: 1,500 rules per LB (Azure subscription limits);
         // TCP and UDP; $0.025/h for the first five rules (rules above five cost extra, not modelled).
-        profile("azure-standard", 1500, &[Tcp, Udp], true, true, 0.025),
+        profile("azure-standard", 1500, &[Tcp, Udp], true, true, usd(0.025)),
         // MetalLB / Cilium LB-IPAM / kube-vip shared IP on bare metal: one address holds any
         // port; no per-LB price. Capacity is every port of one protocol family.
         profile(
@@ -161,7 +296,7 @@ pub fn builtin_profiles() -> Vec<LbProfile> {
             &[Tcp, Udp, Sctp],
             true,
             true,
-            0.0,
+            usd(0.0),
         ),
     ]
 }

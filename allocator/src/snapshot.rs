@@ -1,16 +1,22 @@
-//! Snapshot and restore: the controller rebuilds the allocator from what the cluster
-//! records; a restored allocator decides exactly as the original would.
+//! Snapshot and restore: a shell rebuilds the allocator from what it recorded (the
+//! controller: claims' statuses and LB Services). A restore never fails on the recorded
+//! state: a placement that breaks a rule — written by an older policy, under another sharing
+//! rule, or on a profile that no longer allows it — is dropped and returned with the
+//! reason, and the claim waits to be placed again.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allocator::{Allocator, Place};
+use crate::allocator::{Allocator, RetryScope};
+use crate::claims::Place;
 use crate::config::Config;
 use crate::decision::PendingReason;
 use crate::error::Error;
-use crate::lb::{Lb, LbState, PoolKey};
-use crate::model::{Claim, LbId, Listener, PortRequest, ProfileName, Time};
+use crate::lb::{LbState, PoolKey};
+use crate::model::{Claim, ClaimId, LbId, Listeners, PortRequest, ProfileName, Time};
+use crate::policy::Policy;
 
 /// One load balancer in a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,12 +41,12 @@ pub struct LbRecord {
 pub struct ClaimRecord {
     /// The claim.
     pub claim: Claim,
-    /// Arrival order (fair retry within a tenant follows it).
+    /// Arrival order (fair admission keeps it within a tenant).
     pub seq: u64,
     /// The LB and listeners (one per port request, in order), if placed.
     #[serde(default)]
-    pub placement: Option<(LbId, Vec<Listener>)>,
-    /// The last reported pending reason, if pending.
+    pub placement: Option<(LbId, Listeners)>,
+    /// The last reported pending reason, if waiting.
     #[serde(default)]
     pub pending: Option<PendingReason>,
 }
@@ -63,6 +69,27 @@ pub struct Snapshot {
     pub claims: Vec<ClaimRecord>,
 }
 
+/// A recorded placement (or claim, or LB) the restore could not keep, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// The claim whose placement was dropped (`None` for a dropped LB record).
+    pub claim: Option<ClaimId>,
+    /// The LB involved, if any.
+    pub lb: Option<LbId>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The result of a restore: the allocator, and what it had to drop.
+#[derive(Debug)]
+pub struct Restored {
+    /// The rebuilt allocator. Claims whose placements were dropped wait; its
+    /// [`Allocator::next_wakeup`] is `now` so the shell's first `Tick` places them.
+    pub allocator: Allocator,
+    /// Placements, duplicate claims and LB records dropped, each with its reason.
+    pub dropped: Vec<Dropped>,
+}
+
 impl Allocator {
     /// The allocator's whole state as plain data.
     pub fn snapshot(&self) -> Snapshot {
@@ -72,16 +99,16 @@ impl Allocator {
             .map(|l| LbRecord {
                 id: l.id,
                 profile: self.config.profiles[l.profile].name.clone(),
-                pool: l.pool.clone(),
+                pool: self.pools[l.pool as usize].key.clone(),
                 state: l.state,
                 idle_since: l.idle_since,
             })
             .collect();
-        let mut claims: Vec<ClaimRecord> = self
-            .slots
-            .iter()
-            .flatten()
-            .map(|s| ClaimRecord {
+        let claims = self
+            .claims
+            .in_arrival_order()
+            .into_iter()
+            .map(|(_, s)| ClaimRecord {
                 claim: s.claim.clone(),
                 seq: s.seq,
                 placement: match &s.place {
@@ -94,7 +121,6 @@ impl Allocator {
                 },
             })
             .collect();
-        claims.sort_by_key(|c| c.seq);
         Snapshot {
             config: self.config.clone(),
             now: self.now,
@@ -105,109 +131,200 @@ impl Allocator {
         }
     }
 
-    /// Rebuilds an allocator, checking that the snapshot is consistent: known profiles,
-    /// no listener used twice, capacities and fixed ports respected, pools matching claims.
-    pub fn restore(snapshot: Snapshot) -> Result<Allocator, Error> {
-        let mut a = Allocator::new(snapshot.config)?;
+    /// Rebuilds an allocator with the configuration's policy. Fails only when the
+    /// configuration itself is invalid; see [`Restored`].
+    pub fn restore(snapshot: Snapshot) -> Result<Restored, Error> {
+        let policy = snapshot.config.policy.build();
+        Allocator::restore_with_policy(snapshot, policy)
+    }
+
+    /// [`Allocator::restore`] with a policy of your own.
+    pub fn restore_with_policy(
+        snapshot: Snapshot,
+        policy: Arc<dyn Policy>,
+    ) -> Result<Restored, Error> {
+        let mut a = Allocator::with_policy(snapshot.config, policy)?;
         a.now = snapshot.now;
-        let bad = |m: String| Err(Error::Restore(m));
+        let mut dropped = Vec::new();
         let mut max_lb = 0;
         for r in snapshot.lbs {
+            let lb_dropped = |reason: String| Dropped {
+                claim: None,
+                lb: Some(r.id),
+                reason,
+            };
             let Some(profile) = a.config.profile_index(&r.profile) else {
-                return bad(format!("{}: profile {} is not configured", r.id, r.profile));
+                dropped.push(lb_dropped(format!(
+                    "its profile {} is not configured",
+                    r.profile
+                )));
+                continue;
             };
             if a.lbs.contains_key(&r.id) {
-                return bad(format!("{} appears twice", r.id));
+                dropped.push(lb_dropped("it is recorded twice".into()));
+                continue;
             }
             max_lb = max_lb.max(r.id.0);
-            a.insert_lb(Lb {
-                id: r.id,
-                profile,
-                pool: r.pool,
-                state: r.state,
-                used: BTreeMap::new(),
-                claims: 0,
-                idle_since: r.idle_since,
-            });
+            a.insert_lb(r.id, profile, &r.pool, r.state, r.idle_since);
+            if let Some(l) = a.lbs.get_mut(&r.id) {
+                l.auto.suspend();
+            }
         }
         a.next_lb = snapshot.next_lb.max(max_lb + 1);
+        let mut records = snapshot.claims;
+        records.sort_by_key(|r| r.seq);
+        let mut seen = BTreeSet::new();
         let mut max_seq = None;
-        let strict = a.policy.strict_port_numbers();
-        for r in snapshot.claims {
-            r.claim.validate()?;
-            if a.by_id.contains_key(&r.claim.id) {
-                return bad(format!("claim {} appears twice", r.claim.id));
+        for r in records {
+            if !seen.insert(r.claim.id().clone()) {
+                dropped.push(Dropped {
+                    claim: Some(r.claim.id().clone()),
+                    lb: None,
+                    reason: "the claim is recorded twice; the later record is ignored".into(),
+                });
+                continue;
             }
             max_seq = max_seq.max(Some(r.seq));
-            let id = r.claim.id.clone();
-            let pool = a.pool_of(&r.claim);
-            let k = a.insert_slot(r.claim, r.seq, Place::Unplaced);
-            match (r.placement, r.pending) {
-                (Some((lb, listeners)), _) => {
-                    let Some(l) = a.lbs.get(&lb) else {
-                        return bad(format!("claim {id} is on unknown {lb}"));
-                    };
-                    if l.pool != pool {
-                        return bad(format!("claim {id} is on {lb} of another pool"));
-                    }
-                    let profile = &a.config.profiles[l.profile];
-                    let claim = &a.slot(k).claim;
-                    if listeners.len() != claim.ports.len() {
-                        return bad(format!("claim {id}: listener count differs from its ports"));
-                    }
-                    if l.free(profile) < claim.listener_count() {
-                        return bad(format!("claim {id}: {lb} is over capacity"));
-                    }
-                    for (req, got) in claim.ports.iter().zip(&listeners) {
-                        let ok = match *req {
-                            PortRequest::Fixed(f) => f == *got,
-                            PortRequest::Any(p) => p == got.protocol,
-                        };
-                        if !ok {
-                            return bad(format!("claim {id}: {got} does not answer {req}"));
-                        }
-                        if l.clashes(profile, *got, strict)
-                            || listeners
-                                .iter()
-                                .filter(|&&x| profile.clash(x, *got))
-                                .count()
-                                > 1
-                        {
-                            return bad(format!("claim {id}: {got} on {lb} is used twice"));
-                        }
-                    }
-                    a.assign(k, lb, listeners);
+            let k = a.insert_claim(r.claim, r.seq, Place::Unplaced);
+            if let Some((lb, listeners)) = r.placement {
+                match a.check_placement(k, lb, &listeners) {
+                    Ok(()) => a.assign(k, lb, listeners),
+                    Err(reason) => dropped.push(Dropped {
+                        claim: Some(a.claims.get(k).claim.id().clone()),
+                        lb: Some(lb),
+                        reason,
+                    }),
                 }
-                (None, Some(reason)) => {
-                    a.slots[k as usize]
-                        .as_mut()
-                        .unwrap_or_else(|| unreachable!())
-                        .place = Place::Pending(reason);
-                    if !reason.is_permanent() {
-                        a.enqueue(k);
-                    }
-                }
-                (None, None) => a.enqueue(k),
+            } else if let Some(reason) = r.pending {
+                a.set_place(k, Place::Pending(reason));
             }
         }
         a.next_seq = snapshot.next_seq.max(max_seq.map_or(0, |s| s + 1));
-        // An LB with no claims and no idle stamp (e.g. rebuilt from a cluster) starts idling now.
         let now = a.now;
-        let empty: Vec<LbId> = a
-            .lbs
-            .values()
-            .filter(|l| l.claims == 0 && l.idle_since.is_none() && l.state != LbState::Draining)
-            .map(|l| l.id)
-            .collect();
-        for id in empty {
-            a.mark_idle(id, now);
+        let ids: Vec<LbId> = a.lbs.keys().copied().collect();
+        for id in ids {
+            let Some(l) = a.lbs.get_mut(&id) else {
+                continue;
+            };
+            l.auto.restart(&a.config.profiles[l.profile]);
+            // An LB with no claims and no idle stamp (e.g. rebuilt from a cluster) starts
+            // idling now; one with claims is not idle.
+            let stamp = match (l.claims, l.state, l.idle_since) {
+                (0, LbState::Draining, _) => None,
+                (0, _, Some(t)) => Some(t.min(now)),
+                (0, _, None) => Some(now),
+                _ => None,
+            };
+            if stamp != l.idle_since {
+                if let Some(t) = l.idle_since {
+                    a.idle.remove(&(t, id));
+                }
+                l.idle_since = stamp;
+                if let Some(t) = stamp {
+                    a.idle.insert((t, id));
+                }
+            }
         }
-        Ok(a)
+        a.inherited.over_budget = a.over_budget();
+        let over: BTreeSet<_> = a
+            .usage
+            .keys()
+            .filter(|t| a.over_quota(t))
+            .cloned()
+            .collect();
+        a.inherited.over_quota = over;
+        a.retry = if a.waiting.is_empty() {
+            RetryScope::Nothing
+        } else {
+            RetryScope::Everything
+        };
+        Ok(Restored {
+            allocator: a,
+            dropped,
+        })
+    }
+
+    /// Whether slot `k` may hold `listeners` on `lb` given what is placed already: every
+    /// rule `check_invariants` checks for a placement, with the reason when one fails.
+    fn check_placement(&self, k: u32, lb: LbId, listeners: &Listeners) -> Result<(), String> {
+        let claim = &self.claims.get(k).claim;
+        let l = self
+            .lbs
+            .get(&lb)
+            .ok_or_else(|| format!("{lb} is not recorded"))?;
+        let profile = &self.config.profiles[l.profile];
+        if l.state == LbState::Draining {
+            return Err(format!("{lb} is being deleted"));
+        }
+        if self.pools[l.pool as usize].key != self.pool_of(claim) {
+            return Err(format!(
+                "{lb} belongs to another sharing pool than the claim's sharing rule allows"
+            ));
+        }
+        let eligible = self
+            .eligible_profiles(claim)
+            .map_err(|(_, m)| format!("no profile can hold the claim now: {m}"))?;
+        if !eligible.contains(&l.profile) {
+            return Err(format!(
+                "{lb} is a {} LB, which cannot hold this claim",
+                profile.name
+            ));
+        }
+        if claim.pinned_lb().is_some_and(|p| p != lb) {
+            return Err(format!("the claim is pinned to another LB than {lb}"));
+        }
+        if listeners.len() != claim.ports().len() {
+            return Err(format!(
+                "{} listeners recorded for {} ports",
+                listeners.len(),
+                claim.ports().len()
+            ));
+        }
+        for (req, got) in claim.ports().iter().zip(listeners.iter()) {
+            let ok = match *req {
+                PortRequest::Fixed(f) => f == *got,
+                PortRequest::Any(p) => {
+                    p == got.protocol
+                        && profile.auto_ports.contains(got.port)
+                        && !profile.is_reserved(got.port)
+                }
+            };
+            if !ok {
+                return Err(format!("{got} does not answer the request {req}"));
+            }
+        }
+        for (i, a) in listeners.iter().enumerate() {
+            if listeners[i + 1..]
+                .iter()
+                .any(|&b| l.rule.clash(*a, b, true))
+            {
+                return Err(format!("{a} clashes with another listener of the claim"));
+            }
+        }
+        if l.room(profile) < claim.listener_count() {
+            return Err(format!("{lb} has no room left for it"));
+        }
+        if !profile.mixed_protocols
+            && let Some(x) = l.used.keys().next()
+            && listeners.iter().any(|y| y.protocol != x.protocol)
+        {
+            return Err(format!("{lb} already serves another protocol"));
+        }
+        if let Some(x) = listeners.iter().find(|&&x| l.rule.occupied(&l.used, x)) {
+            return Err(format!("{x} on {lb} is already used by another claim"));
+        }
+        Ok(())
     }
 }
 
 impl Clone for Allocator {
     fn clone(&self) -> Self {
-        Allocator::restore(self.snapshot()).unwrap_or_else(|e| unreachable!("own snapshot: {e}"))
+        let r = Allocator::restore_with_policy(self.snapshot(), self.policy.clone())
+            .unwrap_or_else(|e| unreachable!("own configuration: {e}"));
+        debug_assert!(r.dropped.is_empty(), "own snapshot: {:?}", r.dropped);
+        let mut a = r.allocator;
+        a.retry = self.retry.clone();
+        a.inherited = self.inherited.clone();
+        a
     }
 }

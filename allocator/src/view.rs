@@ -22,7 +22,7 @@ pub struct LbView {
     pub state: LbState,
     /// Listener capacity.
     pub capacity: u32,
-    /// Price per hour.
+    /// Price per hour (the profile's `price_per_hour`).
     pub hourly_price: f64,
     /// Address, when the shell knows it.
     #[serde(default)]
@@ -70,6 +70,12 @@ pub struct TenantView {
     pub max_listeners: Option<u32>,
     /// Quota on claims, if any.
     pub max_claims: Option<u32>,
+    /// Listeners its waiting claims ask for.
+    #[serde(default)]
+    pub waiting_listeners: u32,
+    /// Its fair share of the listeners in use (weighted max-min, see `fairness`).
+    #[serde(default)]
+    pub fair_share: f64,
 }
 
 /// The whole state.
@@ -85,10 +91,12 @@ pub struct StateView {
     pub tenants: Vec<TenantView>,
     /// Placed claims.
     pub claims_placed: usize,
-    /// Cost per hour of all live LBs.
+    /// Cost per hour of the billed LBs.
     pub cost_per_hour: f64,
-    /// Price per hour of one LB of the first profile: the one-LB-per-Service baseline.
-    pub baseline_price: f64,
+    /// What one LB per placed claim would cost per hour (see `cost`).
+    pub baseline_per_hour: f64,
+    /// The currency of both.
+    pub currency: crate::profile::Currency,
 }
 
 impl Allocator {
@@ -97,7 +105,7 @@ impl Allocator {
         let claims = self.claims();
         let tenant_of: BTreeMap<&str, &str> = claims
             .iter()
-            .map(|(c, _)| (c.id.as_str(), c.tenant.as_str()))
+            .map(|(c, _)| (c.id().as_str(), c.tenant().as_str()))
             .collect();
         let lbs = self
             .lbs()
@@ -113,7 +121,7 @@ impl Allocator {
                     pool: l.pool.clone(),
                     state: l.state,
                     capacity: l.capacity,
-                    hourly_price: p.map_or(0.0, |p| p.hourly_price),
+                    hourly_price: p.map_or(0.0, crate::profile::LbProfile::price_per_hour),
                     address: address(l.id),
                     listeners: l
                         .listeners
@@ -135,18 +143,20 @@ impl Allocator {
             .iter()
             .filter_map(|(c, p)| {
                 p.as_ref().err().map(|r| PendingView {
-                    claim: c.id.to_string(),
-                    tenant: c.tenant.to_string(),
+                    claim: c.id().to_string(),
+                    tenant: c.tenant().to_string(),
                     reason: r.as_str().to_owned(),
-                    ports: c.ports.iter().map(ToString::to_string).collect(),
+                    ports: c.ports().iter().map(ToString::to_string).collect(),
                 })
             })
             .collect();
+        let fair = self.fair_shares();
         let tenants = self
             .tenants()
-            .into_iter()
+            .iter()
+            .filter(|(_, u)| u.claims + u.waiting_claims > 0)
             .map(|(t, u)| {
-                let cfg = self.config.tenant(&t);
+                let cfg = self.config.tenant(t);
                 TenantView {
                     name: t.to_string(),
                     weight: cfg.weight,
@@ -154,6 +164,8 @@ impl Allocator {
                     claims: u.claims,
                     max_listeners: cfg.quota.max_listeners,
                     max_claims: cfg.quota.max_claims,
+                    waiting_listeners: u.waiting_listeners,
+                    fair_share: fair.get(t).copied().unwrap_or(0.0),
                 }
             })
             .collect();
@@ -162,9 +174,10 @@ impl Allocator {
             lbs,
             pending,
             tenants,
-            claims_placed: claims.iter().filter(|(_, p)| p.is_ok()).count(),
+            claims_placed: self.placed_count(),
             cost_per_hour: self.cost_per_hour(),
-            baseline_price: self.config.profiles.first().map_or(0.0, |p| p.hourly_price),
+            baseline_per_hour: self.baseline_per_hour(),
+            currency: self.config.currency(),
         }
     }
 }

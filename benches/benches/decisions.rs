@@ -29,21 +29,14 @@ fn decisions(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("churn-{tag}"));
         group.sample_size(20);
         for &lbs in sizes {
-            let policies: Vec<PolicyKind> = if lbs == 10_000 {
-                vec![
-                    PolicyKind::BestFit,
-                    PolicyKind::FirstFit,
-                    PolicyKind::WorstFit,
-                    PolicyKind::ConflictAware,
-                    PolicyKind::CostAware {
-                        expected_listeners: 0,
-                    },
-                    PolicyKind::Seed { max_claims: 10 },
-                    PolicyKind::Dedicated,
-                ]
+            let names: Vec<&str> = if lbs == 10_000 {
+                PolicyKind::names().collect()
             } else {
-                vec![PolicyKind::BestFit]
+                vec!["best-fit"]
             };
+            let policies = names
+                .into_iter()
+                .filter_map(|n| n.parse::<PolicyKind>().ok());
             for policy in policies {
                 let (mut a, mut ids, mut g) = filled(policy, requests, lbs);
                 group.bench_function(BenchmarkId::new(policy.to_string(), lbs), |b| {

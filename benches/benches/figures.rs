@@ -47,7 +47,7 @@ fn memory() {
     let lbs = if quick() { 10_000 } else { 100_000 };
     println!("## memory (best-fit, one-listener Any claims, one shared pool)");
     let region = Region::new(GLOBAL);
-    let (a, ids, _) = filled(PolicyKind::BestFit, Requests::Any, lbs);
+    let (a, ids, _) = filled(best_fit(), Requests::Any, lbs);
     let change = region.change();
     let live = ids.len();
     // The caller's copy of the ids (the `ids` vector) is not allocator state; nor are the
@@ -152,13 +152,13 @@ fn quality() {
         protocol: sharedlb_allocator::Protocol::Tcp,
     })
     .collect();
-    let policies = PolicyKind::NAMES.into_iter().filter(|p| *p != "dedicated");
+    let policies: Vec<&str> = PolicyKind::names().filter(|p| *p != "dedicated").collect();
     for base in [default, single] {
         for consolidate in [false, true] {
             let mut row = Vec::new();
             for p in policies.clone() {
                 let mut s = base.clone();
-                s.allocator.policy = p.parse().unwrap_or(PolicyKind::BestFit);
+                s.allocator.policy = p.parse().unwrap_or_else(|_| best_fit());
                 s.workload.migration_fraction = if consolidate {
                     1.0
                 } else {
@@ -187,4 +187,10 @@ fn quality() {
         }
     }
     let _ = Time(0);
+}
+
+fn best_fit() -> PolicyKind {
+    "best-fit"
+        .parse()
+        .unwrap_or_else(|e| unreachable!("a registered policy: {e}"))
 }

@@ -8,8 +8,8 @@ use std::collections::{BinaryHeap, HashSet};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use sharedlb_allocator::{
-    Allocator, Claim, ClaimId, Config, Event, LbProfile, Listener, PolicyKind, Port, PortRange,
-    PortRequest, ProfileName, Protocol, Sharing, Time,
+    Allocator, Claim, ClaimId, Config, Decision, Event, LbProfile, Listener, PolicyKind, Port,
+    PortRange, PortRequest, ProfileName, Protocol, Reports, Sharing, Shell, Time,
 };
 
 /// Listeners per LB in the scale benchmarks: 100k LBs hold 1M one-listener claims.
@@ -40,6 +40,30 @@ pub fn profile() -> LbProfile {
         },
         reserved: vec![],
         hourly_price: 0.02,
+        monthly_cap: None,
+        currency: sharedlb_allocator::Currency::Usd,
+    }
+}
+
+/// The benchmarks' cloud: LBs are ready as soon as they are asked for and gone as soon as
+/// their deletion is; everything else needs no action.
+#[derive(Debug, Default)]
+pub struct InstantCloud;
+
+impl Shell for InstantCloud {
+    fn carry_out(&mut self, _now: Time, d: Decision, reports: &mut Reports<'_>) {
+        match d {
+            Decision::CreateLb { lb, .. } => reports.report(Event::LbReady(lb)),
+            Decision::DeleteLb { lb } => reports.report(Event::LbDeleted(lb)),
+            _ => {}
+        }
+    }
+}
+
+/// Feeds one event through [`InstantCloud`].
+pub fn feed(a: &mut Allocator, event: Event) {
+    if let Err(e) = a.drive(Time(0), event, &mut InstantCloud) {
+        unreachable!("benchmark events are valid: {e}");
     }
 }
 
@@ -85,10 +109,9 @@ impl ClaimGen {
                 ))
             }
         };
-        let mut c = Claim::new(&format!("t/c{}", self.next), vec![req])
-            .unwrap_or_else(|e| unreachable!("{e}"));
-        c.sharing = Sharing::Anyone;
-        c
+        Claim::new(&format!("t/c{}", self.next), vec![req])
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .with_sharing(Sharing::Anyone)
     }
 
     /// A random index below `n`.
@@ -104,7 +127,7 @@ fn fill(requests: Requests, lbs: usize, mut add: impl FnMut(Claim)) -> (Vec<Clai
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let c = g.claim();
-        ids.push(c.id.clone());
+        ids.push(c.id().clone());
         add(c);
     }
     (ids, g)
@@ -120,7 +143,7 @@ fn churn_step(
     let i = g.index(ids.len());
     remove(ids.swap_remove(i));
     let c = g.claim();
-    ids.push(c.id.clone());
+    ids.push(c.id().clone());
     add(c);
 }
 
@@ -133,7 +156,7 @@ pub fn filled(
 ) -> (Allocator, Vec<ClaimId>, ClaimGen) {
     let mut a = allocator(policy);
     let (ids, g) = fill(requests, lbs, |c| {
-        let _ = a.handle(Time(0), Event::ClaimAdded(c));
+        feed(&mut a, Event::ClaimAdded(c));
     });
     (a, ids, g)
 }
@@ -145,10 +168,10 @@ pub fn churn(a: &mut Allocator, ids: &mut Vec<ClaimId>, g: &mut ClaimGen) {
         ids,
         g,
         |id| {
-            let _ = a.borrow_mut().handle(Time(0), Event::ClaimRemoved(id));
+            feed(&mut a.borrow_mut(), Event::ClaimRemoved(id));
         },
         |c| {
-            let _ = a.borrow_mut().handle(Time(0), Event::ClaimAdded(c));
+            feed(&mut a.borrow_mut(), Event::ClaimAdded(c));
         },
     );
 }
@@ -168,7 +191,7 @@ struct NaiveLb {
 impl NaiveScan {
     /// Places a one-port claim: first LB with room and no clash, else a new LB.
     pub fn add(&mut self, c: &Claim) {
-        let req = c.ports[0];
+        let req = c.ports()[0];
         let mut chosen = None;
         for (i, lb) in self.lbs.iter().enumerate() {
             if lb.used.len() as u32 >= CAPACITY {
@@ -195,7 +218,7 @@ impl NaiveScan {
             (self.lbs.len() - 1, l)
         });
         self.lbs[i].used.insert(l);
-        self.claims.insert(c.id.clone(), (i, l));
+        self.claims.insert(c.id().clone(), (i, l));
     }
 
     /// Releases a claim.
@@ -288,15 +311,19 @@ pub fn bare_loop(
                     &mut payload,
                     &mut free,
                     t + l,
-                    Ev::Leave(c.id.clone()),
+                    Ev::Leave(c.id().clone()),
                 );
                 push(&mut heap, &mut payload, &mut free, t + next, Ev::Arrive);
-                let _ = a.handle(Time(t), Event::ClaimAdded(c));
+                if let Err(e) = a.drive(Time(t), Event::ClaimAdded(c), &mut InstantCloud) {
+                    unreachable!("benchmark events are valid: {e}");
+                }
             }
             Some(Ev::Leave(id)) => {
                 n += 1;
                 live -= 1;
-                let _ = a.handle(Time(t), Event::ClaimRemoved(id));
+                if let Err(e) = a.drive(Time(t), Event::ClaimRemoved(id), &mut InstantCloud) {
+                    unreachable!("benchmark events are valid: {e}");
+                }
             }
             None => {}
         }

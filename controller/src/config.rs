@@ -61,7 +61,9 @@ fn default_profiles() -> Vec<String> {
     vec!["aws-nlb".into()]
 }
 fn best_fit() -> PolicyKind {
-    PolicyKind::BestFit
+    "best-fit"
+        .parse()
+        .unwrap_or_else(|e| unreachable!("a registered policy: {e}"))
 }
 fn ten_minutes() -> u64 {
     600

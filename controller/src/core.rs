@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use sharedlb_allocator::{
-    Claim, ClaimId, LbId, LbInfo, LbRecord, LbState, Listener, PendingReason, PoolKey, PortRequest,
-    ProfileName, Protocol, Sharing, TenantId,
+    Claim, ClaimId, GroupKey, LbId, LbInfo, LbRecord, LbState, Listener, PendingReason, PoolKey,
+    PortRequest, ProfileName, Protocol, Sharing, TenantId,
 };
 
 use crate::crd::{
@@ -122,8 +122,11 @@ pub fn claim_from_spec(
         SharingMode::Group => {
             let key = spec
                 .sharing_key
-                .clone()
-                .filter(|k| !k.trim().is_empty())
+                .as_deref()
+                .map(|k| GroupKey::new(k.trim()))
+                .transpose()
+                .ok()
+                .flatten()
                 .ok_or("spec.sharingKey is required with sharing: Group")?;
             if spec.cross_namespace {
                 Sharing::CrossTenantGroup(key)
@@ -132,16 +135,18 @@ pub fn claim_from_spec(
             }
         }
     };
-    let mut claim = Claim::new(&format!("{namespace}/{name}"), ports).map_err(|e| e.to_string())?;
-    claim.tenant = TenantId::new(namespace).map_err(|e| e.to_string())?;
-    claim.sharing = sharing;
-    claim.allow_migration = spec.allow_migration;
-    claim.profile = spec
+    let profile = spec
         .profile
         .as_deref()
         .map(ProfileName::new)
         .transpose()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("spec.profile: {e}"))?;
+    let claim = Claim::new(&format!("{namespace}/{name}"), ports)
+        .map_err(|e| e.to_string())?
+        .with_tenant(TenantId::new(namespace).map_err(|e| e.to_string())?)
+        .with_sharing(sharing)
+        .with_migration(spec.allow_migration)
+        .with_profile(profile);
     Ok(claim)
 }
 
@@ -572,9 +577,9 @@ pub fn recorded_state(
         });
         let placement =
             placement.filter(|(lb, ls)| {
-                ls.len() == claim.ports.len()
+                ls.len() == claim.ports().len()
                     && (mode == Mode::SharedIp || lbs.contains_key(lb))
-                    && claim.ports.iter().zip(ls).all(|(r, l)| {
+                    && claim.ports().iter().zip(ls).all(|(r, l)| {
                         r.fixed().is_none_or(|f| f == *l) && r.protocol() == l.protocol
                     })
             });
@@ -583,8 +588,8 @@ pub fn recorded_state(
             let rec = lbs.entry(*lb).or_insert_with(|| LbRecord {
                 id: *lb,
                 profile: claim
-                    .profile
-                    .clone()
+                    .profile()
+                    .cloned()
                     .unwrap_or_else(|| default_profile.clone()),
                 pool: PoolKey::Open,
                 state: LbState::Ready,

@@ -17,7 +17,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use sharedlb_allocator::{Allocator, ClaimId, Decision, Event, LbId, Time};
+use sharedlb_allocator::{Allocator, ClaimId, Decision, Event, LbId, Reports, Shell, Time};
 use tokio::sync::Mutex;
 
 use crate::config::ControllerConfig;
@@ -124,19 +124,97 @@ pub fn error_policy(_slb: Arc<SharedLB>, err: &Error, _ctx: Arc<Ctx>) -> Action 
     Action::requeue(Duration::from_secs(5))
 }
 
+/// What the allocator's decisions ask of the cluster, gathered by the controller's shell
+/// while the allocator decides; carried out once it has decided.
+#[derive(Default)]
+struct Effects {
+    mode: Option<Mode>,
+    /// LBs whose Service must follow their listeners.
+    touched: BTreeSet<LbId>,
+    /// LBs to delete.
+    deleted: Vec<LbId>,
+    /// Claims to reconcile again (placed, moved, released, waiting).
+    claims: BTreeSet<ClaimId>,
+    /// The last pending message per claim.
+    messages: BTreeMap<ClaimId, String>,
+}
+
+impl Shell for Effects {
+    fn carry_out(&mut self, _now: Time, d: Decision, reports: &mut Reports<'_>) {
+        tracing::info!(?d, "decision");
+        match d {
+            Decision::CreateLb { lb, profile } => {
+                self.touched.insert(lb);
+                tracing::info!(%lb, %profile, "creating shared LB");
+                if self.mode == Some(Mode::SharedIp) {
+                    // A shared IP exists as soon as one claim's Service asks for it.
+                    reports.report(Event::LbReady(lb));
+                }
+            }
+            Decision::Assign { claim, lb, .. } | Decision::Release { claim, lb } => {
+                self.touched.insert(lb);
+                self.claims.insert(claim);
+            }
+            Decision::Migrate {
+                claim, from, to, ..
+            } => {
+                self.touched.insert(from);
+                self.touched.insert(to);
+                self.claims.insert(claim);
+            }
+            Decision::Pending { claim, message, .. } => {
+                self.messages.insert(claim.clone(), message);
+                self.claims.insert(claim);
+            }
+            Decision::DeleteLb { lb } => self.deleted.push(lb),
+        }
+    }
+}
+
+/// Feeds one event to the allocator and carries out what it decided.
+async fn drive(
+    ctx: &Ctx,
+    alloc: &mut Allocator,
+    event: Event,
+    current: Option<&ClaimId>,
+) -> Result<BTreeMap<ClaimId, String>, Error> {
+    let now = Time(now_ms().max(alloc.now().0));
+    let mut effects = Effects {
+        mode: Some(ctx.config.mode),
+        ..Effects::default()
+    };
+    alloc.drive(now, event, &mut effects)?;
+    let mut messages = BTreeMap::new();
+    loop {
+        messages.append(&mut effects.messages);
+        let deleted = std::mem::take(&mut effects.deleted);
+        carry_out(ctx, alloc, &effects, current).await?;
+        effects.touched.clear();
+        effects.claims.clear();
+        if deleted.is_empty() {
+            break;
+        }
+        for lb in deleted {
+            delete_lb_service(ctx, lb).await?;
+            tracing::info!(%lb, "deleted idle shared LB");
+            let now = Time(now_ms().max(alloc.now().0));
+            alloc.drive(now, Event::LbDeleted(lb), &mut effects)?;
+        }
+    }
+    Ok(messages)
+}
+
 async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
     let ns = slb.namespace().ok_or(Error::NoNamespace)?;
     let mode = ctx.config.mode;
     let id = core::claim_key(slb).ok_or(Error::NoNamespace)?;
     let mut alloc = ctx.alloc.lock().await;
-    let now = Time(now_ms().max(alloc.now().0));
     let claim = match core::claim_from_spec(&ns, &slb.name_any(), &slb.spec, mode) {
         Ok(c) => c,
         Err(msg) => {
             // An invalid spec frees whatever the claim held and says why.
             if alloc.claim(&id).is_some() {
-                let ds = alloc.handle(now, Event::ClaimRemoved(id.clone()))?;
-                apply_decisions(ctx, &mut alloc, ds, Some(&id)).await?;
+                drive(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), Some(&id)).await?;
             }
             drop(alloc);
             publish(ctx, slb, EventType::Warning, "InvalidSpec", &msg).await;
@@ -149,12 +227,8 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
         Some(c) if *c != claim => Event::ClaimUpdated(claim),
         Some(_) => Event::Tick,
     };
-    let ds = alloc.handle(now, event)?;
-    let message = ds.iter().find_map(|d| match d {
-        Decision::Pending { claim, message, .. } if *claim == id => Some(message.clone()),
-        _ => None,
-    });
-    apply_decisions(ctx, &mut alloc, ds, Some(&id)).await?;
+    let mut messages = drive(ctx, &mut alloc, event, Some(&id)).await?;
+    let message = messages.remove(&id);
     let Some((lb, listeners)) = alloc.placement(&id).map(|(lb, ls)| (lb, ls.to_vec())) else {
         let reason = alloc
             .pending_reason(&id)
@@ -182,8 +256,7 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
             .lb(lb)
             .is_some_and(|l| l.state == sharedlb_allocator::LbState::Provisioning)
     {
-        let ds = alloc.handle(now, Event::LbReady(lb))?;
-        apply_decisions(ctx, &mut alloc, ds, Some(&id)).await?;
+        drive(ctx, &mut alloc, Event::LbReady(lb), Some(&id)).await?;
     }
     drop(alloc);
     let placed = Outcome::Placed {
@@ -201,9 +274,7 @@ async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
     };
     let mut alloc = ctx.alloc.lock().await;
     if alloc.claim(&id).is_some() {
-        let now = Time(now_ms().max(alloc.now().0));
-        let ds = alloc.handle(now, Event::ClaimRemoved(id.clone()))?;
-        apply_decisions(ctx, &mut alloc, ds, Some(&id)).await?;
+        drive(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), Some(&id)).await?;
     }
     drop(alloc);
     if ctx.config.mode == Mode::Service {
@@ -213,91 +284,46 @@ async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Carries out the allocator's decisions: LB Services follow their listeners, deleted LBs
-/// go, other claims that moved are reconciled again.
-async fn apply_decisions(
-    ctx: &Ctx,
-    alloc: &mut Allocator,
-    decisions: Vec<Decision>,
-    current: Option<&ClaimId>,
-) -> Result<(), Error> {
-    let mut touched: BTreeSet<LbId> = BTreeSet::new();
-    let mut others: BTreeSet<ClaimId> = BTreeSet::new();
-    let mut deleted: Vec<LbId> = Vec::new();
-    for d in &decisions {
-        tracing::info!(?d, "decision");
-        match d {
-            Decision::CreateLb { lb, profile } => {
-                touched.insert(*lb);
-                tracing::info!(%lb, %profile, "creating shared LB");
-            }
-            Decision::Assign { claim, lb, .. } | Decision::Release { claim, lb } => {
-                touched.insert(*lb);
-                others.insert(claim.clone());
-            }
-            Decision::Migrate {
-                claim, from, to, ..
-            } => {
-                touched.insert(*from);
-                touched.insert(*to);
-                others.insert(claim.clone());
-            }
-            Decision::Pending { claim, .. } => {
-                others.insert(claim.clone());
-            }
-            Decision::DeleteLb { lb } => deleted.push(*lb),
-        }
+async fn delete_lb_service(ctx: &Ctx, lb: LbId) -> Result<(), Error> {
+    if ctx.config.mode != Mode::Service {
+        return Ok(());
     }
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    for lb in &touched {
-        if deleted.contains(lb) {
+    match services
+        .delete(&core::lb_service_name(lb), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Carries out gathered effects: LB Services follow their listeners, other claims that
+/// moved are reconciled again.
+async fn carry_out(
+    ctx: &Ctx,
+    alloc: &Allocator,
+    effects: &Effects,
+    current: Option<&ClaimId>,
+) -> Result<(), Error> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    for lb in &effects.touched {
+        if effects.deleted.contains(lb) {
             continue;
         }
-        match (ctx.config.mode, alloc.lb(*lb)) {
-            (Mode::Service, Some(info)) if !info.listeners.is_empty() => {
-                let svc = core::desired_lb_service(&info, &ctx.config.namespace);
-                services
-                    .patch(
-                        &core::lb_service_name(*lb),
-                        &PatchParams::apply(core::MANAGER).force(),
-                        &Patch::Apply(&svc),
-                    )
-                    .await?;
-            }
-            (Mode::SharedIp, Some(info))
-                if info.state == sharedlb_allocator::LbState::Provisioning =>
-            {
-                // A shared IP exists as soon as one claim's Service asks for it.
-                let now = Time(now_ms().max(alloc.now().0));
-                let more = alloc.handle(now, Event::LbReady(*lb))?;
-                others.extend(more.iter().filter_map(|d| match d {
-                    Decision::Assign { claim, .. } | Decision::Pending { claim, .. } => {
-                        Some(claim.clone())
-                    }
-                    _ => None,
-                }));
-            }
-            _ => {}
+        if let (Mode::Service, Some(info)) = (ctx.config.mode, alloc.lb(*lb))
+            && !info.listeners.is_empty()
+        {
+            let svc = core::desired_lb_service(&info, &ctx.config.namespace);
+            services
+                .patch(
+                    &core::lb_service_name(*lb),
+                    &PatchParams::apply(core::MANAGER).force(),
+                    &Patch::Apply(&svc),
+                )
+                .await?;
         }
-    }
-    for lb in deleted {
-        if ctx.config.mode == Mode::Service {
-            match services
-                .delete(&core::lb_service_name(lb), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        tracing::info!(%lb, "deleted idle shared LB");
-        let now = Time(now_ms().max(alloc.now().0));
-        let more = alloc.handle(now, Event::LbDeleted(lb))?;
-        others.extend(more.iter().filter_map(|d| match d {
-            Decision::Assign { claim, .. } | Decision::Pending { claim, .. } => Some(claim.clone()),
-            _ => None,
-        }));
     }
     // Index claims per LB for the LB Service watch, and requeue the others touched.
     {
@@ -307,14 +333,14 @@ async fn apply_decisions(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         on.clear();
         for (c, p) in alloc.claims() {
-            if let (Ok((lb, _)), Some(r)) = (p, claim_ref(&c.id)) {
+            if let (Ok((lb, _)), Some(r)) = (p, claim_ref(c.id())) {
                 on.entry(lb).or_default().push(r);
             }
         }
     }
-    for c in others {
-        if Some(&c) != current
-            && let Some(r) = claim_ref(&c)
+    for c in &effects.claims {
+        if Some(c) != current
+            && let Some(r) = claim_ref(c)
         {
             let _ = ctx.requeue.unbounded_send(r);
         }

@@ -1,22 +1,18 @@
 //! Rebuilding the allocator from the cluster at start: a restart at any moment loses and
 //! double-books nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use sharedlb_allocator::{
-    Allocator, ClaimRecord, Config, LbId, Listener, PolicyKind, PoolKey, Snapshot, Time,
-};
+use sharedlb_allocator::{Allocator, ClaimRecord, Config, PoolKey, Snapshot, Time};
 
 use crate::config::ControllerConfig;
 use crate::core::{self, LB_LABEL};
 use crate::crd::SharedLB;
 
-/// Builds an allocator snapshot from recorded claims and LB Services. Placements that
-/// would double-book a listener or overfill an LB are dropped (those claims are placed
-/// again on their next reconcile), so the result always restores.
+/// Builds an allocator snapshot from recorded claims and LB Services. Whatever the
+/// cluster records goes in as it is: the allocator's restore drops (and reports) any
+/// placement that breaks a rule, so the rebuild never fails on what it finds.
 pub fn snapshot_from(
     config: &Config,
     mode: core::Mode,
@@ -24,34 +20,21 @@ pub fn snapshot_from(
     lb_services: &[Service],
     now: Time,
 ) -> Snapshot {
+    let pooling = config.policy.build().rules().pooling;
     let default_profile = config.profiles[0].name.clone();
     let (lbs, placed) = core::recorded_state(claims, lb_services, mode, &default_profile, |c| {
-        PoolKey::of(c, config.policy == PolicyKind::Dedicated)
+        PoolKey::of(c, pooling)
     });
-    let mut used: BTreeMap<LbId, BTreeSet<Listener>> = BTreeMap::new();
-    let capacity = |lb: LbId| {
-        lbs.iter()
-            .find(|r| r.id == lb)
-            .and_then(|r| config.profile_index(&r.profile))
-            .map_or(0, |i| config.profiles[i].max_listeners as usize)
-    };
-    let mut records = Vec::new();
-    for (seq, (claim, placement)) in placed.into_iter().enumerate() {
-        let placement = placement.filter(|(lb, ls)| {
-            let set = used.entry(*lb).or_default();
-            let fits = set.len() + ls.len() <= capacity(*lb) && ls.iter().all(|l| !set.contains(l));
-            if fits {
-                set.extend(ls.iter().copied());
-            }
-            fits
-        });
-        records.push(ClaimRecord {
+    let records: Vec<ClaimRecord> = placed
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (claim, placement))| ClaimRecord {
             claim,
             seq: seq as u64,
-            placement,
+            placement: placement.map(|(lb, ls)| (lb, ls.into())),
             pending: None,
-        });
-    }
+        })
+        .collect();
     let next_lb = lbs.iter().map(|r| r.id.0 + 1).max().unwrap_or(1);
     Snapshot {
         config: config.clone(),
@@ -82,11 +65,15 @@ pub async fn rebuild(
         core::Mode::SharedIp => Vec::new(),
     };
     let snap = snapshot_from(&alloc_config, config.mode, &claims, &lb_services, now);
-    let placed = snap.claims.iter().filter(|c| c.placement.is_some()).count();
-    let a = Allocator::restore(snap)?;
+    let restored = Allocator::restore(snap)?;
+    for d in &restored.dropped {
+        tracing::warn!(claim = ?d.claim, lb = ?d.lb, reason = %d.reason, "recorded placement dropped; placing again");
+    }
+    let a = restored.allocator;
     tracing::info!(
         claims = claims.len(),
-        placed,
+        placed = a.placed_count(),
+        dropped = restored.dropped.len(),
         lbs = a.lbs().len(),
         "allocator rebuilt from the cluster"
     );

@@ -389,7 +389,7 @@ async fn two_claims_share_an_lb_then_cleanup_deletes_it() {
         let mut a = h.ctx.alloc.lock().await;
         let mut snap = a.snapshot();
         snap.config.idle_timeout_ms = 0;
-        *a = Allocator::restore(snap).unwrap();
+        *a = Allocator::restore(snap).unwrap().allocator;
     }
     for name in ["web", "dns"] {
         let mut c = h.get(CLAIMS, "shop", name).unwrap();

@@ -9,7 +9,8 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use sharedlb_allocator::{
-    Allocator, Config, Decision, Event, LbId, PendingReason, PolicyKind, PoolKey, Time,
+    Allocator, Config, Decision, Event, LbId, PendingReason, PolicyKind, PoolKey, Reports, Shell,
+    Time,
 };
 use sharedlb_controller::core::{self, Mode, Outcome, SharedIpImpl};
 use sharedlb_controller::crd::{ClaimPort, PortProtocol, SharedLB, SharedLBSpec, SharingMode};
@@ -43,13 +44,33 @@ fn slb(ns: &str, name: &str, ports: Vec<ClaimPort>) -> SharedLB {
     s
 }
 
+fn best_fit() -> PolicyKind {
+    "best-fit".parse().unwrap()
+}
+
 fn alloc() -> Allocator {
-    Allocator::new(Config::with_builtin("aws-nlb", PolicyKind::BestFit).unwrap()).unwrap()
+    Allocator::new(Config::with_builtin("aws-nlb", best_fit()).unwrap()).unwrap()
+}
+
+/// Records decisions; LB outcomes are up to the test.
+#[derive(Default)]
+struct Log(Vec<Decision>);
+
+impl Shell for Log {
+    fn carry_out(&mut self, _now: Time, d: Decision, _r: &mut Reports<'_>) {
+        self.0.push(d);
+    }
+}
+
+fn drive(a: &mut Allocator, now: u64, e: Event) -> Vec<Decision> {
+    let mut log = Log::default();
+    a.drive(Time(now), e, &mut log).unwrap();
+    log.0
 }
 
 fn add(a: &mut Allocator, s: &SharedLB, mode: Mode) -> Vec<Decision> {
     let c = core::claim_from_spec(&s.namespace().unwrap(), &s.name_any(), &s.spec, mode).unwrap();
-    a.handle(Time(0), Event::ClaimAdded(c)).unwrap()
+    drive(a, 0, Event::ClaimAdded(c))
 }
 
 #[test]
@@ -333,7 +354,7 @@ fn conflicting_fixed_port_goes_elsewhere_or_waits_with_reason() {
         matches!(d[0], Decision::CreateLb { lb: LbId(2), .. }),
         "443 is taken on lb-1: {d:?}"
     );
-    let mut cfg = Config::with_builtin("aws-nlb", PolicyKind::BestFit).unwrap();
+    let mut cfg = Config::with_builtin("aws-nlb", best_fit()).unwrap();
     cfg.budget.max_lbs = Some(1);
     let mut b = Allocator::new(cfg).unwrap();
     add(&mut b, &a1, Mode::Service);
@@ -416,7 +437,7 @@ fn shared_ip_mode_annotates_per_claim_services() {
 
 #[test]
 fn restart_rebuilds_the_same_placements_and_decides_nothing_new() {
-    let config = Config::with_builtin("aws-nlb", PolicyKind::BestFit).unwrap();
+    let config = Config::with_builtin("aws-nlb", best_fit()).unwrap();
     let mut a = Allocator::new(config.clone()).unwrap();
     let claims = vec![
         slb(
@@ -458,13 +479,15 @@ fn restart_rebuilds_the_same_placements_and_decides_nothing_new() {
         .map(|l| core::desired_lb_service(l, "sharedlb-system"))
         .collect();
     let snap = snapshot_from(&config, Mode::Service, &recorded, &services, Time(10));
-    let mut b = Allocator::restore(snap).unwrap();
+    let r = Allocator::restore(snap).unwrap();
+    assert!(r.dropped.is_empty(), "{:?}", r.dropped);
+    let mut b = r.allocator;
     for c in &claims {
         let id = core::claim_key(c).unwrap();
         assert_eq!(a.placement(&id), b.placement(&id), "{id}");
     }
     assert!(
-        b.handle(Time(11), Event::Tick).unwrap().is_empty(),
+        drive(&mut b, 11, Event::Tick).is_empty(),
         "no change written after a restart"
     );
     b.check_invariants().unwrap();
@@ -473,7 +496,9 @@ fn restart_rebuilds_the_same_placements_and_decides_nothing_new() {
     let mut bad = recorded.clone();
     bad[1].status = bad[0].status.clone();
     let snap = snapshot_from(&config, Mode::Service, &bad, &services, Time(10));
-    let c = Allocator::restore(snap).unwrap();
+    let r = Allocator::restore(snap).unwrap();
+    assert_eq!(r.dropped.len(), 1, "{:?}", r.dropped);
+    let c = r.allocator;
     assert!(c.placement(&core::claim_key(&bad[1]).unwrap()).is_none());
     c.check_invariants().unwrap();
 }

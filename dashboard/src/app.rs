@@ -380,7 +380,7 @@ fn Simulate() -> impl IntoView {
                                     <td>{format!("{:.1}", s.lbs_mean)}</td>
                                     <td>{format!("{:.3}", s.lbs_over_lower_bound)}</td>
                                     <td>{format!("{:.3}", s.cost_per_hour)}</td>
-                                    <td>{format!("{:.0}%", 100.0 * s.savings_fraction)}</td>
+                                    <td>{s.savings_fraction.map_or_else(|| "n/a".to_owned(), |x| format!("{:.0}%", 100.0 * x))}</td>
                                     <td>{format!("{:.0}", s.waits.p95_s)}</td>
                                 </tr>
                             }

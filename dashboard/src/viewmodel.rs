@@ -30,7 +30,7 @@ pub struct Totals {
 pub fn totals(s: &StateView) -> Totals {
     let used = s.lbs.iter().map(|l| l.listeners.len()).sum();
     let capacity = s.lbs.iter().map(|l| u64::from(l.capacity)).sum();
-    let dedicated = s.claims_placed as f64 * s.baseline_price;
+    let dedicated = s.baseline_per_hour;
     let mut pending: BTreeMap<String, usize> = BTreeMap::new();
     for p in &s.pending {
         *pending.entry(p.reason.clone()).or_default() += 1;
@@ -162,14 +162,12 @@ pub struct TenantRow {
     pub listeners: u32,
     /// Listener quota, if any.
     pub quota: Option<u32>,
-    /// Fair share of the listeners in use (weight / total weight).
+    /// Fair share of the listeners in use: the allocator's weighted max-min share.
     pub fair_share: f64,
 }
 
 /// Tenant rows.
 pub fn tenant_rows(s: &StateView) -> Vec<TenantRow> {
-    let used: u32 = s.tenants.iter().map(|t| t.listeners).sum();
-    let weights: u32 = s.tenants.iter().map(|t| t.weight).sum::<u32>().max(1);
     s.tenants
         .iter()
         .map(|t| TenantRow {
@@ -177,7 +175,7 @@ pub fn tenant_rows(s: &StateView) -> Vec<TenantRow> {
             weight: t.weight,
             listeners: t.listeners,
             quota: t.max_listeners,
-            fair_share: f64::from(used) * f64::from(t.weight) / f64::from(weights),
+            fair_share: t.fair_share,
         })
         .collect()
 }

@@ -1,6 +1,8 @@
-//! The discrete-event engine: a shell around the allocator. It turns workload events into
-//! allocator events, carries out the allocator's decisions (LBs take a provisioning delay,
-//! fail, are deleted) and measures everything.
+//! The discrete-event engine. A [`Simulation`] owns the allocator and a model of the cloud,
+//! the [`Cloud`]: the shell that carries out the allocator's decisions (LBs take a
+//! provisioning delay, fail, take time to delete) through the allocator's one entry point,
+//! [`Allocator::drive`]. Capacity, cost, the baseline and the lower bound are read from the
+//! allocator; the engine only integrates them over time.
 //!
 //! Two seeded random streams keep policies comparable: the workload stream (arrivals,
 //! claims, lifetimes) is drawn only at arrivals, so every policy sees the same claims at
@@ -12,13 +14,14 @@ use std::collections::{BTreeMap, HashMap};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Exp};
 use rand_pcg::Pcg64Mcg;
-use sharedlb_allocator::bounds::lower_bound;
-use sharedlb_allocator::fairness::{fair_shares, jain_index};
+use sharedlb_allocator::fairness::jain_index;
+use sharedlb_allocator::profile::HOURS_PER_MONTH;
 use sharedlb_allocator::{
-    Allocator, Claim, ClaimId, Decision, Event, LbId, LbProfile, ProfileName, TenantId, Time,
+    Allocator, Claim, ClaimId, Decision, Event, LbId, LbState, ProfileName, Reports, Shell,
+    TenantId, Time,
 };
 
-use crate::metrics::{Sample, Summary, TenantSummary, Waits};
+use crate::metrics::{Sample, Summary, TenantSummary, WaitHistogram};
 use crate::queue::EventQueue;
 use crate::scenario::{ProfileSpec, Scenario};
 use crate::trace::TraceEvent;
@@ -39,86 +42,185 @@ enum Ev {
     Wakeup,
     Sample,
     Consolidate,
-    // Boxed: keeps every queued event small (a claim is ~150 bytes).
+    // Boxed: keeps every queued event small.
     TraceAdd(Box<Claim>),
     TraceRemove(ClaimId),
 }
 
+/// A claim as the cloud sees it.
 #[derive(Debug, Clone)]
 struct ClaimTrack {
     tenant: TenantId,
     arrived: u64,
-    listeners: u64,
     lb: Option<LbId>,
+    /// On a ready LB now.
+    serving: bool,
+    /// Ever served.
     served: bool,
 }
 
-#[derive(Debug, Clone)]
+/// An LB as the cloud sees it.
+#[derive(Debug, Clone, Default)]
 struct LbTrack {
-    profile: usize,
-    claims: u32,
     ready: bool,
-    draining: bool,
+    /// Claims placed on it while it provisions: served once it is ready.
     waiters: Vec<ClaimId>,
 }
 
-#[derive(Debug, Clone, Default)]
-struct TenantAcc {
-    live: u64,
-    placed: u64,
-    live_listeners: u64,
-    used_listeners: u64,
-    arrivals: u64,
-    int_live: f64,
-    int_placed: f64,
-    int_live_listeners: f64,
-    int_used_listeners: f64,
+/// The simulated cloud: the shell that carries out the allocator's decisions.
+#[derive(Debug)]
+struct Cloud {
+    now: u64,
+    warmup: u64,
+    queue: EventQueue<Ev>,
+    rng: Pcg64Mcg,
+    profiles: Vec<ProfileSpec>,
+    profile_index: HashMap<ProfileName, usize>,
+    claims: HashMap<ClaimId, ClaimTrack>,
+    lbs: HashMap<LbId, LbTrack>,
+    serving: u64,
+    serving_per_tenant: BTreeMap<TenantId, u64>,
+    waits: WaitHistogram,
+    pending_reasons: BTreeMap<String, u64>,
+    lbs_created: u64,
+    migrations: u64,
 }
+
+impl Cloud {
+    fn set_serving(&mut self, id: &ClaimId, on: bool) {
+        let Some(t) = self.claims.get_mut(id) else {
+            return;
+        };
+        if t.serving == on {
+            return;
+        }
+        t.serving = on;
+        let per = self.serving_per_tenant.entry(t.tenant.clone()).or_default();
+        if on {
+            self.serving += 1;
+            *per += 1;
+            if !t.served {
+                t.served = true;
+                if t.arrived >= self.warmup {
+                    self.waits.record(self.now - t.arrived);
+                }
+            }
+        } else {
+            self.serving -= 1;
+            *per -= 1;
+        }
+    }
+
+    /// The claim is now on `lb` (or nowhere).
+    fn place(&mut self, id: &ClaimId, lb: Option<LbId>) {
+        let Some(t) = self.claims.get_mut(id) else {
+            return;
+        };
+        t.lb = lb;
+        let ready = match lb.and_then(|l| self.lbs.get_mut(&l)) {
+            Some(track) if track.ready => true,
+            Some(track) => {
+                track.waiters.push(id.clone());
+                false
+            }
+            None => false,
+        };
+        self.set_serving(id, ready);
+    }
+
+    fn lb_ready(&mut self, lb: LbId) {
+        let Some(track) = self.lbs.get_mut(&lb) else {
+            return;
+        };
+        track.ready = true;
+        for c in std::mem::take(&mut track.waiters) {
+            if self.claims.get(&c).is_some_and(|t| t.lb == Some(lb)) {
+                self.set_serving(&c, true);
+            }
+        }
+    }
+}
+
+impl Shell for Cloud {
+    fn carry_out(&mut self, now: Time, d: Decision, _reports: &mut Reports<'_>) {
+        self.now = now.0;
+        match d {
+            Decision::CreateLb { lb, profile } => {
+                let p = self.profile_index.get(&profile).copied().unwrap_or(0);
+                let delay = sample_duration(&self.profiles[p].provisioning, &mut self.rng);
+                self.queue
+                    .push(self.now.saturating_add(delay), Ev::LbReady(lb));
+                let rate = self.profiles[p].failures_per_day;
+                if rate > 0.0
+                    && let Ok(exp) = Exp::new(rate / 86_400_000.0)
+                {
+                    let t = exp.sample(&mut self.rng).min(1e15) as u64;
+                    self.queue
+                        .push(self.now.saturating_add(t.max(1)), Ev::LbFail(lb));
+                }
+                self.lbs.insert(lb, LbTrack::default());
+                self.lbs_created += 1;
+            }
+            Decision::Assign { claim, lb, .. } => self.place(&claim, Some(lb)),
+            Decision::Migrate { claim, to, .. } => {
+                self.migrations += 1;
+                self.place(&claim, Some(to));
+            }
+            Decision::Release { claim, .. } => self.place(&claim, None),
+            Decision::Pending { reason, .. } => {
+                *self
+                    .pending_reasons
+                    .entry(reason.as_str().to_owned())
+                    .or_default() += 1;
+            }
+            Decision::DeleteLb { lb } => {
+                self.queue
+                    .push(self.now.saturating_add(DELETE_DELAY_MS), Ev::LbGone(lb));
+            }
+        }
+    }
+}
+
+/// Time integrals over the measured period, in units × hours.
+#[derive(Debug, Default, Clone)]
+struct Integrals {
+    lbs: f64,
+    lbs_with_claims: f64,
+    bound: f64,
+    cost: f64,
+    baseline: f64,
+    live: f64,
+    placed: f64,
+    served: f64,
+    used: f64,
+    capacity: f64,
+    tenants: BTreeMap<TenantId, (f64, f64)>,
+}
+
+/// Per-tenant sample sums: (listener share, fair share, samples).
+type ShareSums = BTreeMap<TenantId, (f64, f64, u64)>;
 
 /// A simulation run, steppable in chunks (the dashboard runs it a slice at a time).
 #[derive(Debug)]
 pub struct Simulation {
     scenario: Scenario,
     alloc: Allocator,
-    profiles: Vec<ProfileSpec>,
-    caps: Vec<u64>,
-    prices: Vec<f64>,
-    profile_index: HashMap<ProfileName, usize>,
-    bound_profile: LbProfile,
+    cloud: Cloud,
     workload_rng: Pcg64Mcg,
-    infra_rng: Pcg64Mcg,
     workload: Option<WorkloadGen>,
-    queue: EventQueue<Ev>,
-    now: u64,
     end: u64,
     warmup: u64,
     wakeup_at: Option<u64>,
-    claims: HashMap<ClaimId, ClaimTrack>,
-    lbs: BTreeMap<LbId, LbTrack>,
-    lbs_per_profile: Vec<u64>,
-    live: u64,
-    placed: u64,
-    used: u64,
-    capacity: u64,
-    tenants: BTreeMap<TenantId, TenantAcc>,
-    // Integrals over the measured period, in units × hours.
     last_t: u64,
-    int_lbs: f64,
-    int_cost: f64,
-    int_live: f64,
-    int_placed: f64,
-    int_used: f64,
-    int_capacity: f64,
+    int: Integrals,
+    shares: ShareSums,
     lbs_max: u64,
     samples: Vec<Sample>,
-    waits: Vec<u64>,
-    pending_reasons: BTreeMap<String, u64>,
     arrivals: u64,
     departures: u64,
     rejections: u64,
-    lbs_created: u64,
     lb_failures: u64,
-    migrations: u64,
+    tenant_arrivals: BTreeMap<TenantId, u64>,
     events: u64,
     check: bool,
     violation: Option<String>,
@@ -128,14 +230,14 @@ impl Simulation {
     /// A run of the scenario's generated workload with its seed.
     pub fn new(scenario: &Scenario) -> Result<Simulation, sharedlb_allocator::Error> {
         let mut sim = Simulation::base(scenario)?;
-        let generator = WorkloadGen::new(scenario);
+        let generator = WorkloadGen::new(scenario)?;
         if let Some(t) = generator.next_arrival(0, &mut sim.workload_rng) {
-            sim.queue.push(t, Ev::Arrival);
+            sim.cloud.queue.push(t, Ev::Arrival);
         }
         if let Some(b) = &scenario.workload.arrival.bursts
             && b.size > 0
         {
-            sim.queue.push(b.every.ms(), Ev::Burst);
+            sim.cloud.queue.push(b.every.ms(), Ev::Burst);
         }
         sim.workload = Some(generator);
         Ok(sim)
@@ -155,8 +257,10 @@ impl Simulation {
         let mut sim = Simulation::base(&s)?;
         for e in trace {
             match e {
-                TraceEvent::Add { t, claim } => sim.queue.push(t, Ev::TraceAdd(Box::new(claim))),
-                TraceEvent::Remove { t, id } => sim.queue.push(t, Ev::TraceRemove(id)),
+                TraceEvent::Add { t, claim } => {
+                    sim.cloud.queue.push(t, Ev::TraceAdd(Box::new(claim)));
+                }
+                TraceEvent::Remove { t, id } => sim.cloud.queue.push(t, Ev::TraceRemove(id)),
             }
         }
         Ok(sim)
@@ -166,76 +270,56 @@ impl Simulation {
         let config = scenario.allocator_config()?;
         let alloc = Allocator::new(config.clone())?;
         let profiles = scenario.profile_specs();
-        let caps = config
-            .profiles
-            .iter()
-            .map(|p| u64::from(p.max_listeners))
-            .collect();
-        let prices = config.profiles.iter().map(|p| p.hourly_price).collect();
         let profile_index = config
             .profiles
             .iter()
             .enumerate()
             .map(|(i, p)| (p.name.clone(), i))
             .collect();
-        // The bound must hold whichever profile is used: the most permissive one.
-        let mut bound_profile = config.profiles[0].clone();
-        for p in &config.profiles[1..] {
-            bound_profile.max_listeners = bound_profile.max_listeners.max(p.max_listeners);
-            bound_profile.mixed_protocols |= p.mixed_protocols;
-            bound_profile.shared_port_numbers |= p.shared_port_numbers;
-        }
         let mut queue = EventQueue::new();
         queue.push(0, Ev::Sample);
         if let Some(c) = &scenario.consolidation {
             queue.push(c.every.ms(), Ev::Consolidate);
         }
-        let mut tenants = BTreeMap::new();
-        for t in scenario.tenant_specs() {
-            tenants.insert(TenantId::new(&t.name)?, TenantAcc::default());
-        }
-        let n = profiles.len();
+        let tenant_arrivals = scenario
+            .tenant_specs()
+            .iter()
+            .map(|t| Ok((TenantId::new(&t.name)?, 0)))
+            .collect::<Result<_, sharedlb_allocator::Error>>()?;
         Ok(Simulation {
             scenario: scenario.clone(),
             alloc,
-            profiles,
-            caps,
-            prices,
-            profile_index,
-            bound_profile,
+            cloud: Cloud {
+                now: 0,
+                warmup: scenario.warmup.ms(),
+                queue,
+                rng: Pcg64Mcg::seed_from_u64(scenario.seed ^ 0x9E37_79B9_7F4A_7C15),
+                profiles,
+                profile_index,
+                claims: HashMap::new(),
+                lbs: HashMap::new(),
+                serving: 0,
+                serving_per_tenant: BTreeMap::new(),
+                waits: WaitHistogram::default(),
+                pending_reasons: BTreeMap::new(),
+                lbs_created: 0,
+                migrations: 0,
+            },
             workload_rng: Pcg64Mcg::seed_from_u64(scenario.seed),
-            infra_rng: Pcg64Mcg::seed_from_u64(scenario.seed ^ 0x9E37_79B9_7F4A_7C15),
             workload: None,
-            queue,
-            now: 0,
             end: scenario.duration.ms(),
             warmup: scenario.warmup.ms(),
             wakeup_at: None,
-            claims: HashMap::new(),
-            lbs: BTreeMap::new(),
-            lbs_per_profile: vec![0; n],
-            live: 0,
-            placed: 0,
-            used: 0,
-            capacity: 0,
-            tenants,
             last_t: 0,
-            int_lbs: 0.0,
-            int_cost: 0.0,
-            int_live: 0.0,
-            int_placed: 0.0,
-            int_used: 0.0,
-            int_capacity: 0.0,
+            int: Integrals::default(),
+            shares: BTreeMap::new(),
             lbs_max: 0,
             samples: Vec::new(),
-            waits: Vec::new(),
-            pending_reasons: BTreeMap::new(),
             arrivals: 0,
             departures: 0,
             rejections: 0,
-            lbs_created: 0,
             lb_failures: 0,
-            migrations: 0,
+            tenant_arrivals,
             events: 0,
             check: false,
             violation: None,
@@ -254,7 +338,7 @@ impl Simulation {
 
     /// Simulated time reached, in ms.
     pub fn now_ms(&self) -> u64 {
-        self.now
+        self.cloud.now
     }
 
     /// Simulated end, in ms.
@@ -267,13 +351,13 @@ impl Simulation {
         if self.end == 0 {
             1.0
         } else {
-            (self.now as f64 / self.end as f64).min(1.0)
+            (self.cloud.now as f64 / self.end as f64).min(1.0)
         }
     }
 
     /// Whether the run has reached its end.
     pub fn is_done(&self) -> bool {
-        self.queue.peek_time().is_none_or(|t| t > self.end)
+        self.cloud.queue.peek_time().is_none_or(|t| t > self.end)
     }
 
     /// Events processed so far.
@@ -296,25 +380,25 @@ impl Simulation {
         let until = until.min(self.end);
         let mut n = 0;
         while n < max_events {
-            match self.queue.peek_time() {
+            match self.cloud.queue.peek_time() {
                 Some(t) if t <= until => {}
                 _ => break,
             }
-            let Some((t, ev)) = self.queue.pop() else {
+            let Some((t, ev)) = self.cloud.queue.pop() else {
                 break;
             };
             self.integrate(t);
-            self.now = t;
+            self.cloud.now = t;
             self.events += 1;
             n += 1;
             self.step(ev);
         }
         if self.is_done() {
             self.integrate(self.end);
-            self.now = self.end;
+            self.cloud.now = self.end;
         } else if n < max_events {
             // Nothing happens before `until`: simulated time still passes.
-            self.now = self.now.max(until);
+            self.cloud.now = self.cloud.now.max(until);
         }
     }
 
@@ -324,26 +408,34 @@ impl Simulation {
         self.finish()
     }
 
-    fn handle(&mut self, event: Event) {
-        // The shell only sends events it knows to be valid; an error here is a bug in the
-        // shell, reported loudly rather than hidden.
-        match self.alloc.handle(Time(self.now), event) {
-            Ok(ds) => self.apply(ds),
-            Err(e) => unreachable!("simulator sent an invalid event: {e}"),
+    /// Feeds one event to the allocator through the cloud.
+    fn drive(&mut self, event: Event) {
+        // The engine only sends events it knows to be valid; an error is a bug in the
+        // engine, reported loudly rather than hidden.
+        if let Err(e) = self
+            .alloc
+            .drive(Time(self.cloud.now), event, &mut self.cloud)
+        {
+            unreachable!("the simulator sent an invalid event: {e}");
         }
-        self.verify();
-    }
-
-    fn verify(&mut self) {
         if self.check
             && self.violation.is_none()
             && let Err(e) = self.alloc.check_invariants()
         {
-            self.violation = Some(format!("at {} ms: {e}", self.now));
+            self.violation = Some(format!("at {} ms: {e}", self.cloud.now));
         }
+        let lbs = self.billed_lbs();
+        self.lbs_max = self.lbs_max.max(lbs);
+    }
+
+    fn billed_lbs(&self) -> u64 {
+        let c = self.alloc.lb_counts();
+        (c.get(&LbState::Ready).copied().unwrap_or(0)
+            + c.get(&LbState::Provisioning).copied().unwrap_or(0)) as u64
     }
 
     fn step(&mut self, ev: Ev) {
+        let now = self.cloud.now;
         match ev {
             Ev::Arrival => {
                 let Some(g) = self.workload.as_mut() else {
@@ -351,13 +443,12 @@ impl Simulation {
                 };
                 let claim = g.claim(&mut self.workload_rng);
                 let life = g.lifetime(&mut self.workload_rng);
-                if let Some(next) = g.next_arrival(self.now, &mut self.workload_rng) {
-                    self.queue.push(next, Ev::Arrival);
+                if let Some(next) = g.next_arrival(now, &mut self.workload_rng) {
+                    self.cloud.queue.push(next, Ev::Arrival);
                 }
-                self.queue.push(
-                    self.now.saturating_add(life),
-                    Ev::Departure(claim.id.clone()),
-                );
+                self.cloud
+                    .queue
+                    .push(now.saturating_add(life), Ev::Departure(claim.id().clone()));
                 self.add(claim);
             }
             Ev::Burst => {
@@ -370,441 +461,254 @@ impl Simulation {
                     };
                     let claim = g.claim(&mut self.workload_rng);
                     let life = g.lifetime(&mut self.workload_rng);
-                    self.queue.push(
-                        self.now.saturating_add(life),
-                        Ev::Departure(claim.id.clone()),
-                    );
+                    self.cloud
+                        .queue
+                        .push(now.saturating_add(life), Ev::Departure(claim.id().clone()));
                     self.add(claim);
                 }
-                self.queue.push(self.now + b.every.ms(), Ev::Burst);
+                let next = now.saturating_add(b.every.ms());
+                if next <= self.end {
+                    self.cloud.queue.push(next, Ev::Burst);
+                }
             }
             Ev::Departure(id) | Ev::TraceRemove(id) => self.remove(&id),
             Ev::TraceAdd(claim) => {
-                if !self.claims.contains_key(&claim.id) {
+                if !self.cloud.claims.contains_key(claim.id()) {
                     self.add(*claim);
                 }
             }
             Ev::LbReady(lb) => {
-                let Some(track) = self.lbs.get_mut(&lb) else {
-                    return;
-                };
-                track.ready = true;
-                let waiters = std::mem::take(&mut track.waiters);
-                for c in waiters {
-                    if self.claims.get(&c).is_some_and(|t| t.lb == Some(lb)) {
-                        self.serve(&c);
-                    }
+                if self
+                    .alloc
+                    .lb(lb)
+                    .is_some_and(|l| l.state == LbState::Provisioning)
+                {
+                    self.cloud.lb_ready(lb);
+                    self.drive(Event::LbReady(lb));
                 }
-                self.handle(Event::LbReady(lb));
             }
             Ev::LbFail(lb) => {
-                let Some(track) = self.lbs.remove(&lb) else {
-                    return;
-                };
-                self.lb_failures += 1;
-                self.lb_gone(&track);
-                self.handle(Event::LbFailed(lb));
+                if self.cloud.lbs.remove(&lb).is_some() && self.alloc.lb(lb).is_some() {
+                    self.lb_failures += 1;
+                    self.drive(Event::LbFailed(lb));
+                }
             }
             Ev::LbGone(lb) => {
-                let Some(track) = self.lbs.remove(&lb) else {
-                    return;
-                };
-                self.lb_gone(&track);
-                self.handle(Event::LbDeleted(lb));
+                if self.cloud.lbs.remove(&lb).is_some() && self.alloc.lb(lb).is_some() {
+                    self.drive(Event::LbDeleted(lb));
+                }
             }
             Ev::Wakeup => {
                 self.wakeup_at = None;
-                self.handle(Event::Tick);
+                self.drive(Event::Tick);
             }
             Ev::Sample => {
                 self.sample();
-                let next = self.now + self.scenario.sample_every.ms();
-                if next <= self.end {
-                    self.queue.push(next, Ev::Sample);
+                let next = now.saturating_add(self.scenario.sample_every.ms());
+                if next <= self.end && next > now {
+                    self.cloud.queue.push(next, Ev::Sample);
                 }
             }
             Ev::Consolidate => {
                 let Some(c) = self.scenario.consolidation.clone() else {
                     return;
                 };
-                match self.alloc.consolidate(Time(self.now), c.max_moves) {
-                    Ok(ds) => self.apply(ds),
-                    Err(e) => unreachable!("consolidation at a valid time: {e}"),
+                self.drive(Event::Consolidate {
+                    max_moves: u32::try_from(c.max_moves).unwrap_or(u32::MAX),
+                });
+                let next = now.saturating_add(c.every.ms());
+                if next <= self.end {
+                    self.cloud.queue.push(next, Ev::Consolidate);
                 }
-                self.verify();
-                self.queue.push(self.now + c.every.ms(), Ev::Consolidate);
             }
         }
+        // The contract: tick at the allocator's wake-up.
         if let Some(w) = self.alloc.next_wakeup() {
-            let w = w.0.max(self.now);
-            if self.wakeup_at.is_none_or(|s| w < s) {
+            let w = w.0.max(now);
+            if self.wakeup_at.is_none_or(|s| w < s) && w <= self.end {
                 self.wakeup_at = Some(w);
-                self.queue.push(w, Ev::Wakeup);
+                self.cloud.queue.push(w, Ev::Wakeup);
             }
         }
     }
 
     fn add(&mut self, claim: Claim) {
         self.arrivals += 1;
-        let n = u64::from(claim.listener_count());
-        let t = match self.tenants.get_mut(&claim.tenant) {
-            Some(t) => t,
-            None => self.tenants.entry(claim.tenant.clone()).or_default(),
-        };
-        t.live += 1;
-        t.live_listeners += n;
-        t.arrivals += 1;
-        self.live += 1;
-        self.claims.insert(
-            claim.id.clone(),
+        *self
+            .tenant_arrivals
+            .entry(claim.tenant().clone())
+            .or_default() += 1;
+        self.cloud.claims.insert(
+            claim.id().clone(),
             ClaimTrack {
-                tenant: claim.tenant.clone(),
-                arrived: self.now,
-                listeners: n,
+                tenant: claim.tenant().clone(),
+                arrived: self.cloud.now,
                 lb: None,
+                serving: false,
                 served: false,
             },
         );
-        self.handle(Event::ClaimAdded(claim));
+        self.drive(Event::ClaimAdded(claim));
     }
 
     fn remove(&mut self, id: &ClaimId) {
-        if !self.claims.contains_key(id) {
+        if !self.cloud.claims.contains_key(id) {
             return;
         }
-        self.handle(Event::ClaimRemoved(id.clone()));
-        let Some(track) = self.claims.remove(id) else {
+        self.drive(Event::ClaimRemoved(id.clone()));
+        let Some(track) = self.cloud.claims.remove(id) else {
             return;
         };
         self.departures += 1;
         if !track.served && track.arrived >= self.warmup {
             self.rejections += 1;
         }
-        self.live -= 1;
-        if let Some(t) = self.tenants.get_mut(&track.tenant) {
-            t.live -= 1;
-            t.live_listeners -= track.listeners;
-        }
-    }
-
-    fn serve(&mut self, id: &ClaimId) {
-        let Some(t) = self.claims.get_mut(id) else {
-            return;
-        };
-        if !t.served {
-            t.served = true;
-            if t.arrived >= self.warmup {
-                self.waits.push(self.now - t.arrived);
-            }
-        }
-    }
-
-    fn lb_gone(&mut self, track: &LbTrack) {
-        self.lbs_per_profile[track.profile] -= 1;
-        if !track.draining {
-            self.capacity -= self.caps[track.profile];
-        }
-    }
-
-    fn set_placed(&mut self, id: &ClaimId, lb: Option<LbId>) {
-        let Some(t) = self.claims.get_mut(id) else {
-            return;
-        };
-        let was = t.lb.is_some();
-        let old = std::mem::replace(&mut t.lb, lb);
-        if old != lb {
-            if let Some(x) = old.and_then(|o| self.lbs.get_mut(&o)) {
-                x.claims -= 1;
-            }
-            if let Some(x) = lb.and_then(|n| self.lbs.get_mut(&n)) {
-                x.claims += 1;
-            }
-        }
-        let n = t.listeners;
-        let Some(acc) = self.tenants.get_mut(&t.tenant) else {
-            return;
-        };
-        match (was, lb.is_some()) {
-            (false, true) => {
-                self.placed += 1;
-                self.used += n;
-                acc.placed += 1;
-                acc.used_listeners += n;
-            }
-            (true, false) => {
-                self.placed -= 1;
-                self.used -= n;
-                acc.placed -= 1;
-                acc.used_listeners -= n;
-            }
-            _ => {}
-        }
-    }
-
-    fn apply(&mut self, ds: Vec<Decision>) {
-        for d in ds {
-            match d {
-                Decision::CreateLb { lb, profile } => {
-                    let p = self.profile_index[&profile];
-                    let delay =
-                        sample_duration(&self.profiles[p].provisioning, &mut self.infra_rng);
-                    self.queue.push(self.now + delay, Ev::LbReady(lb));
-                    let rate = self.profiles[p].failures_per_day;
-                    if rate > 0.0
-                        && let Ok(exp) = Exp::new(rate / 86_400_000.0)
-                    {
-                        let t = exp.sample(&mut self.infra_rng).min(1e15) as u64;
-                        self.queue
-                            .push(self.now.saturating_add(t.max(1)), Ev::LbFail(lb));
-                    }
-                    self.lbs.insert(
-                        lb,
-                        LbTrack {
-                            profile: p,
-                            claims: 0,
-                            ready: false,
-                            draining: false,
-                            waiters: Vec::new(),
-                        },
-                    );
-                    self.lbs_per_profile[p] += 1;
-                    self.capacity += self.caps[p];
-                    self.lbs_created += 1;
-                    self.lbs_max = self.lbs_max.max(self.lbs.len() as u64);
-                }
-                Decision::Assign { claim, lb, .. } => {
-                    self.set_placed(&claim, Some(lb));
-                    self.placed_on(claim, lb);
-                }
-                Decision::Migrate { claim, to, .. } => {
-                    self.migrations += 1;
-                    self.set_placed(&claim, Some(to));
-                    self.placed_on(claim, to);
-                }
-                Decision::Release { claim, .. } => self.set_placed(&claim, None),
-                Decision::Pending { reason, .. } => {
-                    *self
-                        .pending_reasons
-                        .entry(reason.as_str().to_owned())
-                        .or_default() += 1;
-                }
-                Decision::DeleteLb { lb } => {
-                    if let Some(t) = self.lbs.get_mut(&lb)
-                        && !t.draining
-                    {
-                        t.draining = true;
-                        self.capacity -= self.caps[t.profile];
-                        self.queue.push(self.now + DELETE_DELAY_MS, Ev::LbGone(lb));
-                    }
-                }
-            }
-        }
-    }
-
-    fn placed_on(&mut self, claim: ClaimId, lb: LbId) {
-        match self.lbs.get_mut(&lb) {
-            Some(t) if t.ready => self.serve(&claim),
-            Some(t) => t.waiters.push(claim),
-            None => {}
-        }
-    }
-
-    fn cost_rate(&self) -> f64 {
-        self.lbs_per_profile
-            .iter()
-            .zip(&self.prices)
-            .map(|(&n, &p)| n as f64 * p)
-            .sum()
     }
 
     fn integrate(&mut self, t: u64) {
-        let a = self.last_t.max(self.warmup);
-        let b = t.min(self.end);
+        let from = self.last_t.max(self.warmup);
+        let to = t.min(self.end);
         self.last_t = self.last_t.max(t);
-        if b <= a {
+        if to <= from {
             return;
         }
-        let dt = (b - a) as f64 / MS_PER_HOUR;
-        self.int_lbs += self.lbs.len() as f64 * dt;
-        self.int_cost += self.cost_rate() * dt;
-        self.int_live += self.live as f64 * dt;
-        self.int_placed += self.placed as f64 * dt;
-        self.int_used += self.used as f64 * dt;
-        self.int_capacity += self.capacity as f64 * dt;
-        for acc in self.tenants.values_mut() {
-            acc.int_live += acc.live as f64 * dt;
-            acc.int_placed += acc.placed as f64 * dt;
-            acc.int_live_listeners += acc.live_listeners as f64 * dt;
-            acc.int_used_listeners += acc.used_listeners as f64 * dt;
+        let dt = (to - from) as f64 / MS_PER_HOUR;
+        let billed = self.billed_lbs() as f64;
+        let al = &self.alloc;
+        let i = &mut self.int;
+        i.lbs += billed * dt;
+        i.lbs_with_claims += al.lbs_with_claims() as f64 * dt;
+        i.bound += al.lower_bound().total as f64 * dt;
+        i.cost += al.cost_per_hour() * dt;
+        i.baseline += al.baseline_per_hour() * dt;
+        i.live += al.claim_count() as f64 * dt;
+        i.placed += al.placed_count() as f64 * dt;
+        i.served += self.cloud.serving as f64 * dt;
+        i.used += al.listeners_used() as f64 * dt;
+        i.capacity += al.listener_capacity() as f64 * dt;
+        for (tenant, u) in al.tenants() {
+            let live = f64::from(u.claims + u.waiting_claims);
+            if live == 0.0 {
+                continue;
+            }
+            let served = self
+                .cloud
+                .serving_per_tenant
+                .get(tenant)
+                .copied()
+                .unwrap_or(0) as f64;
+            let e = i.tenants.entry(tenant.clone()).or_default();
+            e.0 += live * dt;
+            e.1 += served * dt;
         }
     }
 
     fn sample(&mut self) {
-        let (mut ready, mut prov, mut draining) = (0, 0, 0);
-        let with_claims = self.lbs.values().filter(|t| t.claims > 0).count() as u64;
-        for t in self.lbs.values() {
-            if t.draining {
-                draining += 1;
-            } else if t.ready {
-                ready += 1;
-            } else {
-                prov += 1;
+        let c = self.alloc.lb_counts();
+        let count = |s| c.get(&s).copied().unwrap_or(0) as u64;
+        let a = &self.alloc;
+        self.samples.push(Sample {
+            t_hours: self.cloud.now as f64 / MS_PER_HOUR,
+            lbs_ready: count(LbState::Ready),
+            lbs_provisioning: count(LbState::Provisioning),
+            lbs_draining: count(LbState::Draining),
+            lower_bound: a.lower_bound().total,
+            lbs_with_claims: a.lbs_with_claims() as u64,
+            dedicated_lbs: a.placed_count() as u64,
+            listeners_used: a.listeners_used(),
+            listener_capacity: a.listener_capacity(),
+            claims_live: a.claim_count() as u64,
+            claims_served: self.cloud.serving,
+            claims_waiting: a.pending_count() as u64,
+            cost_per_hour: a.cost_per_hour(),
+            baseline_per_hour: a.baseline_per_hour(),
+        });
+        if self.cloud.now >= self.warmup && a.listeners_used() > 0 {
+            let used = a.listeners_used() as f64;
+            for (t, share) in a.fair_shares() {
+                let held = f64::from(a.usage(&t).listeners);
+                let e = self.shares.entry(t).or_default();
+                e.0 += held / used;
+                e.1 += share / used;
+                e.2 += 1;
             }
         }
-        let live: Vec<Claim> = self
-            .alloc
-            .claims()
-            .into_iter()
-            .map(|(c, _)| c.clone())
-            .collect();
-        let bound = lower_bound(&live, &self.bound_profile).total;
-        self.samples.push(Sample {
-            t_hours: self.now as f64 / MS_PER_HOUR,
-            lbs_ready: ready,
-            lbs_provisioning: prov,
-            lbs_draining: draining,
-            lower_bound: bound,
-            lbs_with_claims: with_claims,
-            dedicated_lbs: self.live,
-            listeners_used: self.used,
-            listener_capacity: self.capacity,
-            claims_live: self.live,
-            claims_pending: self.live - self.placed,
-            cost_per_hour: self.cost_rate(),
-        });
     }
 
     /// The summary and the time series.
     pub fn finish(self) -> (Summary, Vec<Sample>) {
         let hours = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
         let per_h = |x: f64| if hours > 0.0 { x / hours } else { 0.0 };
-        let measured: Vec<&Sample> = self
-            .samples
-            .iter()
-            .filter(|s| s.t_hours * MS_PER_HOUR >= self.warmup as f64)
-            .collect();
-        let lb_mean = if measured.is_empty() {
-            0.0
-        } else {
-            measured.iter().map(|s| s.lower_bound as f64).sum::<f64>() / measured.len() as f64
-        };
-        let ratios: Vec<f64> = measured
-            .iter()
-            .filter(|s| s.lower_bound > 0)
-            .map(|s| (s.lbs_ready + s.lbs_provisioning) as f64 / s.lower_bound as f64)
-            .collect();
-        let ratio = if ratios.is_empty() {
-            1.0
-        } else {
-            ratios.iter().sum::<f64>() / ratios.len() as f64
-        };
-        let packing: Vec<f64> = measured
-            .iter()
-            .filter(|s| s.lower_bound > 0)
-            .map(|s| s.lbs_with_claims as f64 / s.lower_bound as f64)
-            .collect();
-        let packing = if packing.is_empty() {
-            1.0
-        } else {
-            packing.iter().sum::<f64>() / packing.len() as f64
-        };
-        let baseline_price = self.prices.first().copied().unwrap_or(0.0);
-        let dedicated_cost = self.int_live * baseline_price;
-        let served: Vec<f64> = self
-            .tenants
-            .values()
-            .filter(|t| t.int_live > 0.0)
-            .map(|t| t.int_placed / t.int_live)
-            .collect();
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 1.0 };
+        let i = &self.int;
         let weights: BTreeMap<TenantId, u32> = self
             .scenario
             .tenant_specs()
             .into_iter()
             .filter_map(|t| TenantId::new(&t.name).ok().map(|id| (id, t.weight)))
             .collect();
-        let demands: BTreeMap<TenantId, (u32, f64)> = self
+        let served_fractions: Vec<f64> = i
             .tenants
-            .iter()
-            .map(|(id, t)| {
-                (
-                    id.clone(),
-                    (
-                        weights.get(id).copied().unwrap_or(1),
-                        per_h(t.int_live_listeners),
-                    ),
-                )
-            })
+            .values()
+            .filter(|(live, _)| *live > 0.0)
+            .map(|(live, served)| served / live)
             .collect();
-        let fair = fair_shares(per_h(self.int_used), &demands);
         let tenants = self
-            .tenants
+            .tenant_arrivals
             .iter()
-            .map(|(id, t)| {
-                let used_mean = per_h(self.int_used);
+            .map(|(id, &arrivals)| {
+                let (live, served) = i.tenants.get(id).copied().unwrap_or((0.0, 0.0));
+                let (ls, fs, n) = self.shares.get(id).copied().unwrap_or((0.0, 0.0, 0));
+                let mean = |x: f64| if n > 0 { x / n as f64 } else { 0.0 };
                 (
                     id.to_string(),
                     TenantSummary {
                         weight: weights.get(id).copied().unwrap_or(1),
-                        served_fraction: if t.int_live > 0.0 {
-                            t.int_placed / t.int_live
-                        } else {
-                            1.0
-                        },
-                        listener_share: if self.int_used > 0.0 {
-                            t.int_used_listeners / self.int_used
-                        } else {
-                            0.0
-                        },
-                        fair_share: if used_mean > 0.0 {
-                            fair.get(id).copied().unwrap_or(0.0) / used_mean
-                        } else {
-                            0.0
-                        },
-                        arrivals: t.arrivals,
+                        served_fraction: ratio(served, live),
+                        listener_share: mean(ls),
+                        fair_share: mean(fs),
+                        arrivals,
                     },
                 )
             })
             .collect();
+        let cost_per_hour = per_h(i.cost);
         let summary = Summary {
             scenario: self.scenario.name.clone(),
             policy: self.scenario.allocator.policy.to_string(),
             seed: self.scenario.seed,
+            currency: self.alloc.config().currency().to_string(),
             duration_h: self.end as f64 / MS_PER_HOUR,
             measured_h: hours,
             arrivals: self.arrivals,
             departures: self.departures,
-            lbs_mean: per_h(self.int_lbs),
-            lbs_max: self.lbs_max,
-            lbs_created: self.lbs_created,
-            lb_failures: self.lb_failures,
-            lb_hours: self.int_lbs,
-            cost_total: self.int_cost,
-            cost_per_hour: per_h(self.int_cost),
-            dedicated_cost_total: dedicated_cost,
-            savings_fraction: if dedicated_cost > 0.0 {
-                1.0 - self.int_cost / dedicated_cost
-            } else {
-                0.0
-            },
-            listeners_used_mean: per_h(self.int_used),
-            listener_capacity_mean: per_h(self.int_capacity),
-            utilisation: if self.int_capacity > 0.0 {
-                self.int_used / self.int_capacity
-            } else {
-                0.0
-            },
-            claims_live_mean: per_h(self.int_live),
-            claims_pending_mean: per_h(self.int_live - self.int_placed),
-            waits: Waits::from_ms(self.waits),
-            pending_reasons: self.pending_reasons,
+            served_fraction: ratio(i.served, i.live),
+            claims_live_mean: per_h(i.live),
+            claims_served_mean: per_h(i.served),
+            claims_waiting_mean: per_h(i.live - i.placed),
             rejections: self.rejections,
-            pending_at_end: self.live - self.placed,
-            lower_bound_mean: lb_mean,
-            lbs_over_lower_bound: ratio,
-            packing_ratio: packing,
-            jain_index: jain_index(&served),
+            pending_at_end: self.alloc.pending_count() as u64,
+            waits: self.cloud.waits.waits(),
+            pending_reasons: self.cloud.pending_reasons,
+            lbs_mean: per_h(i.lbs),
+            lbs_max: self.lbs_max,
+            lbs_created: self.cloud.lbs_created,
+            lb_failures: self.lb_failures,
+            lb_hours: i.lbs,
+            cost_total: i.cost,
+            cost_per_hour,
+            cost_per_month: cost_per_hour * HOURS_PER_MONTH,
+            baseline_cost_total: i.baseline,
+            savings_fraction: (i.baseline > 0.0).then(|| 1.0 - i.cost / i.baseline),
+            listeners_used_mean: per_h(i.used),
+            listener_capacity_mean: per_h(i.capacity),
+            utilisation: ratio(i.used, i.capacity),
+            lower_bound_mean: per_h(i.bound),
+            lbs_over_lower_bound: ratio(i.lbs, i.bound),
+            packing_ratio: ratio(i.lbs_with_claims, i.bound),
+            jain_index: jain_index(&served_fractions),
             tenants,
-            migrations: self.migrations,
+            migrations: self.cloud.migrations,
         };
         (summary, self.samples)
     }

@@ -1,6 +1,7 @@
 //! `sharedlb-sim`: the capacity-planning CLI. With no arguments it runs the built-in
 //! default scenario and prints a table.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,11 +11,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use sharedlb_allocator::{PolicyKind, builtin_profile, builtin_profiles};
-use sharedlb_simulator::metrics::{Sample, Summary};
-use sharedlb_simulator::sweep::{SweepResult, grid, parse_axis, parse_shard, set_path};
+use sharedlb_simulator::metrics::{GLOSSARY, Sample, Summary};
+use sharedlb_simulator::report::RunGroup;
+use sharedlb_simulator::sweep::{Grid, SweepResult, parse_axis, parse_shard, set_path};
 use sharedlb_simulator::{InputError, Scenario, Simulation, plan, report, scenario, trace};
 
-const ALL_POLICIES: &str = "dedicated,seed,first-fit,best-fit,worst-fit,conflict-aware,cost-aware";
+/// Most seeds per policy or grid point: enough for tight intervals, bounded memory.
+const MAX_SEEDS: u64 = 1000;
+
+/// Every registered policy, in registry order.
+fn all_policies() -> String {
+    PolicyKind::names().collect::<Vec<_>>().join(",")
+}
 
 #[derive(Parser)]
 #[command(
@@ -68,11 +76,11 @@ enum Command {
     Compare {
         /// Scenario TOML file (`default` for the built-in one).
         scenario: PathBuf,
-        /// Comma-separated policies.
-        #[arg(long, default_value = ALL_POLICIES)]
-        policies: String,
-        /// Seeds per policy (scenario seed, seed+1, ...).
-        #[arg(long, default_value_t = 5)]
+        /// Comma-separated policies (default: every policy).
+        #[arg(long)]
+        policies: Option<String>,
+        /// Seeds per policy (scenario seed, seed+1, ...), 1 to 1000.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=MAX_SEEDS))]
         seeds: u64,
         #[command(flatten)]
         output: Output,
@@ -109,8 +117,8 @@ enum Command {
         /// An axis: FIELD=V1,V2,... (repeatable), e.g. workload.arrival.rate_per_hour=5,10,20.
         #[arg(long = "param", required = true)]
         params: Vec<String>,
-        /// Seeds per grid point.
-        #[arg(long, default_value_t = 1)]
+        /// Seeds per grid point, 1 to 1000.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_SEEDS))]
         seeds: u64,
         /// Run only shard i of n (0-based): points with index % n == i.
         #[arg(long, default_value = "0/1")]
@@ -130,6 +138,8 @@ enum Command {
     },
     /// List the built-in LB profiles.
     Profiles,
+    /// What every figure in the reports means.
+    Glossary,
 }
 
 fn main() -> ExitCode {
@@ -157,7 +167,7 @@ fn dispatch(cmd: Option<Command>) -> Result<()> {
                 format: Format::Table,
                 quiet: false,
             };
-            cmd_compare(Path::new("default"), ALL_POLICIES, 3, &output)
+            cmd_compare(Path::new("default"), &all_policies(), 3, &output)
         }
         Some(Command::Run {
             scenario,
@@ -177,7 +187,12 @@ fn dispatch(cmd: Option<Command>) -> Result<()> {
             policies,
             seeds,
             output,
-        }) => cmd_compare(&scenario, &policies, seeds, &output),
+        }) => cmd_compare(
+            &scenario,
+            &policies.unwrap_or_else(all_policies),
+            seeds,
+            &output,
+        ),
         Some(Command::Plan {
             services,
             profile,
@@ -198,23 +213,72 @@ fn dispatch(cmd: Option<Command>) -> Result<()> {
         }) => cmd_sweep(&scenario, &params, seeds, &shard, &out),
         Some(Command::Merge { files, out }) => cmd_merge(&files, out.as_deref()),
         Some(Command::Profiles) => {
-            println!(
-                "{:<22} {:>9} {:>10}  protocols",
-                "profile", "listeners", "price/h"
-            );
-            for p in builtin_profiles() {
-                let protos: Vec<&str> = p.protocols.iter().map(|x| x.as_str()).collect();
-                println!(
-                    "{:<22} {:>9} {:>10.4}  {}",
-                    p.name,
-                    p.max_listeners,
-                    p.hourly_price,
-                    protos.join(",")
-                );
+            print!("{}", profiles_table());
+            Ok(())
+        }
+        Some(Command::Glossary) => {
+            for (term, meaning) in GLOSSARY {
+                println!("{term}\n    {meaning}");
             }
             Ok(())
         }
     }
+}
+
+/// The built-in profiles, aligned, each price with its currency and period.
+fn profiles_table() -> String {
+    let rows: Vec<[String; 5]> = builtin_profiles()
+        .into_iter()
+        .map(|p| {
+            let protos: Vec<&str> = p.protocols.iter().map(|x| x.as_str()).collect();
+            let cap = p.monthly_cap.map_or_else(String::new, |c| {
+                format!(" (hourly {:.4}, capped at {c:.2}/month)", p.hourly_price)
+            });
+            [
+                p.name.to_string(),
+                p.max_listeners.to_string(),
+                format!("{:.2} {}/month", p.price_per_month(), p.currency),
+                protos.join(","),
+                cap,
+            ]
+        })
+        .collect();
+    let head = ["profile", "listeners", "price", "protocols", ""];
+    let mut w = [0usize; 5];
+    for r in rows
+        .iter()
+        .map(|r| r.each_ref().map(String::as_str))
+        .chain([head])
+    {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut out = format!(
+        "{:<a$}  {:>b$}  {:>c$}  {}\n",
+        head[0],
+        head[1],
+        head[2],
+        head[3],
+        a = w[0],
+        b = w[1],
+        c = w[2]
+    );
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "{:<a$}  {:>b$}  {:>c$}  {}{}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            a = w[0],
+            b = w[1],
+            c = w[2]
+        );
+    }
+    out
 }
 
 /// The table source text of a scenario argument (`default` or none = built-in).
@@ -302,6 +366,22 @@ fn run_with_progress(mut sim: Simulation, quiet: bool) -> (Summary, Vec<Sample>)
     sim.finish()
 }
 
+/// Checks before any work that `--out DIR` can be written: a run must not end, after
+/// minutes, on a directory it cannot create.
+fn check_out_dir(dir: &Path) -> Result<()> {
+    let bad = |m: String| InputError::new("--out", None, "", &m);
+    if dir.exists() && !dir.is_dir() {
+        return Err(bad(format!("{} exists and is not a directory", dir.display())).into());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    let probe = dir.join(".sharedlb-write-test");
+    std::fs::write(&probe, b"")
+        .map_err(|e| bad(format!("cannot write in {}: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
 fn write_outputs(
     dir: &Path,
     summary_json: &str,
@@ -324,7 +404,12 @@ fn emit(summary: &Summary, samples: &[Sample], output: &Output) -> Result<()> {
         Format::Json => print!("{json}"),
     }
     if let Some(dir) = &output.out {
-        let html = report::html_report(&summary.scenario, &[(summary.clone(), samples.to_vec())]);
+        let group = RunGroup {
+            label: summary.policy.clone(),
+            summaries: vec![summary.clone()],
+            samples: samples.to_vec(),
+        };
+        let html = report::html_report(&summary.scenario, &[group]);
         write_outputs(
             dir,
             &json,
@@ -341,6 +426,19 @@ fn emit(summary: &Summary, samples: &[Sample], output: &Output) -> Result<()> {
     Ok(())
 }
 
+fn unknown_profile(flag: &str, name: &str) -> InputError {
+    let names: Vec<String> = builtin_profiles()
+        .into_iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    InputError::new(
+        flag,
+        None,
+        "",
+        &format!("unknown profile {name:?} (known: {})", names.join(", ")),
+    )
+}
+
 fn cmd_run(
     path: Option<&Path>,
     policy: Option<&str>,
@@ -350,25 +448,18 @@ fn cmd_run(
 ) -> Result<()> {
     let mut s = load_scenario(path, policy, seed)?;
     if let Some(name) = profile {
-        let known = builtin_profile(name).is_some();
-        if !known {
-            let names: Vec<String> = builtin_profiles()
-                .into_iter()
-                .map(|p| p.name.to_string())
-                .collect();
-            return Err(InputError::new(
-                "--profile",
-                None,
-                "",
-                &format!("unknown profile {name:?} (known: {})", names.join(", ")),
-            )
-            .into());
+        if builtin_profile(name).is_none() {
+            return Err(unknown_profile("--profile", name).into());
         }
         let mut spec = s.profile_specs().remove(0);
         name.clone_into(&mut spec.name);
         spec.max_listeners = None;
         spec.hourly_price = None;
         s.profiles = vec![spec];
+        s.check("--profile")?;
+    }
+    if let Some(dir) = &output.out {
+        check_out_dir(dir)?;
     }
     let sim = Simulation::new(&s)
         .map_err(|e| InputError::new(&s.name, None, "allocator", &e.to_string()))?;
@@ -378,70 +469,88 @@ fn cmd_run(
 
 fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Result<()> {
     let base = load_scenario(Some(path), None, None)?;
-    if seeds == 0 {
-        return Err(InputError::new("--seeds", None, "", "must be >= 1").into());
-    }
     let kinds: Vec<PolicyKind> = policies
         .split(',')
-        .map(|p| parse_policy(p.trim()))
-        .collect::<Result<_>>()?;
-    let jobs: Vec<(usize, Scenario)> = kinds
-        .iter()
-        .enumerate()
-        .flat_map(|(i, k)| {
-            let base = &base;
-            (0..seeds).map(move |j| {
-                let mut s = base.clone();
-                s.allocator.policy = *k;
-                s.seed = base.seed.wrapping_add(j);
-                (i, s)
-            })
+        .map(|p| {
+            p.trim()
+                .parse::<PolicyKind>()
+                .map_err(|e| InputError::new("--policies", None, "", &e.to_string()))
         })
-        .collect();
-    let bar = runs_bar(jobs.len(), output.quiet);
-    let results: Vec<(usize, Summary, Vec<Sample>)> = jobs
-        .par_iter()
-        .map(|(i, s)| {
-            let (sum, samples) = sharedlb_simulator::run(s)
+        .collect::<Result<_, _>>()?;
+    if let Some(dir) = &output.out {
+        check_out_dir(dir)?;
+    }
+    // Jobs are made as they run, not listed up front: policy i, seed j is job i·seeds + j.
+    let n = kinds.len() as u64 * seeds;
+    let bar = runs_bar(n as usize, output.quiet);
+    let results: Vec<(u64, Summary, Option<Vec<Sample>>)> = (0..n)
+        .into_par_iter()
+        .map(|job| {
+            let (i, j) = (job / seeds, job % seeds);
+            let mut s = base.clone();
+            s.allocator.policy = kinds[i as usize];
+            s.seed = base.seed.wrapping_add(j);
+            let (sum, samples) = sharedlb_simulator::run(&s)
                 .map_err(|e| InputError::new(&s.name, None, "allocator", &e.to_string()))?;
             bar.inc(1);
-            Ok((*i, sum, samples))
+            // Only the first seed's time series is kept (for the charts).
+            Ok((i, sum, (j == 0).then_some(samples)))
         })
         .collect::<Result<_, InputError>>()?;
     bar.finish_and_clear();
-    let mut groups: Vec<(String, Vec<Summary>)> =
-        kinds.iter().map(|k| (k.to_string(), Vec::new())).collect();
-    let mut firsts: Vec<(Summary, Vec<Sample>)> = Vec::new();
+    let mut groups: Vec<RunGroup> = kinds
+        .iter()
+        .map(|k| RunGroup {
+            label: k.to_string(),
+            summaries: Vec::new(),
+            samples: Vec::new(),
+        })
+        .collect();
     for (i, sum, samples) in results {
-        if groups[i].1.is_empty() {
-            firsts.push((sum.clone(), samples));
+        let g = &mut groups[i as usize];
+        g.summaries.push(sum);
+        if let Some(samples) = samples {
+            g.samples = samples;
         }
-        groups[i].1.push(sum);
     }
-    let all: Vec<&Summary> = groups.iter().flat_map(|g| g.1.iter()).collect();
+    let table: Vec<(String, Vec<Summary>)> = groups
+        .iter()
+        .map(|g| (g.label.clone(), g.summaries.clone()))
+        .collect();
+    let all: Vec<&Summary> = groups.iter().flat_map(|g| g.summaries.iter()).collect();
     let json = serde_json::to_string_pretty(&all)? + "\n";
     match output.format {
         Format::Table => {
             println!(
-                "scenario {} — {} seeds per policy (mean ± 95% CI)",
+                "scenario {} — {} seed(s) per policy, mean ±95% interval",
                 base.name, seeds
             );
-            print!("{}", report::compare_table(&groups));
-            print!("{}", report::verdict(&groups));
+            for g in &groups {
+                if let Some(s) = g.summaries.iter().find(|s| !s.all_served())
+                    && let Some(w) = report::service_warning(s)
+                {
+                    println!("{}", report::wrap(&format!("{}: {w}", g.label), 96));
+                }
+            }
+            print!("{}", report::compare_table(&table));
+            print!("{}", report::verdict(&table));
+            println!(
+                "(every figure: sharedlb-sim glossary; all metrics: --format json or --out DIR)"
+            );
         }
         Format::Json => print!("{json}"),
     }
     if let Some(dir) = &output.out {
-        let csv: Vec<(String, String)> = firsts
+        let csv: Vec<(String, String)> = groups
             .iter()
-            .map(|(s, samples)| {
+            .map(|g| {
                 (
-                    format!("timeseries-{}.csv", s.policy.replace(':', "_")),
-                    report::samples_csv(samples),
+                    format!("timeseries-{}.csv", g.label.replace(':', "_")),
+                    report::samples_csv(&g.samples),
                 )
             })
             .collect();
-        let html = report::html_report(&format!("{} — policies compared", base.name), &firsts);
+        let html = report::html_report(&format!("{} — policies compared", base.name), &groups);
         write_outputs(dir, &json, &csv, &html)?;
         if output.format == Format::Table {
             println!(
@@ -458,55 +567,21 @@ fn cmd_plan(services: &Path, profile: &str, format: Format) -> Result<()> {
     let src = std::fs::read_to_string(services)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     let claims = plan::claims_from_services(&src, &origin)?;
-    let p = builtin_profile(profile).ok_or_else(|| {
-        let known: Vec<String> = builtin_profiles()
-            .into_iter()
-            .map(|p| p.name.to_string())
-            .collect();
-        InputError::new(
-            "--profile",
-            None,
-            "",
-            &format!("unknown profile {profile:?} (known: {})", known.join(", ")),
-        )
-    })?;
+    let p = builtin_profile(profile).ok_or_else(|| unknown_profile("--profile", profile))?;
     let r =
         plan::plan(&claims, &p).map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Format::Table => {
-            println!(
-                "{} Services of type LoadBalancer, profile {}",
-                r.services, r.profile
-            );
-            println!(
-                "  today (one LB per Service): {:>5} LBs  {:>10.2}/month",
-                r.lbs_today, r.monthly_cost_today
-            );
-            println!(
-                "  shared:                     {:>5} LBs  {:>10.2}/month  (lower bound {})",
-                r.lbs_shared, r.monthly_cost_shared, r.lower_bound
-            );
-            if r.monthly_cost_today > 0.0 {
-                println!(
-                    "  savings: {:.1}%",
-                    100.0 * (1.0 - r.monthly_cost_shared / r.monthly_cost_today)
-                );
-            }
-            for (lb, cs) in &r.plan.lbs {
-                let items: Vec<String> = cs
-                    .iter()
-                    .map(|(c, ls)| {
-                        let ports: Vec<String> = ls.iter().map(ToString::to_string).collect();
-                        format!("{c} [{}]", ports.join(" "))
-                    })
-                    .collect();
-                println!("  {lb}: {}", items.join(", "));
-            }
-            for (c, reason) in &r.plan.unplaced {
-                println!("  cannot place {c}: {reason}");
-            }
-        }
+        Format::Table => print!("{}", plan::plan_table(&r)),
+    }
+    if !r.plan.unplaced.is_empty() {
+        eprintln!(
+            "warning: {} of {} Services cannot be placed on {} LBs; they are left out of both \
+             sides of the comparison (see above)",
+            r.plan.unplaced.len(),
+            r.services,
+            r.profile
+        );
     }
     Ok(())
 }
@@ -522,11 +597,17 @@ fn cmd_replay(
     let src = std::fs::read_to_string(trace_path)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     let events = trace::parse_trace(&src, &origin)?;
+    if let Some(dir) = &output.out {
+        check_out_dir(dir)?;
+    }
     let sim = Simulation::replay(&s, events)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     let (summary, samples) = run_with_progress(sim, output.quiet);
     emit(&summary, &samples, output)
 }
+
+/// Grid points run at once, in order, so output streams in a fixed order.
+const SWEEP_CHUNK: u64 = 64;
 
 fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path) -> Result<()> {
     let (src, origin) = scenario_source(Some(path))?;
@@ -537,61 +618,69 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
         .map(|p| parse_axis(p))
         .collect::<Result<Vec<_>, _>>()?;
     let (i, n) = parse_shard(shard)?;
-    let points = grid(&axes);
-    let mut jobs = Vec::new();
-    for (k, point) in points.iter().enumerate().filter(|(k, _)| k % n == i) {
+    let grid = Grid::new(axes)?;
+    check_out_dir(out)?;
+    // This shard's points, made one by one: point k for k ≡ i (mod n).
+    let mine: Vec<u64> = (i as u64..grid.len()).step_by(n).collect();
+    let build = |k: u64| -> Result<(Vec<String>, Scenario), InputError> {
+        let point = grid.point(k);
         let mut table = base.clone();
-        for (path, v) in point {
+        for (path, v) in &point {
             set_path(&mut table, path, v.clone())?;
         }
-        let label = point
-            .iter()
-            .map(|(p, v)| format!("{p}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let s = Scenario::from_table(table, &src, &format!("{origin} with {label}"))?;
-        for run in 0..seeds.max(1) {
-            let mut s = s.clone();
-            s.seed = s.seed.wrapping_add(run);
-            jobs.push((
-                k,
-                run as usize,
-                point
-                    .iter()
-                    .map(|(p, v)| format!("{p}={v}"))
-                    .collect::<Vec<_>>(),
-                s,
-            ));
-        }
+        let params: Vec<String> = point.iter().map(|(p, v)| format!("{p}={v}")).collect();
+        let label = params.join(" ");
+        let s = Scenario::from_table(table, &src, &format!("--param {label}"))?;
+        Ok((params, s))
+    };
+    // Every point is checked before any runs: a bad value fails at once, not after hours.
+    for &k in &mine {
+        build(k)?;
     }
-    let bar = runs_bar(jobs.len(), false);
-    let results: Vec<SweepResult> = jobs
-        .par_iter()
-        .map(|(k, run, params, s)| {
-            bar.inc(1);
-            let (summary, _) = sharedlb_simulator::run(s)
-                .map_err(|e| InputError::new(&s.name, None, "", &e.to_string()))?;
-            Ok(SweepResult {
-                point: *k,
-                run: *run,
-                params: params.clone(),
-                summary,
-            })
-        })
-        .collect::<Result<_, InputError>>()?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let file = out.join(format!("shard-{i}-of-{n}.jsonl"));
-    let mut text = String::new();
-    for r in &results {
-        text.push_str(&serde_json::to_string(r)?);
-        text.push('\n');
+    let mut writer = std::io::BufWriter::new(
+        std::fs::File::create(&file).with_context(|| format!("writing {}", file.display()))?,
+    );
+    let bar = runs_bar((mine.len() as u64 * seeds) as usize, false);
+    let mut runs = 0u64;
+    for chunk in mine.chunks(SWEEP_CHUNK as usize) {
+        let jobs = chunk.len() as u64 * seeds;
+        let results: Vec<SweepResult> = (0..jobs)
+            .into_par_iter()
+            .map(|j| {
+                let (k, run) = (chunk[(j / seeds) as usize], j % seeds);
+                let (params, mut s) = build(k)?;
+                s.seed = s.seed.wrapping_add(run);
+                let (summary, _) = sharedlb_simulator::run(&s)
+                    .map_err(|e| InputError::new(&s.name, None, "", &e.to_string()))?;
+                bar.inc(1);
+                Ok(SweepResult {
+                    point: k as usize,
+                    run: run as usize,
+                    params,
+                    summary,
+                })
+            })
+            .collect::<Result<_, InputError>>()?;
+        for r in &results {
+            use std::io::Write as _;
+            writeln!(writer, "{}", serde_json::to_string(r)?)
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        runs += jobs;
     }
-    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    {
+        use std::io::Write as _;
+        writer
+            .flush()
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    bar.finish_and_clear();
     println!(
         "{} of {} grid points, {} runs → {}",
-        results.iter().filter(|r| r.run == 0).count(),
-        points.len(),
-        results.len(),
+        mine.len(),
+        grid.len(),
+        runs,
         file.display()
     );
     Ok(())
@@ -608,8 +697,14 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let r: SweepResult = serde_json::from_str(line)
-                .map_err(|e| InputError::new(&origin, Some(i + 1), "", &e.to_string()))?;
+            let r: SweepResult = serde_json::from_str(line).map_err(|e| {
+                InputError::new(
+                    &origin,
+                    Some(i + 1),
+                    "",
+                    &format!("not a sweep result: {e}"),
+                )
+            })?;
             all.push(r);
         }
     }
@@ -627,18 +722,17 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
         }
     }
     for (label, runs) in &groups {
-        let (lbs, _) = report::mean_ci(&runs.iter().map(|s| s.lbs_mean).collect::<Vec<_>>());
-        let (cost, _) = report::mean_ci(&runs.iter().map(|s| s.cost_per_hour).collect::<Vec<_>>());
-        let (ratio, _) = report::mean_ci(
-            &runs
-                .iter()
-                .map(|s| s.lbs_over_lower_bound)
-                .collect::<Vec<_>>(),
-        );
-        let (p95, _) = report::mean_ci(&runs.iter().map(|s| s.waits.p95_s).collect::<Vec<_>>());
+        let get =
+            |f: fn(&Summary) -> f64| report::mean_ci(&runs.iter().map(f).collect::<Vec<_>>()).0;
+        let currency = runs.first().map_or("", |s| s.currency.as_str());
         println!(
-            "{label}: n={} LBs {lbs:.2}, cost/h {cost:.4}, LBs/bound {ratio:.3}, wait p95 {p95:.1}s",
-            runs.len()
+            "{label}: n={} served {:.1}%, LBs {:.2}, {:.2} {currency}/month, LBs/bound {:.3}, wait p95 {:.1} s",
+            runs.len(),
+            100.0 * get(|s| s.served_fraction),
+            get(|s| s.lbs_mean),
+            get(|s| s.cost_per_month),
+            get(|s| s.lbs_over_lower_bound),
+            get(|s| s.waits.p95_s),
         );
     }
     if let Some(out) = out {

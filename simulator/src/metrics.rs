@@ -1,4 +1,6 @@
-//! What a run measures: a sampled time series and a summary.
+//! What a run measures: a sampled time series and a summary. Every figure is defined once,
+//! here and in the glossary ([`GLOSSARY`]), and both the terminal and the HTML report show
+//! the same figures.
 
 use std::collections::BTreeMap;
 
@@ -13,39 +15,43 @@ pub struct Sample {
     pub lbs_ready: u64,
     /// LBs provisioning.
     pub lbs_provisioning: u64,
-    /// LBs being deleted.
+    /// LBs being deleted (no longer billed).
     pub lbs_draining: u64,
-    /// The allocator's lower bound on LBs for the live claims.
+    /// The lower bound on LBs for the placed claims (capacity and per-listener bounds).
     pub lower_bound: u64,
-    /// LBs holding at least one claim (idle ones waiting for deletion excluded).
+    /// LBs holding at least one claim.
     pub lbs_with_claims: u64,
-    /// What one LB per Service would use (live claims).
+    /// What one LB per Service would use: the placed claims.
     pub dedicated_lbs: u64,
     /// Listeners in use.
     pub listeners_used: u64,
-    /// Listener capacity of non-draining LBs.
+    /// Listener capacity of billed LBs.
     pub listener_capacity: u64,
     /// Claims live (placed or waiting).
     pub claims_live: u64,
-    /// Claims waiting.
-    pub claims_pending: u64,
-    /// Cost per hour of all live LBs.
+    /// Claims served (on a ready LB).
+    pub claims_served: u64,
+    /// Claims waiting (not placed).
+    pub claims_waiting: u64,
+    /// Cost per hour of the billed LBs.
     pub cost_per_hour: f64,
+    /// What one LB per placed claim would cost per hour.
+    pub baseline_per_hour: f64,
 }
 
 impl Sample {
     /// The CSV header matching [`Sample::csv_row`].
-    pub const CSV_HEADER: &'static str = "t_hours,lbs_ready,lbs_provisioning,lbs_draining,lower_bound,lbs_with_claims,dedicated_lbs,listeners_used,listener_capacity,claims_live,claims_pending,cost_per_hour";
+    pub const CSV_HEADER: &'static str = "t_hours,lbs_ready,lbs_provisioning,lbs_draining,lower_bound,lbs_with_claims,dedicated_lbs,listeners_used,listener_capacity,claims_live,claims_served,claims_waiting,cost_per_hour,baseline_per_hour";
 
-    /// LBs alive in any state.
+    /// Billed LBs (provisioning or ready).
     pub fn lbs(&self) -> u64 {
-        self.lbs_ready + self.lbs_provisioning + self.lbs_draining
+        self.lbs_ready + self.lbs_provisioning
     }
 
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         format!(
-            "{:.4},{},{},{},{},{},{},{},{},{},{},{:.6}",
+            "{:.4},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6}",
             self.t_hours,
             self.lbs_ready,
             self.lbs_provisioning,
@@ -56,13 +62,16 @@ impl Sample {
             self.listeners_used,
             self.listener_capacity,
             self.claims_live,
-            self.claims_pending,
-            self.cost_per_hour
+            self.claims_served,
+            self.claims_waiting,
+            self.cost_per_hour,
+            self.baseline_per_hour
         )
     }
 }
 
-/// Wait percentiles in seconds, from arrival until the claim is served (assigned to a ready LB).
+/// Wait percentiles in seconds, from arrival until the claim is first served (placed on a
+/// ready LB), over claims that arrived after the warm-up and were served.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Waits {
     /// Claims measured.
@@ -81,24 +90,46 @@ pub struct Waits {
     pub quantiles_s: Vec<f64>,
 }
 
-impl Waits {
-    /// Percentiles of `ms` (nearest rank).
-    pub fn from_ms(mut ms: Vec<u64>) -> Waits {
-        if ms.is_empty() {
+/// Waits kept as a histogram of exact values (ms → count): exact percentiles in memory that
+/// grows with the number of distinct waits, not with the number of claims.
+#[derive(Clone, Debug, Default)]
+pub struct WaitHistogram {
+    counts: BTreeMap<u64, u64>,
+    n: u64,
+    sum_ms: u128,
+}
+
+impl WaitHistogram {
+    /// Records one wait.
+    pub fn record(&mut self, ms: u64) {
+        *self.counts.entry(ms).or_default() += 1;
+        self.n += 1;
+        self.sum_ms += u128::from(ms);
+    }
+
+    /// The percentiles (nearest rank).
+    pub fn waits(&self) -> Waits {
+        if self.n == 0 {
             return Waits::default();
         }
-        ms.sort_unstable();
         let q = |p: f64| {
-            let rank = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len());
-            ms[rank - 1] as f64 / 1000.0
+            let rank = ((p * self.n as f64).ceil() as u64).clamp(1, self.n);
+            let mut seen = 0;
+            for (&ms, &c) in &self.counts {
+                seen += c;
+                if seen >= rank {
+                    return ms as f64 / 1000.0;
+                }
+            }
+            0.0
         };
         Waits {
-            count: ms.len() as u64,
+            count: self.n,
             p50_s: q(0.50),
             p95_s: q(0.95),
             p99_s: q(0.99),
             max_s: q(1.0),
-            mean_s: ms.iter().sum::<u64>() as f64 / ms.len() as f64 / 1000.0,
+            mean_s: self.sum_ms as f64 / self.n as f64 / 1000.0,
             quantiles_s: (0..=20).map(|i| q(f64::from(i) / 20.0)).collect(),
         }
     }
@@ -109,11 +140,12 @@ impl Waits {
 pub struct TenantSummary {
     /// Weight.
     pub weight: u32,
-    /// Time-average of placed claims / live claims.
+    /// Claim-hours served / claim-hours live.
     pub served_fraction: f64,
-    /// Share of all listeners in use (time-averaged).
+    /// Its share of the listeners in use (mean over samples).
     pub listener_share: f64,
-    /// Weighted max-min fair share of the listeners in use, for comparison.
+    /// Its weighted max-min fair share of the listeners in use (mean over samples; the
+    /// allocator's one definition).
     pub fair_share: f64,
     /// Claims that arrived.
     pub arrivals: u64,
@@ -128,59 +160,65 @@ pub struct Summary {
     pub policy: String,
     /// Seed.
     pub seed: u64,
+    /// The currency of every cost.
+    pub currency: String,
     /// Simulated hours.
     pub duration_h: f64,
     /// Hours measured (after warm-up).
     pub measured_h: f64,
-    /// Claims that arrived.
+    /// Claims that arrived (all of the run).
     pub arrivals: u64,
     /// Claims that left.
     pub departures: u64,
-    /// Time-averaged LBs alive.
+    /// Claim-hours served / claim-hours live, over the measured period.
+    pub served_fraction: f64,
+    /// Time-averaged live claims.
+    pub claims_live_mean: f64,
+    /// Time-averaged served claims.
+    pub claims_served_mean: f64,
+    /// Time-averaged waiting (unplaced) claims.
+    pub claims_waiting_mean: f64,
+    /// Claims that arrived after the warm-up and left without ever being served.
+    pub rejections: u64,
+    /// Claims waiting at the end.
+    pub pending_at_end: u64,
+    /// Waits.
+    pub waits: Waits,
+    /// Pending decisions by reason.
+    pub pending_reasons: BTreeMap<String, u64>,
+    /// Time-averaged billed LBs (provisioning or ready).
     pub lbs_mean: f64,
-    /// Most LBs alive at once.
+    /// Most billed LBs at once.
     pub lbs_max: u64,
     /// LBs created.
     pub lbs_created: u64,
     /// LB failures.
     pub lb_failures: u64,
-    /// LB-hours.
+    /// Billed LB-hours.
     pub lb_hours: f64,
     /// Total cost over the measured period.
     pub cost_total: f64,
     /// Mean cost per hour.
     pub cost_per_hour: f64,
-    /// What one LB per Service (of the first profile) would have cost.
-    pub dedicated_cost_total: f64,
-    /// 1 − cost / dedicated cost.
-    pub savings_fraction: f64,
+    /// Mean cost per month (per hour × the hours of an average month).
+    pub cost_per_month: f64,
+    /// What one LB per placed claim would have cost over the measured period.
+    pub baseline_cost_total: f64,
+    /// 1 − cost / baseline cost; `None` when nothing was placed.
+    pub savings_fraction: Option<f64>,
     /// Time-averaged listeners in use.
     pub listeners_used_mean: f64,
-    /// Time-averaged listener capacity.
+    /// Time-averaged listener capacity of billed LBs.
     pub listener_capacity_mean: f64,
-    /// listeners used / capacity (time-averaged ratio of integrals).
+    /// Listeners used / capacity (ratio of time integrals).
     pub utilisation: f64,
-    /// Time-averaged live claims.
-    pub claims_live_mean: f64,
-    /// Time-averaged waiting claims.
-    pub claims_pending_mean: f64,
-    /// Waits.
-    pub waits: Waits,
-    /// Pending decisions by reason.
-    pub pending_reasons: BTreeMap<String, u64>,
-    /// Claims that left without ever being served.
-    pub rejections: u64,
-    /// Claims waiting at the end.
-    pub pending_at_end: u64,
-    /// Mean lower bound on LBs over samples.
+    /// Time-averaged lower bound on LBs for the placed claims.
     pub lower_bound_mean: f64,
-    /// Mean of LBs (ready or provisioning, idle ones included) / lower bound over samples
-    /// with a non-zero bound.
+    /// Billed LBs / lower bound (ratio of time integrals; 1 is perfect packing).
     pub lbs_over_lower_bound: f64,
-    /// Mean of LBs holding claims / lower bound: packing quality without the idle-timeout
-    /// hysteresis.
+    /// LBs holding claims / lower bound (idle LBs waiting for their timeout excluded).
     pub packing_ratio: f64,
-    /// Jain's index of per-tenant served fractions.
+    /// Jain's index of the tenants' served fractions.
     pub jain_index: f64,
     /// Per tenant.
     pub tenants: BTreeMap<String, TenantSummary>,
@@ -188,27 +226,123 @@ pub struct Summary {
     pub migrations: u64,
 }
 
-/// Reads one metric off a summary.
-pub type Metric = fn(&Summary) -> f64;
+impl Summary {
+    /// Whether service was (nearly) complete: at least 99% of claim-hours served and at most
+    /// 1% of the claims left unserved (some leave while their LB is still provisioning).
+    /// Otherwise the report says so before anything else: the other figures describe only
+    /// what was served.
+    pub fn all_served(&self) -> bool {
+        self.served_fraction >= 0.99 && self.rejections as f64 <= 0.01 * self.arrivals as f64
+    }
+}
 
-/// Metric names and getters shown in tables and compared across runs.
-pub const METRICS: &[(&str, Metric)] = &[
-    ("LBs (mean)", |s| s.lbs_mean),
-    ("LBs (max)", |s| s.lbs_max as f64),
-    ("LBs / lower bound", |s| s.lbs_over_lower_bound),
-    ("packing ratio", |s| s.packing_ratio),
-    ("lower bound (mean)", |s| s.lower_bound_mean),
-    ("utilisation", |s| s.utilisation),
-    ("cost per hour", |s| s.cost_per_hour),
-    ("cost total", |s| s.cost_total),
-    ("savings vs dedicated", |s| s.savings_fraction),
-    ("claims live (mean)", |s| s.claims_live_mean),
-    ("claims pending (mean)", |s| s.claims_pending_mean),
-    ("wait p50 (s)", |s| s.waits.p50_s),
-    ("wait p95 (s)", |s| s.waits.p95_s),
-    ("wait p99 (s)", |s| s.waits.p99_s),
-    ("wait max (s)", |s| s.waits.max_s),
-    ("rejections", |s| s.rejections as f64),
-    ("Jain's index", |s| s.jain_index),
-    ("migrations", |s| s.migrations as f64),
+/// Reads one metric off a summary; `None` when it does not apply.
+pub type Metric = fn(&Summary) -> Option<f64>;
+
+/// How a metric is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// A count or plain number.
+    Number,
+    /// A fraction, shown as a percentage.
+    Percent,
+    /// Money per hour in the run's currency.
+    PerHour,
+    /// Money per month.
+    PerMonth,
+    /// Money over the measured period.
+    Money,
+    /// Seconds.
+    Seconds,
+    /// A ratio to 1.
+    Ratio,
+}
+
+/// The metrics shown in tables and compared across runs, in order: service first.
+pub const METRICS: &[(&str, Unit, Metric)] = &[
+    ("served", Unit::Percent, |s| Some(s.served_fraction)),
+    ("claims waiting (mean)", Unit::Number, |s| {
+        Some(s.claims_waiting_mean)
+    }),
+    ("rejections", Unit::Number, |s| Some(s.rejections as f64)),
+    ("wait p50", Unit::Seconds, |s| Some(s.waits.p50_s)),
+    ("wait p95", Unit::Seconds, |s| Some(s.waits.p95_s)),
+    ("wait max", Unit::Seconds, |s| Some(s.waits.max_s)),
+    ("LBs (mean)", Unit::Number, |s| Some(s.lbs_mean)),
+    ("LBs (max)", Unit::Number, |s| Some(s.lbs_max as f64)),
+    ("lower bound (mean)", Unit::Number, |s| {
+        Some(s.lower_bound_mean)
+    }),
+    ("LBs / lower bound", Unit::Ratio, |s| {
+        Some(s.lbs_over_lower_bound)
+    }),
+    ("packing ratio", Unit::Ratio, |s| Some(s.packing_ratio)),
+    ("utilisation", Unit::Percent, |s| Some(s.utilisation)),
+    ("cost", Unit::PerMonth, |s| Some(s.cost_per_month)),
+    ("savings vs one LB per Service", Unit::Percent, |s| {
+        s.savings_fraction
+    }),
+    ("Jain's index", Unit::Ratio, |s| Some(s.jain_index)),
+    ("migrations", Unit::Number, |s| Some(s.migrations as f64)),
+];
+
+/// What each figure means: printed by `sharedlb-sim glossary`, at the foot of every
+/// report.html, and in the README.
+pub const GLOSSARY: &[(&str, &str)] = &[
+    (
+        "served",
+        "claim-hours on a ready LB / claim-hours live, after the warm-up. Below 100%, claims waited: every other figure describes only what was served.",
+    ),
+    (
+        "claims waiting",
+        "claims not placed on any LB (quota, budget, conflicts, LBs provisioning), time-averaged.",
+    ),
+    (
+        "rejections",
+        "claims that arrived after the warm-up and left without ever being served.",
+    ),
+    (
+        "wait",
+        "seconds from a claim's arrival until it is first served (placed on a ready LB), over served claims.",
+    ),
+    (
+        "LBs",
+        "load balancers billed: provisioning or ready (an LB being deleted is no longer billed), time-averaged.",
+    ),
+    (
+        "lower bound",
+        "the fewest LBs any packing of the placed claims needs: per sharing pool the larger of ⌈listeners / capacity⌉ and the most claims asking for one same listener, summed over pools, with the most permissive profile. `plan` also uses the clique bound (claims that pairwise clash).",
+    ),
+    (
+        "LBs / lower bound",
+        "∫ billed LBs dt / ∫ lower bound dt: 1 is perfect packing; idle LBs kept for their timeout count against it.",
+    ),
+    (
+        "packing ratio",
+        "∫ LBs holding claims dt / ∫ lower bound dt: packing quality without the idle timeout.",
+    ),
+    (
+        "utilisation",
+        "listeners in use / listener capacity of billed LBs (ratio of time integrals).",
+    ),
+    (
+        "cost",
+        "what the billed LBs cost, at each profile's price per hour (a monthly cap spread over the month), per month of 730.5 h, in the run's currency.",
+    ),
+    (
+        "savings vs one LB per Service",
+        "1 − cost / baseline, where the baseline is one LB per placed claim, of the first profile that can hold it, for as long as the claim is placed. Only what was served counts on both sides; the `dedicated` policy saves exactly 0.",
+    ),
+    (
+        "Jain's index",
+        "fairness of the tenants' served fractions: 1 when all are served alike, 1/n when one tenant gets everything.",
+    ),
+    (
+        "fair share",
+        "a tenant's weighted max-min (water-filling) share of the listeners in use, given what it holds and waits for.",
+    ),
+    (
+        "currency",
+        "every cost is in the currency of the profiles; profiles in different currencies need a conversion rate in the scenario ([currency] rates).",
+    ),
 ];

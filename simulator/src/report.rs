@@ -1,11 +1,91 @@
 //! Output: terminal tables, time-series CSV, summary JSON and a self-contained HTML report
-//! with SVG charts drawn by plotters.
+//! with SVG charts drawn by plotters. The terminal and the HTML report show the same
+//! figures: means with 95% intervals when there are several seeds.
 
 use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use crate::metrics::{METRICS, Sample, Summary};
+use crate::metrics::{GLOSSARY, METRICS, Metric, Sample, Summary, Unit};
+
+/// The runs of one policy (or grid point): every seed's summary, and the time series of
+/// the first seed for the charts.
+#[derive(Clone, Debug)]
+pub struct RunGroup {
+    /// Policy (or grid point) label.
+    pub label: String,
+    /// One summary per seed.
+    pub summaries: Vec<Summary>,
+    /// The first seed's time series.
+    pub samples: Vec<Sample>,
+}
+
+/// A value in its unit, for people: `98.7%`, `12.34 USD/month`, `233 s`, `1.017`.
+pub fn fmt_value(x: f64, unit: Unit, currency: &str) -> String {
+    match unit {
+        Unit::Percent => format!("{:.1}%", 100.0 * x),
+        Unit::PerHour => format!("{x:.4} {currency}/h"),
+        Unit::PerMonth => format!("{x:.2} {currency}/month"),
+        Unit::Money => format!("{x:.2} {currency}"),
+        Unit::Seconds => format!("{} s", fmt_num(x)),
+        Unit::Ratio => format!("{x:.3}"),
+        Unit::Number => fmt_num(x),
+    }
+}
+
+/// A value and its 95% half-width in its unit, compactly: `118.3 ±11.1`, `69.0% ±0.4`.
+fn fmt_ci(m: f64, h: f64, unit: Unit) -> String {
+    let (m, h, suffix) = match unit {
+        Unit::Percent => (100.0 * m, 100.0 * h, "%"),
+        _ => (m, h, ""),
+    };
+    let digits = match unit {
+        Unit::Ratio => 3,
+        Unit::Percent | Unit::Seconds => 1,
+        Unit::PerHour => 4,
+        Unit::PerMonth | Unit::Money => 2,
+        Unit::Number => {
+            if m.abs() < 100.0 && m.fract() != 0.0 {
+                2
+            } else {
+                1
+            }
+        }
+    };
+    if h > 0.0 {
+        format!("{m:.digits$}{suffix} ±{h:.digits$}")
+    } else {
+        format!("{m:.digits$}{suffix}")
+    }
+}
+
+/// Formats a plain number compactly.
+pub fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// What a reader must know first when claims were not all served.
+pub fn service_warning(s: &Summary) -> Option<String> {
+    if s.all_served() {
+        return None;
+    }
+    Some(format!(
+        "NOT ALL CLAIMS WERE SERVED: {:.1}% of claim-hours served; {} claims left without \
+         ever being served; {:.1} claims waiting on average, {} at the end; p95 wait {} s. \
+         Costs, savings and packing below cover only what was served.",
+        100.0 * s.served_fraction,
+        s.rejections,
+        s.claims_waiting_mean,
+        s.pending_at_end,
+        fmt_num(s.waits.p95_s)
+    ))
+}
 
 /// A run's results as one table: metric, value.
 pub fn summary_table(s: &Summary) -> String {
@@ -15,52 +95,103 @@ pub fn summary_table(s: &Summary) -> String {
         "scenario {}  policy {}  seed {}  {:.0} h simulated ({:.0} h measured)",
         s.scenario, s.policy, s.seed, s.duration_h, s.measured_h
     );
+    if let Some(w) = service_warning(s) {
+        let _ = writeln!(out, "{}", wrap(&w, 96));
+    } else {
+        let _ = writeln!(
+            out,
+            "served {:.2}% of claim-hours; {} of {} claims left before they were served",
+            100.0 * s.served_fraction,
+            s.rejections,
+            s.arrivals
+        );
+    }
     let _ = writeln!(
         out,
-        "claims: {} arrived, {} left, {} pending at end",
+        "claims: {} arrived, {} left, {} waiting at the end",
         s.arrivals, s.departures, s.pending_at_end
     );
-    let rows: Vec<(String, String)> = METRICS
-        .iter()
-        .map(|(name, get)| ((*name).to_owned(), fmt_num(get(s))))
-        .collect();
-    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        let _ = writeln!(out, "  {k:<w$}  {v:>12}");
+    let w = METRICS.iter().map(|m| m.0.len()).max().unwrap_or(0);
+    for (name, unit, get) in METRICS {
+        let v = get(s).map_or_else(|| "n/a".to_owned(), |x| fmt_value(x, *unit, &s.currency));
+        let _ = writeln!(out, "  {name:<w$}  {v:>20}");
     }
     if !s.pending_reasons.is_empty() {
         let reasons: Vec<String> = s
             .pending_reasons
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{} {v}×", reason_words(k)))
             .collect();
-        let _ = writeln!(out, "  pending decisions: {}", reasons.join(", "));
+        let _ = writeln!(
+            out,
+            "{}",
+            wrap(&format!("  waited because: {}", reasons.join("; ")), 96)
+        );
     }
     if s.tenants.len() > 1 {
         let _ = writeln!(
             out,
-            "  tenant            weight  served  listener share  fair share"
+            "  {:<16} {:>6} {:>8} {:>14} {:>10}",
+            "tenant", "weight", "served", "listener share", "fair share"
         );
         for (name, t) in &s.tenants {
             let _ = writeln!(
                 out,
-                "  {name:<16} {:>7}  {:>6.3}  {:>14.3}  {:>10.3}",
-                t.weight, t.served_fraction, t.listener_share, t.fair_share
+                "  {:<16} {:>6} {:>7.1}% {:>13.1}% {:>9.1}%",
+                truncate(name, 16),
+                t.weight,
+                100.0 * t.served_fraction,
+                100.0 * t.listener_share,
+                100.0 * t.fair_share
             );
         }
     }
     out
 }
 
-/// Formats a metric value compactly.
-pub fn fmt_num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e9 {
-        format!("{x:.0}")
-    } else if x.abs() >= 100.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.3}")
+/// A pending reason's name in words.
+pub fn reason_words(name: &str) -> &'static str {
+    match name {
+        "WaitingForCapacity" => "capacity on its way (LBs provisioning or being deleted)",
+        "PortConflict" => "every LB with room uses one of its fixed ports, budget spent",
+        "QuotaExceeded" => "its tenant's quota",
+        "BudgetExhausted" => "the LB budget was spent",
+        "PortRangeFull" => "no automatic port left, budget spent",
+        "TooLarge" => "too large for any LB",
+        "Unsupported" => "no LB type supports it",
+        "PinnedUnavailable" => "its pinned LB cannot take it",
+        _ => "other",
     }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}…")
+    }
+}
+
+/// Wraps text at `width` columns, keeping leading indentation.
+pub fn wrap(text: &str, width: usize) -> String {
+    let indent: String = text.chars().take_while(|c| *c == ' ').collect();
+    let mut out = String::new();
+    let mut line = indent.clone();
+    for word in text.split_whitespace() {
+        if line.trim().is_empty() {
+            line.push_str(word);
+        } else if line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = format!("{indent}  {word}");
+        } else {
+            line.push(' ');
+            line.push_str(word);
+        }
+    }
+    out.push_str(&line);
+    out
 }
 
 // Two-sided 97.5% quantiles of Student's t for 1..=30 degrees of freedom.
@@ -85,71 +216,183 @@ pub fn mean_ci(xs: &[f64]) -> (f64, f64) {
     (mean, t * (var / n as f64).sqrt())
 }
 
-/// Side-by-side table: one column per group (policy), mean ± 95% CI over its runs.
+/// A metric's mean and 95% half-width over runs, `None` when it applies to none.
+fn metric_ci(runs: &[Summary], get: Metric) -> Option<(f64, f64)> {
+    let xs: Vec<f64> = runs.iter().filter_map(get).collect();
+    (!xs.is_empty()).then(|| mean_ci(&xs))
+}
+
+/// The compare table's columns: a subset that fits 100 columns; the rest is in the JSON and
+/// the HTML report.
+const COMPARE: &[&str] = &[
+    "served",
+    "LBs (mean)",
+    "LBs / lower bound",
+    "cost",
+    "savings vs one LB per Service",
+    "wait p95",
+];
+
+fn metric(name: &str) -> Option<(Unit, Metric)> {
+    METRICS
+        .iter()
+        .find(|m| m.0 == name)
+        .map(|&(_, u, g)| (u, g))
+}
+
+/// Side by side: one row per policy, mean ±95% interval over its seeds; fits 100 columns.
 pub fn compare_table(groups: &[(String, Vec<Summary>)]) -> String {
-    let mut out = String::new();
-    let name_w = METRICS.iter().map(|m| m.0.len()).max().unwrap_or(0);
-    let col_w = 22;
-    let _ = write!(out, "{:<name_w$}", "metric");
+    let currency = groups
+        .iter()
+        .filter_map(|g| g.1.first())
+        .map(|s| s.currency.clone())
+        .next()
+        .unwrap_or_default();
+    let heads = [
+        "served".to_owned(),
+        "LBs".to_owned(),
+        "LBs/bound".to_owned(),
+        format!("{currency}/month"),
+        "savings".to_owned(),
+        "wait p95 s".to_owned(),
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for (g, runs) in groups {
-        let _ = write!(out, "  {:>col_w$}", format!("{g} (n={})", runs.len()));
+        let mut row = vec![format!("{} (n={})", truncate(g, 14), runs.len())];
+        for name in COMPARE {
+            let Some((unit, get)) = metric(name) else {
+                continue;
+            };
+            let unit = if unit == Unit::Seconds {
+                Unit::Number
+            } else {
+                unit
+            };
+            let unit = if unit == Unit::PerMonth {
+                Unit::Money
+            } else {
+                unit
+            };
+            row.push(
+                metric_ci(runs, get).map_or_else(|| "n/a".to_owned(), |(m, h)| fmt_ci(m, h, unit)),
+            );
+        }
+        rows.push(row);
+    }
+    let mut widths = vec!["policy".len()];
+    widths.extend(heads.iter().map(String::len));
+    for row in &rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let _ = write!(out, "{:<w$}", "policy", w = widths[0]);
+    for (i, h) in heads.iter().enumerate() {
+        let _ = write!(out, " {:>w$}", h, w = widths[i + 1]);
     }
     out.push('\n');
-    for (name, get) in METRICS {
-        let _ = write!(out, "{name:<name_w$}");
-        for (_, runs) in groups {
-            let xs: Vec<f64> = runs.iter().map(get).collect();
-            let (m, h) = mean_ci(&xs);
-            let cell = if h > 0.0 {
-                format!("{} ± {}", fmt_num(m), fmt_num(h))
-            } else {
-                fmt_num(m)
-            };
-            let _ = write!(out, "  {cell:>col_w$}");
+    for row in rows {
+        let _ = write!(out, "{:<w$}", row[0], w = widths[0]);
+        for (i, c) in row.iter().enumerate().skip(1) {
+            let _ = write!(out, " {:>w$}", c, w = widths[i]);
         }
         out.push('\n');
     }
     out
 }
 
-/// One paragraph for people: the best policy against one LB per Service and the 2018 rule.
+/// One paragraph for people: which policy is cheapest among those that serve as well as
+/// the best, against one LB per Service and the 2018 rule — or that they tie, when the 95%
+/// intervals overlap.
 pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
-    let mean = |runs: &[Summary], f: fn(&Summary) -> f64| {
-        runs.iter().map(f).sum::<f64>() / runs.len().max(1) as f64
-    };
+    let served =
+        |runs: &[Summary]| mean_ci(&runs.iter().map(|s| s.served_fraction).collect::<Vec<_>>());
+    let cost =
+        |runs: &[Summary]| mean_ci(&runs.iter().map(|s| s.cost_per_month).collect::<Vec<_>>());
     let shared: Vec<&(String, Vec<Summary>)> = groups
         .iter()
         .filter(|(g, runs)| g != "dedicated" && !runs.is_empty())
         .collect();
-    let Some(best) = shared
+    let Some(best_served) = shared
         .iter()
-        .min_by(|a, b| mean(&a.1, |s| s.cost_total).total_cmp(&mean(&b.1, |s| s.cost_total)))
+        .map(|(_, r)| served(r))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
     else {
         return String::new();
     };
-    let mut out = format!(
-        "\nbest: {} — {:.1} LBs on average ({:.3}× the lower bound), {:.2}/h, saving {:.1}% against one LB per Service",
-        best.0,
-        mean(&best.1, |s| s.lbs_mean),
-        mean(&best.1, |s| s.lbs_over_lower_bound),
-        mean(&best.1, |s| s.cost_per_hour),
-        100.0 * mean(&best.1, |s| s.savings_fraction),
-    );
-    if let Some((_, seed)) = groups.iter().find(|(g, _)| g.starts_with("seed")) {
-        let (a, b) = (
-            mean(&best.1, |s| s.cost_total),
-            mean(seed, |s| s.cost_total),
+    // Policies that serve clearly less than the best (by more than their intervals and a
+    // tenth of a percentage point) are out: cheaper by not serving is not cheaper.
+    let serving: Vec<&&(String, Vec<Summary>)> = shared
+        .iter()
+        .filter(|(_, r)| {
+            let (m, h) = served(r);
+            m + h + 0.001 >= best_served.0 - best_served.1
+        })
+        .collect();
+    let mut ranked: Vec<(&str, (f64, f64), &[Summary])> = serving
+        .iter()
+        .map(|(g, r)| (g.as_str(), cost(r), r.as_slice()))
+        .collect();
+    ranked.sort_by(|a, b| a.1.0.total_cmp(&b.1.0));
+    let Some(&(name, (c, h), runs)) = ranked.first() else {
+        return String::new();
+    };
+    let currency = runs.first().map_or("", |s| s.currency.as_str());
+    let ties: Vec<&str> = ranked[1..]
+        .iter()
+        .filter(|(_, (c2, h2), _)| c2 - h2 <= c + h)
+        .map(|(n, _, _)| *n)
+        .collect();
+    let mean = |f: fn(&Summary) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
+    let mut out = String::from("\n");
+    if ties.is_empty() {
+        let _ = write!(out, "best: {name}");
+    } else {
+        let _ = write!(
+            out,
+            "cheapest: {name}, tied with {} (their 95% intervals overlap)",
+            ties.join(", ")
         );
-        if b > 0.0 {
+    }
+    let _ = write!(
+        out,
+        " — {:.1} LBs on average ({:.3}× the lower bound), {c:.2} {currency}/month, serving {:.1}% of claim-hours",
+        mean(|s| s.lbs_mean),
+        mean(|s| s.lbs_over_lower_bound),
+        100.0 * mean(|s| s.served_fraction),
+    );
+    let savings: Vec<f64> = runs.iter().filter_map(|s| s.savings_fraction).collect();
+    if !savings.is_empty() {
+        let _ = write!(
+            out,
+            "; saves {:.1}% against one LB per Service",
+            100.0 * savings.iter().sum::<f64>() / savings.len() as f64
+        );
+    }
+    if let Some((_, seed)) = groups.iter().find(|(g, _)| g.starts_with("seed")) {
+        let b = cost(seed).0;
+        if b > 0.0 && name != "seed" && !name.starts_with("seed:") {
             let _ = write!(
                 out,
                 " and {:.1}% against the 2018 rule",
-                100.0 * (1.0 - a / b)
+                100.0 * (1.0 - c / b)
             );
         }
     }
-    out.push('\n');
-    out
+    if ranked.len() < shared.len() {
+        let _ = write!(
+            out,
+            " (policies serving clearly less were not ranked: {})",
+            shared
+                .iter()
+                .filter(|g| !serving.iter().any(|s| s.0 == g.0))
+                .map(|g| g.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    wrap(&out, 96) + "\n"
 }
 
 /// The time series as CSV.
@@ -163,11 +406,38 @@ pub fn samples_csv(samples: &[Sample]) -> String {
     out
 }
 
-/// A line chart as an SVG string: named series of (x, y) points.
+/// Colours that stay apart for colour-blind readers (Okabe–Ito), with dash patterns so that
+/// identical series stay visible.
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
+];
+
+/// Dash length and gap per series (0 = solid).
+const DASHES: [(u32, u32); 4] = [(0, 0), (8, 4), (2, 3), (12, 4)];
+
+/// How a chart's y axis is labelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axis {
+    /// Whole numbers (counts).
+    Count,
+    /// Decimals.
+    Decimal,
+}
+
+/// A line chart as a responsive SVG string, with its legend below it in HTML (never over
+/// the data).
 pub fn line_chart(
     title: &str,
     x_desc: &str,
     y_desc: &str,
+    axis: Axis,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> String {
     let mut svg = String::new();
@@ -176,51 +446,94 @@ pub fn line_chart(
         .flat_map(|s| s.1.iter().map(|p| p.0))
         .fold(0.0, f64::max)
         .max(1e-9);
-    let y_max = series
+    let y_top = series
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.1))
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
+        .fold(0.0, f64::max);
+    let y_max = match axis {
+        Axis::Count => (y_top * 1.1).ceil().max(1.0),
+        Axis::Decimal => (y_top * 1.1).max(1e-6),
+    };
+    let (w, h) = (860u32, 320u32);
     {
-        let root = SVGBackend::with_string(&mut svg, (860, 320)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
             root.fill(&WHITE)?;
             let mut chart = ChartBuilder::on(&root)
                 .caption(title, ("sans-serif", 18))
                 .margin(12)
                 .x_label_area_size(36)
-                .y_label_area_size(60)
+                .y_label_area_size(70)
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-            chart
-                .configure_mesh()
-                .x_desc(x_desc)
+            let count_label = |v: &f64| format!("{v:.0}");
+            let decimal_label = |v: &f64| {
+                if y_max >= 10.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                }
+            };
+            let integer_ticks = (y_max as usize).clamp(1, 10);
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(x_desc)
                 .y_desc(y_desc)
                 .light_line_style(WHITE)
-                .draw()?;
-            for (i, (name, pts)) in series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                chart
-                    .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
-                    .label(name.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
+                .x_label_formatter(&|v| format!("{v:.0}"));
+            match axis {
+                Axis::Count => mesh
+                    .y_labels(integer_ticks + 1)
+                    .y_label_formatter(&count_label),
+                Axis::Decimal => mesh.y_label_formatter(&decimal_label),
+            };
+            mesh.draw()?;
+            for (i, (_, pts)) in series.iter().enumerate() {
+                let style = COLOURS[i % COLOURS.len()].stroke_width(2);
+                let (dash, gap) = DASHES[(i / 2) % DASHES.len()];
+                if dash == 0 {
+                    chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
+                } else {
+                    chart.draw_series(DashedLineSeries::new(
+                        pts.iter().copied(),
+                        dash,
+                        gap,
+                        style,
+                    ))?;
+                }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()?;
             root.present()?;
             Ok(())
         })();
         if let Err(e) = drawn {
-            return format!("<p>chart {title} could not be drawn: {e}</p>");
+            return format!("<p>chart {} could not be drawn: {e}</p>", escape(title));
         }
     }
-    svg
+    // Responsive: scale to the page's width, keep the aspect ratio.
+    let svg = svg.replacen(
+        &format!("width=\"{w}\" height=\"{h}\""),
+        &format!("viewBox=\"0 0 {w} {h}\" width=\"100%\" preserveAspectRatio=\"xMidYMid meet\""),
+        1,
+    );
+    let mut legend = String::from("<p class=\"legend\">");
+    for (i, (name, _)) in series.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let (dash, gap) = DASHES[(i / 2) % DASHES.len()];
+        let dasharray = if dash == 0 {
+            String::new()
+        } else {
+            format!(" stroke-dasharray=\"{dash} {gap}\"")
+        };
+        let _ = write!(
+            legend,
+            "<span><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" x2=\"28\" y2=\"5\" \
+             stroke=\"rgb({},{},{})\" stroke-width=\"3\"{dasharray}/></svg> {}</span>",
+            c.0,
+            c.1,
+            c.2,
+            escape(name)
+        );
+    }
+    legend.push_str("</p>");
+    format!("<figure>{svg}{legend}</figure>")
 }
 
 fn escape(s: &str) -> String {
@@ -229,23 +542,32 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// A self-contained HTML report for one or more runs (one per policy).
-pub fn html_report(title: &str, runs: &[(Summary, Vec<Sample>)]) -> String {
+/// A self-contained HTML report for one or more groups of runs (one per policy): the
+/// same figures as the terminal (means and 95% intervals over seeds), the first seed's
+/// time series as charts, and the glossary.
+pub fn html_report(title: &str, groups: &[RunGroup]) -> String {
+    let currency = groups
+        .iter()
+        .filter_map(|g| g.summaries.first())
+        .map(|s| s.currency.clone())
+        .next()
+        .unwrap_or_default();
     let series = |f: &dyn Fn(&Sample) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
-        runs.iter()
-            .map(|(s, samples)| {
+        groups
+            .iter()
+            .map(|g| {
                 (
-                    s.policy.clone(),
-                    samples.iter().map(|x| (x.t_hours, f(x))).collect(),
+                    g.label.clone(),
+                    g.samples.iter().map(|x| (x.t_hours, f(x))).collect(),
                 )
             })
             .collect()
     };
-    let mut lbs = series(&|x| (x.lbs_ready + x.lbs_provisioning) as f64);
-    if let Some((_, samples)) = runs.first() {
+    let mut lbs = series(&|x| x.lbs() as f64);
+    if let Some(g) = groups.first() {
         lbs.push((
             "lower bound".into(),
-            samples
+            g.samples
                 .iter()
                 .map(|x| (x.t_hours, x.lower_bound as f64))
                 .collect(),
@@ -254,49 +576,98 @@ pub fn html_report(title: &str, runs: &[(Summary, Vec<Sample>)]) -> String {
     let mut html = String::new();
     let _ = write!(
         html,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th:first-child,td:first-child{{text-align:left}}</style>\
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title>\
+         <style>body{{font-family:sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
+         th:first-child,td:first-child{{text-align:left}}figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}\
+         .legend span{{margin-right:1.5em;white-space:nowrap}}.warn{{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em}}\
+         dt{{font-weight:bold;margin-top:.5em}}.table{{overflow-x:auto}}</style>\
          </head><body><h1>{t}</h1>",
         t = escape(title)
     );
-    html.push_str("<h2>Summary</h2><table><tr><th>metric</th>");
-    for (s, _) in runs {
-        let _ = write!(html, "<th>{}</th>", escape(&s.policy));
+    for g in groups {
+        if let Some(s) = g.summaries.iter().find(|s| !s.all_served()) {
+            let _ = write!(
+                html,
+                "<p class=\"warn\"><b>{}</b>: {}</p>",
+                escape(&g.label),
+                escape(&service_warning(s).unwrap_or_default())
+            );
+        }
+    }
+    let seeds: Vec<usize> = groups.iter().map(|g| g.summaries.len()).collect();
+    let _ = write!(
+        html,
+        "<h2>Summary</h2><p>Mean over {} seed(s) per column, ± the 95% interval where there \
+         are several; costs in {}.</p><div class=\"table\"><table><tr><th>metric</th>",
+        seeds.iter().max().copied().unwrap_or(0),
+        escape(&currency)
+    );
+    for g in groups {
+        let _ = write!(
+            html,
+            "<th>{} (n={})</th>",
+            escape(&g.label),
+            g.summaries.len()
+        );
     }
     html.push_str("</tr>");
-    for (name, get) in METRICS {
+    for (name, unit, get) in METRICS {
         let _ = write!(html, "<tr><td>{name}</td>");
-        for (s, _) in runs {
-            let _ = write!(html, "<td>{}</td>", fmt_num(get(s)));
+        for g in groups {
+            let cell = metric_ci(&g.summaries, *get).map_or_else(
+                || "n/a".to_owned(),
+                |(m, h)| {
+                    let v = fmt_value(m, *unit, &currency);
+                    if h > 0.0 {
+                        format!("{v} ± {}", fmt_ci(h, 0.0, *unit))
+                    } else {
+                        v
+                    }
+                },
+            );
+            let _ = write!(html, "<td>{}</td>", escape(&cell));
         }
         html.push_str("</tr>");
     }
-    html.push_str("</table>");
+    html.push_str("</table></div>");
+    let first = groups
+        .first()
+        .and_then(|g| g.summaries.first())
+        .map_or(0, |s| s.seed);
+    let _ = write!(
+        html,
+        "<p>The charts show one run per column: seed {first}.</p>"
+    );
     html.push_str("<h2>Load balancers over time</h2>");
     html.push_str(&line_chart(
-        "LBs in use vs lower bound",
+        "LBs billed vs the lower bound",
         "hours",
         "LBs",
+        Axis::Count,
         &lbs,
     ));
     html.push_str("<h2>Cost</h2>");
     html.push_str(&line_chart(
-        "cost per hour",
+        &format!("cost per hour ({currency})"),
         "hours",
-        "cost / h",
+        &format!("{currency} / h"),
+        Axis::Decimal,
         &series(&|x| x.cost_per_hour),
     ));
     html.push_str("<h2>Waiting claims</h2>");
     html.push_str(&line_chart(
-        "claims pending",
+        "claims waiting",
         "hours",
         "claims",
-        &series(&|x| x.claims_pending as f64),
+        Axis::Count,
+        &series(&|x| x.claims_waiting as f64),
     ));
-    let waits: Vec<(String, Vec<(f64, f64)>)> = runs
+    let waits: Vec<(String, Vec<(f64, f64)>)> = groups
         .iter()
-        .map(|(s, _)| {
+        .filter_map(|g| {
+            let s = g.summaries.first()?;
             let pts = s
                 .waits
                 .quantiles_s
@@ -304,7 +675,7 @@ pub fn html_report(title: &str, runs: &[(Summary, Vec<Sample>)]) -> String {
                 .enumerate()
                 .map(|(i, &w)| (i as f64 * 5.0, w))
                 .collect();
-            (s.policy.clone(), pts)
+            Some((g.label.clone(), pts))
         })
         .collect();
     html.push_str("<h2>Waits (seconds from arrival to served)</h2>");
@@ -312,22 +683,18 @@ pub fn html_report(title: &str, runs: &[(Summary, Vec<Sample>)]) -> String {
         "wait by percentile",
         "percentile",
         "seconds",
+        Axis::Decimal,
         &waits,
     ));
-    html.push_str(
-        "<table><tr><th>policy</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>",
-    );
-    for (s, _) in runs {
+    html.push_str("<h2>Glossary</h2><dl>");
+    for (term, meaning) in GLOSSARY {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&s.policy),
-            fmt_num(s.waits.p50_s),
-            fmt_num(s.waits.p95_s),
-            fmt_num(s.waits.p99_s),
-            fmt_num(s.waits.max_s)
+            "<dt>{}</dt><dd>{}</dd>",
+            escape(term),
+            escape(meaning)
         );
     }
-    html.push_str("</table></body></html>\n");
+    html.push_str("</dl></body></html>\n");
     html
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sharedlb_allocator::{
-    Budget, Config, LbProfile, PolicyKind, ProfileName, Protocol, Quota, TenantConfig, TenantId,
-    builtin_profile,
+    Budget, Config, Currency, LbProfile, PolicyKind, ProfileName, Protocol, Quota, TenantConfig,
+    TenantId, builtin_profile,
 };
 
 use crate::error::InputError;
@@ -385,7 +385,9 @@ pub struct AllocatorSpec {
 }
 
 fn best_fit() -> PolicyKind {
-    PolicyKind::BestFit
+    "best-fit"
+        .parse()
+        .unwrap_or_else(|e| unreachable!("a registered policy: {e}"))
 }
 fn ten_minutes() -> Dur {
     Dur(600_000)
@@ -434,6 +436,22 @@ pub struct Scenario {
     /// Consolidation, off when absent.
     #[serde(default)]
     pub consolidation: Option<Consolidation>,
+    /// The currency of the report and conversion rates for profiles priced in others.
+    #[serde(default)]
+    pub currency: Option<CurrencySpec>,
+}
+
+/// Which currency costs are reported in, and how other currencies convert to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurrencySpec {
+    /// The report's currency (default: that of the first profile).
+    #[serde(default)]
+    pub report: Option<Currency>,
+    /// Units of the report's currency per unit of each other currency, e.g. `EUR = 1.08`
+    /// when reporting in USD. Say where the rate is from: prices move.
+    #[serde(default)]
+    pub rates: BTreeMap<Currency, f64>,
 }
 
 fn unnamed() -> String {
@@ -598,6 +616,33 @@ impl Scenario {
         {
             return err("consolidation.every", "must be > 0");
         }
+        if let Some(c) = &self.currency {
+            for (cur, rate) in &c.rates {
+                if !(rate.is_finite() && (1e-4..=1e4).contains(rate)) {
+                    return err(
+                        &format!("currency.rates.{cur}"),
+                        "must be a number from 0.0001 to 10000",
+                    );
+                }
+            }
+        }
+        let report = self.report_currency();
+        for p in self.profile_specs() {
+            if let Some(b) = builtin_profile(&p.name)
+                && b.currency != report
+                && self.rate(b.currency).is_none()
+            {
+                return err(
+                    "currency",
+                    &format!(
+                        "profile {} is priced in {} and the report is in {report}: set \
+                         [currency] rates = {{ {} = <{report} per {}> }} (prices in different \
+                         currencies are never compared as equal numbers)",
+                        p.name, b.currency, b.currency, b.currency
+                    ),
+                );
+            }
+        }
         self.allocator_config()
             .map_err(|e| ("allocator".to_owned(), e.to_string()))?
             .validate()
@@ -635,7 +680,30 @@ impl Scenario {
         }
     }
 
-    /// The allocator configuration this scenario describes.
+    /// The currency costs are reported in: `[currency] report`, else the first profile's.
+    pub fn report_currency(&self) -> Currency {
+        self.currency
+            .as_ref()
+            .and_then(|c| c.report)
+            .or_else(|| {
+                self.profile_specs()
+                    .first()
+                    .and_then(|p| builtin_profile(&p.name))
+                    .map(|p| p.currency)
+            })
+            .unwrap_or_default()
+    }
+
+    /// Units of the report currency per unit of `c`.
+    fn rate(&self, c: Currency) -> Option<f64> {
+        if c == self.report_currency() {
+            return Some(1.0);
+        }
+        self.currency.as_ref()?.rates.get(&c).copied()
+    }
+
+    /// The allocator configuration this scenario describes, every price converted to the
+    /// report currency.
     pub fn allocator_config(&self) -> Result<Config, sharedlb_allocator::Error> {
         let profiles = self
             .profile_specs()
@@ -650,6 +718,17 @@ impl Scenario {
                 if let Some(h) = p.hourly_price {
                     b.hourly_price = h;
                 }
+                let rate = self.rate(b.currency).ok_or_else(|| {
+                    sharedlb_allocator::Error::InvalidConfig(format!(
+                        "profile {} is priced in {}; no rate to {} is given",
+                        p.name,
+                        b.currency,
+                        self.report_currency()
+                    ))
+                })?;
+                b.hourly_price *= rate;
+                b.monthly_cap = b.monthly_cap.map(|c| c * rate);
+                b.currency = self.report_currency();
                 Ok(b)
             })
             .collect::<Result<Vec<_>, sharedlb_allocator::Error>>()?;
@@ -684,18 +763,21 @@ impl Scenario {
     }
 }
 
-/// Parses a tenant's sharing rule.
+/// Parses a sharing rule: `tenant`, `anyone`, `dedicated`, `group:KEY`, `cross-group:KEY`.
 pub fn parse_sharing(s: &str) -> Result<sharedlb_allocator::Sharing, String> {
-    use sharedlb_allocator::Sharing;
+    use sharedlb_allocator::{GroupKey, Sharing};
+    let key = |k: &str| {
+        GroupKey::new(k.trim()).map_err(|_| format!("{s:?}: the group key must not be blank"))
+    };
     match s {
         "tenant" => Ok(Sharing::Tenant),
         "anyone" => Ok(Sharing::Anyone),
         "dedicated" => Ok(Sharing::Dedicated),
         _ => {
-            if let Some(k) = s.strip_prefix("group:").filter(|k| !k.is_empty()) {
-                Ok(Sharing::Group(k.to_owned()))
-            } else if let Some(k) = s.strip_prefix("cross-group:").filter(|k| !k.is_empty()) {
-                Ok(Sharing::CrossTenantGroup(k.to_owned()))
+            if let Some(k) = s.strip_prefix("group:") {
+                Ok(Sharing::Group(key(k)?))
+            } else if let Some(k) = s.strip_prefix("cross-group:") {
+                Ok(Sharing::CrossTenantGroup(key(k)?))
             } else {
                 Err(format!(
                     "unknown sharing rule {s:?} (tenant, anyone, dedicated, group:KEY, cross-group:KEY)"

@@ -27,13 +27,15 @@ pub fn parse_axis(s: &str) -> Result<Axis, InputError> {
             "the field must be a dotted path such as workload.arrival.rate_per_hour",
         ));
     }
+    if vals.split(',').any(|v| v.trim().is_empty()) {
+        return Err(err(
+            "every value must be given: FIELD=V1,V2,... with no empty value",
+        ));
+    }
     let values = vals
         .split(',')
         .map(|v| parse_value(v.trim()))
         .collect::<Vec<_>>();
-    if values.is_empty() || vals.trim().is_empty() {
-        return Err(err("at least one value is needed"));
-    }
     Ok(Axis {
         path: path.to_owned(),
         values,
@@ -67,22 +69,56 @@ pub fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Resu
     Ok(())
 }
 
-/// Every combination of the axes' values, in a fixed order.
-pub fn grid(axes: &[Axis]) -> Vec<Vec<(String, toml::Value)>> {
-    let mut points: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
-    for a in axes {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                a.values.iter().map(move |v| {
-                    let mut q = p.clone();
-                    q.push((a.path.clone(), v.clone()));
-                    q
-                })
-            })
-            .collect();
+/// Most grid points a sweep may span.
+pub const MAX_POINTS: u64 = 1_000_000;
+
+/// Every combination of the axes' values, in a fixed order (the last axis varies
+/// fastest), addressed by index so that a shard makes only its own points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    axes: Vec<Axis>,
+    len: u64,
+}
+
+impl Grid {
+    /// The grid of `axes`; refused when it spans more than [`MAX_POINTS`] points.
+    pub fn new(axes: Vec<Axis>) -> Result<Grid, InputError> {
+        let len = axes.iter().try_fold(1u64, |n, a| {
+            n.checked_mul(a.values.len() as u64)
+                .filter(|&n| n <= MAX_POINTS)
+        });
+        let len = len.ok_or_else(|| {
+            InputError::new(
+                "--param",
+                None,
+                "",
+                &format!("the grid spans more than {MAX_POINTS} points; split the sweep"),
+            )
+        })?;
+        Ok(Grid { axes, len })
     }
-    points
+
+    /// How many points.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it has no point (never: an axis has at least one value).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Point `k` (0 ≤ k < len): one value per axis.
+    pub fn point(&self, mut k: u64) -> Vec<(String, toml::Value)> {
+        let mut out = Vec::with_capacity(self.axes.len());
+        for a in self.axes.iter().rev() {
+            let n = a.values.len() as u64;
+            out.push((a.path.clone(), a.values[(k % n) as usize].clone()));
+            k /= n;
+        }
+        out.reverse();
+        out
+    }
 }
 
 /// Parses `i/n` (0 ≤ i < n).

@@ -94,8 +94,8 @@ pub fn parse_trace(src: &str, origin: &str) -> Result<Vec<TraceEvent>, InputErro
         last = ev.time();
         match &ev {
             TraceEvent::Add { claim, .. } => {
-                if !live.insert(claim.id.clone()) {
-                    return Err(err("id", &format!("claim {} is added twice", claim.id)));
+                if !live.insert(claim.id().clone()) {
+                    return Err(err("id", &format!("claim {} is added twice", claim.id())));
                 }
             }
             TraceEvent::Remove { id, .. } => {
@@ -134,13 +134,12 @@ fn make_claim(
 ) -> Result<Claim, InputError> {
     let mut c = Claim::new(id, ports).map_err(|e| err("ports", &e.to_string()))?;
     if let Some(t) = tenant {
-        c.tenant = TenantId::new(t).map_err(|e| err("tenant", &e.to_string()))?;
+        c = c.with_tenant(TenantId::new(t).map_err(|e| err("tenant", &e.to_string()))?);
     }
     if let Some(s) = sharing {
-        c.sharing = parse_sharing(s).map_err(|m| err("sharing", &m))?;
+        c = c.with_sharing(parse_sharing(s).map_err(|m| err("sharing", &m))?);
     }
-    c.allow_migration = migrate;
-    Ok(c)
+    Ok(c.with_migration(migrate))
 }
 
 fn json_event(

@@ -52,18 +52,19 @@ pub struct WorkloadGen {
 }
 
 impl WorkloadGen {
-    /// A generator for the scenario's workload and tenants.
-    pub fn new(s: &Scenario) -> WorkloadGen {
+    /// A generator for the scenario's workload and tenants (checked by the scenario's
+    /// validation; an error here means the scenario was built without it).
+    pub fn new(s: &Scenario) -> Result<WorkloadGen, sharedlb_allocator::Error> {
         let specs = s.tenant_specs();
         let tenants = specs
             .iter()
             .map(|t| {
-                (
-                    TenantId::new(&t.name).unwrap_or_else(|_| unreachable!("validated")),
-                    parse_sharing(&t.sharing).unwrap_or_default(),
-                )
+                let sharing = parse_sharing(&t.sharing).map_err(|m| {
+                    sharedlb_allocator::Error::InvalidConfig(format!("tenant {}: {m}", t.name))
+                })?;
+                Ok((TenantId::new(&t.name)?, sharing))
             })
-            .collect();
+            .collect::<Result<_, sharedlb_allocator::Error>>()?;
         let tenant_cdf = cdf(specs.iter().map(|t| t.share));
         let w = s.workload.clone();
         let ports: Vec<Listener> = w
@@ -72,14 +73,14 @@ impl WorkloadGen {
             .filter_map(|p| Port::new(p.port).map(|port| Listener::new(p.protocol, port)))
             .collect();
         let port_cdf = cdf((1..=ports.len()).map(|k| 1.0 / (k as f64).powf(w.zipf_exponent)));
-        WorkloadGen {
+        Ok(WorkloadGen {
             w,
             tenants,
             tenant_cdf,
             port_cdf,
             ports,
             next: 0,
-        }
+        })
     }
 
     /// Arrival rate per ms at time `t` (diurnal variation included).
@@ -135,16 +136,16 @@ impl WorkloadGen {
                 PortRequest::Any(if udp { Protocol::Udp } else { Protocol::Tcp })
             }));
         }
-        Claim {
-            id: ClaimId::new(format!("{tenant}/svc-{}", self.next))
-                .unwrap_or_else(|_| unreachable!()),
-            tenant,
-            ports,
-            sharing,
-            allow_migration: rng.random::<f64>() < self.w.migration_fraction,
-            pinned_lb: None,
-            profile: None,
-        }
+        let migrate = rng.random::<f64>() < self.w.migration_fraction;
+        // Valid by construction: a checked tenant name, at least one port (min_listeners
+        // >= 1) and no fixed listener twice (drawn again above, else any port).
+        let id = ClaimId::new(format!("{tenant}/svc-{}", self.next))
+            .unwrap_or_else(|e| unreachable!("generated id: {e}"));
+        Claim::with_ports(id, ports)
+            .unwrap_or_else(|e| unreachable!("generated claim: {e}"))
+            .with_tenant(tenant)
+            .with_sharing(sharing)
+            .with_migration(migrate)
     }
 
     /// A lifetime in ms.

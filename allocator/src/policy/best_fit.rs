@@ -1,18 +1,25 @@
 //! `best-fit`: the fullest LB that fits.
 
-use super::{Policy, PolicyKind, View};
+use std::sync::Arc;
+
+use super::{Policy, Registration, View};
 use crate::model::LbId;
 
-/// Fullest LB that fits (least free listeners, then lowest id): packs tightly and leaves
-/// the emptiest LBs to drain.
+/// The registry entry.
+pub(super) const REGISTRATION: Registration = Registration {
+    name: "best-fit",
+    aliases: &[],
+    about: "fullest LB that fits: packs tightly, leaves the emptiest LBs to drain",
+    param: None,
+    build: |_| Arc::new(BestFit),
+};
+
+/// Fullest LB that fits (least room, then lowest id): packs tightly and leaves the
+/// emptiest LBs to drain.
 #[derive(Debug, Clone, Copy)]
 pub struct BestFit;
 
 impl Policy for BestFit {
-    fn kind(&self) -> PolicyKind {
-        PolicyKind::BestFit
-    }
-
     fn choose(&self, view: &View<'_>) -> Option<LbId> {
         view.fullest_first().find(|&lb| view.fits(lb))
     }

@@ -1,45 +1,88 @@
 //! Packing policies: which existing load balancer a claim goes to, and which profile a new
-//! one gets. One trait, one file per policy. Every policy is deterministic: it sees only the
-//! [`View`], whose iteration orders are fixed.
+//! one gets.
+//!
+//! Adding a policy means one file here (the [`Policy`] and its `REGISTRATION`) plus its name
+//! in the `policies!` line below: the name, how its parameter parses and is checked, and how
+//! it is built live in the file. Every policy is deterministic: it sees only the [`View`],
+//! whose orders are fixed. [`Policy`] is public, so a policy can also live outside the crate
+//! (see [`crate::Allocator::with_policy`]).
 
-mod best_fit;
-mod conflict_aware;
-mod cost_aware;
-mod dedicated;
-mod first_fit;
-mod seed;
-mod worst_fit;
-
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::iter::Peekable;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
-pub use best_fit::BestFit;
-pub use conflict_aware::ConflictAware;
-pub use cost_aware::CostAware;
-pub use dedicated::Dedicated;
-pub use first_fit::FirstFit;
-pub use seed::Seed;
-pub use worst_fit::WorstFit;
-
-use crate::allocator::{Allocator, PoolIndex};
+use crate::allocator::Allocator;
 use crate::error::Error;
-use crate::lb::Misfit;
-use crate::model::{Claim, LbId, Listener};
+use crate::index::PoolIndex;
+use crate::lb::{LbState, Misfit, Pooling};
+use crate::model::{Claim, LbId, Listener, Listeners};
+use crate::ports::PortRule;
+use crate::profile::LbProfile;
 
-/// Most candidate LBs one decision looks at. Keeps a decision's work bounded when many LBs
-/// of a pool clash with a claim's fixed ports; past it a new LB is opened.
-pub const MAX_PROBES: u32 = 256;
+macro_rules! policies {
+    ($($m:ident),* $(,)?) => {
+        $(mod $m;)*
+        /// Every policy, in the order tables list them.
+        pub static REGISTRY: &[&Registration] = &[$(&$m::REGISTRATION),*];
+    };
+}
+
+policies!(
+    dedicated,
+    seed,
+    first_fit,
+    best_fit,
+    worst_fit,
+    conflict_aware,
+    cost_aware
+);
+
+/// What the allocator must know of a policy beyond its choices: rules it imposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyRules {
+    /// How claims group into pools (one LB per claim, or by sharing rule).
+    pub pooling: Pooling,
+    /// A port rule between claims stricter than the profile's, if any.
+    pub port_rule: Option<PortRule>,
+    /// Most claims one LB may hold, if limited.
+    pub max_claims_per_lb: Option<u32>,
+    /// What happens to an LB that empties.
+    pub idle_lbs: IdleLbs,
+}
+
+/// What happens to an LB that empties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleLbs {
+    /// Kept for the configured idle timeout, for claims to come.
+    KeepForTimeout,
+    /// Deleted at once (one LB per Service: the LB goes with its Service).
+    DeleteAtOnce,
+}
+
+impl Default for PolicyRules {
+    fn default() -> Self {
+        PolicyRules {
+            pooling: Pooling::BySharing,
+            port_rule: None,
+            max_claims_per_lb: None,
+            idle_lbs: IdleLbs::KeepForTimeout,
+        }
+    }
+}
 
 /// A packing policy.
+///
+/// Contract: [`Policy::choose`] returns only an LB the view offered and [`View::fits`]
+/// accepted, and returns `None` only when no offered LB fits — a claim that fits on a usable
+/// LB is placed there (the model test checks this for every built-in policy).
 pub trait Policy: fmt::Debug + Send + Sync {
-    /// Which policy this is.
-    fn kind(&self) -> PolicyKind;
-
-    /// The existing LB the claim should go to, or `None` to open a new one.
+    /// The existing LB the claim goes to, or `None` when none of the candidates fits.
     fn choose(&self, view: &View<'_>) -> Option<LbId>;
 
     /// Which of the `eligible` profiles (indexes into the configuration, never empty) a new
@@ -48,99 +91,119 @@ pub trait Policy: fmt::Debug + Send + Sync {
         eligible[0]
     }
 
-    /// Whether every claim gets an LB of its own, whatever its sharing rule.
-    fn dedicated(&self) -> bool {
-        false
-    }
-
-    /// Whether a port number clashes across protocols (the 2018 controller ignored protocol).
-    fn strict_port_numbers(&self) -> bool {
-        false
+    /// Rules the policy imposes (pooling, port rule, claims per LB).
+    fn rules(&self) -> PolicyRules {
+        PolicyRules::default()
     }
 }
 
-/// The policies by name, with their parameters. Written as `name` or `name:N`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PolicyKind {
-    /// One LB per claim: what Kubernetes does today, the baseline for savings.
-    Dedicated,
-    /// The 2018 demo: first LB with fewer than `max_claims` claims and no clashing port number.
-    Seed {
-        /// Claims per LB.
-        max_claims: u32,
-    },
-    /// Lowest-numbered LB that fits.
-    FirstFit,
-    /// Fullest LB that fits.
-    BestFit,
-    /// Emptiest LB that fits (spreads load).
-    WorstFit,
-    /// Keeps contended fixed listeners free where they are still free.
-    ConflictAware,
-    /// Best fit, and new LBs of the profile cheapest for the expected demand.
-    CostAware {
-        /// Listeners expected in the pool; 0 = estimate from pending claims.
-        expected_listeners: u32,
-    },
+/// A policy's numeric parameter, written `name:N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// What it means.
+    pub name: &'static str,
+    /// Its value when not written.
+    pub default: u32,
+    /// Smallest value accepted.
+    pub min: u32,
+    /// Largest value accepted.
+    pub max: u32,
+}
+
+/// One policy's entry in the registry.
+#[derive(Debug)]
+pub struct Registration {
+    /// Its name, as written in configurations.
+    pub name: &'static str,
+    /// Other names it is known by.
+    pub aliases: &'static [&'static str],
+    /// One line on what it does.
+    pub about: &'static str,
+    /// Its parameter, if it takes one.
+    pub param: Option<Param>,
+    /// Builds it with its parameter's value (`None` when it takes none).
+    pub build: fn(Option<u32>) -> Arc<dyn Policy>,
+}
+
+/// Every policy name, in registry order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().map(|r| r.name)
+}
+
+/// A registered policy with its parameter: what configurations name.
+///
+/// ```
+/// use sharedlb_allocator::PolicyKind;
+/// let seed: PolicyKind = "seed:4".parse()?;
+/// assert_eq!((seed.name(), seed.param()), ("seed", Some(4)));
+/// assert!("seed:0".parse::<PolicyKind>().is_err());
+/// assert!("best-fit:3".parse::<PolicyKind>().is_err());
+/// # Ok::<(), sharedlb_allocator::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct PolicyKind {
+    reg: &'static Registration,
+    param: Option<u32>,
 }
 
 impl PolicyKind {
-    /// Every policy name.
-    pub const NAMES: [&'static str; 7] = [
-        "dedicated",
-        "seed",
-        "first-fit",
-        "best-fit",
-        "worst-fit",
-        "conflict-aware",
-        "cost-aware",
-    ];
+    /// Every policy name, in registry order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        names()
+    }
 
     /// The policy's name without parameters.
     pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::Dedicated => "dedicated",
-            PolicyKind::Seed { .. } => "seed",
-            PolicyKind::FirstFit => "first-fit",
-            PolicyKind::BestFit => "best-fit",
-            PolicyKind::WorstFit => "worst-fit",
-            PolicyKind::ConflictAware => "conflict-aware",
-            PolicyKind::CostAware { .. } => "cost-aware",
-        }
+        self.reg.name
     }
 
-    /// Checks the parameters.
-    pub fn validate(self) -> Result<(), Error> {
-        if let PolicyKind::Seed { max_claims: 0 } = self {
-            return Err(Error::InvalidConfig("seed:N needs N >= 1".into()));
-        }
-        Ok(())
+    /// Its parameter's value (the default when not written), if it takes one.
+    pub fn param(self) -> Option<u32> {
+        self.param
+    }
+
+    /// Its registry entry.
+    pub fn registration(self) -> &'static Registration {
+        self.reg
     }
 
     /// The policy object.
-    pub fn build(self) -> Box<dyn Policy> {
-        match self {
-            PolicyKind::Dedicated => Box::new(Dedicated),
-            PolicyKind::Seed { max_claims } => Box::new(Seed { max_claims }),
-            PolicyKind::FirstFit => Box::new(FirstFit),
-            PolicyKind::BestFit => Box::new(BestFit),
-            PolicyKind::WorstFit => Box::new(WorstFit),
-            PolicyKind::ConflictAware => Box::new(ConflictAware),
-            PolicyKind::CostAware { expected_listeners } => {
-                Box::new(CostAware { expected_listeners })
-            }
-        }
+    pub fn build(self) -> Arc<dyn Policy> {
+        (self.reg.build)(self.param)
+    }
+
+    /// Whether this is the one-LB-per-claim policy (the savings baseline).
+    pub fn is_dedicated(self) -> bool {
+        self.build().rules().pooling == Pooling::EveryClaimAlone
+    }
+}
+
+impl PartialEq for PolicyKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.reg.name == other.reg.name && self.param == other.param
+    }
+}
+
+impl Eq for PolicyKind {}
+
+impl std::hash::Hash for PolicyKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.reg.name.hash(state);
+        self.param.hash(state);
+    }
+}
+
+impl fmt::Debug for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PolicyKind({self})")
     }
 }
 
 impl fmt::Display for PolicyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PolicyKind::Seed { max_claims } => write!(f, "seed:{max_claims}"),
-            PolicyKind::CostAware { expected_listeners } if *expected_listeners > 0 => {
-                write!(f, "cost-aware:{expected_listeners}")
-            }
-            other => f.write_str(other.name()),
+        match (self.param, self.reg.param) {
+            (Some(v), Some(p)) if v != p.default => write!(f, "{}:{v}", self.reg.name),
+            _ => f.write_str(self.reg.name),
         }
     }
 }
@@ -149,37 +212,35 @@ impl FromStr for PolicyKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         let (name, arg) = match s.split_once(':') {
-            Some((n, a)) => (n, Some(a)),
-            None => (s, None),
+            Some((n, a)) => (n.trim(), Some(a.trim())),
+            None => (s.trim(), None),
         };
-        let num = |default: u32| -> Result<u32, Error> {
-            arg.map_or(Ok(default), |a| {
-                a.parse()
-                    .map_err(|_| Error::UnknownPolicy(format!("{s} (parameter must be a number)")))
-            })
+        let reg = REGISTRY
+            .iter()
+            .find(|r| r.name == name || r.aliases.contains(&name))
+            .ok_or_else(|| Error::UnknownPolicy(s.to_owned()))?;
+        let bad = |reason: String| Error::PolicyParameter {
+            policy: s.to_owned(),
+            reason,
         };
-        let kind = match name {
-            "dedicated" => PolicyKind::Dedicated,
-            "seed" => PolicyKind::Seed {
-                max_claims: num(10)?,
-            },
-            "first-fit" => PolicyKind::FirstFit,
-            "best-fit" => PolicyKind::BestFit,
-            "worst-fit" | "spread" => PolicyKind::WorstFit,
-            "conflict-aware" => PolicyKind::ConflictAware,
-            "cost-aware" => PolicyKind::CostAware {
-                expected_listeners: num(0)?,
-            },
-            _ => return Err(Error::UnknownPolicy(s.to_owned())),
+        let param = match (reg.param, arg) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(bad("this policy takes no parameter".into())),
+            (Some(p), None) => Some(p.default),
+            (Some(p), Some(a)) => {
+                let v: u32 = a
+                    .parse()
+                    .map_err(|_| bad(format!("{} must be a whole number, not {a:?}", p.name)))?;
+                if !(p.min..=p.max).contains(&v) {
+                    return Err(bad(format!(
+                        "{} must be between {} and {}, not {v}",
+                        p.name, p.min, p.max
+                    )));
+                }
+                Some(v)
+            }
         };
-        if arg.is_some() && !matches!(kind, PolicyKind::Seed { .. } | PolicyKind::CostAware { .. })
-        {
-            return Err(Error::UnknownPolicy(format!(
-                "{s} (this policy takes no parameter)"
-            )));
-        }
-        kind.validate()?;
-        Ok(kind)
+        Ok(PolicyKind { reg, param })
     }
 }
 
@@ -196,19 +257,43 @@ impl<'de> Deserialize<'de> for PolicyKind {
     }
 }
 
+/// Where a view's candidates come from.
+pub(crate) enum Candidates<'a> {
+    /// The pool index of each eligible profile, with the claim's protocol class in it.
+    Pools(SmallVec<[(&'a PoolIndex, usize); 2]>),
+    /// Only these LBs, with their room for the claim's class (a retry after they gained
+    /// room).
+    Listed(Vec<(u32, LbId)>),
+}
+
+/// One of two iterators.
+enum Either<A, B> {
+    A(A),
+    B(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::A(a) => a.next(),
+            Either::B(b) => b.next(),
+        }
+    }
+}
+
 /// What a policy sees of the allocator while placing one claim: the candidate LBs of the
-/// claim's pool in fixed orders, and a `fits` test that also records why LBs did not fit.
+/// claim's pool in fixed orders (each with room for the claim), and a `fits` test that also
+/// records why LBs did not fit.
 pub struct View<'a> {
     pub(crate) alloc: &'a Allocator,
     pub(crate) claim: &'a Claim,
-    pub(crate) pools: Vec<&'a PoolIndex>,
+    pub(crate) source: Candidates<'a>,
     pub(crate) exclude: Option<&'a BTreeSet<LbId>>,
     pub(crate) ready_only: bool,
-    pub(crate) strict: bool,
-    pub(crate) probes: Cell<u32>,
     pub(crate) seen: Cell<Option<Misfit>>,
     /// The listeners of the last LB that fitted, so the winner is not planned twice.
-    pub(crate) last_fit: std::cell::RefCell<Option<(LbId, Vec<Listener>)>>,
+    pub(crate) last_fit: RefCell<Option<(LbId, Listeners)>>,
 }
 
 impl View<'_> {
@@ -217,19 +302,14 @@ impl View<'_> {
         self.claim
     }
 
-    fn exhausted(&self) -> bool {
-        self.probes.get() >= MAX_PROBES
-    }
-
     fn usable(&self, lb: LbId) -> bool {
         !self.exclude.is_some_and(|e| e.contains(&lb))
-            && (!self.ready_only || self.alloc.lb_state(lb) == Some(crate::lb::LbState::Ready))
+            && (!self.ready_only || self.alloc.lb_state(lb) == Some(LbState::Ready))
     }
 
-    /// Whether the claim fits on `lb` (counts one probe; records the misfit).
+    /// Whether the claim fits on `lb` (records why not).
     pub fn fits(&self, lb: LbId) -> bool {
-        self.probes.set(self.probes.get() + 1);
-        match self.alloc.plan_on(lb, self.claim, self.strict, None) {
+        match self.alloc.plan_on(lb, self.claim, None) {
             Ok(ls) => {
                 *self.last_fit.borrow_mut() = Some((lb, ls));
                 true
@@ -255,26 +335,32 @@ impl View<'_> {
         self.alloc.lb_claims(lb)
     }
 
-    /// Whether `l` is free on `lb` (no clash under the profile's rules).
+    /// Whether `l` is free on `lb` (no clash under the LB's rule).
     pub fn listener_free(&self, lb: LbId, l: Listener) -> bool {
         self.alloc.lb_listener_free(lb, l)
     }
 
-    /// The `n` fixed listeners most asked for among live and pending claims, with counts.
-    pub fn hot_listeners(&self, n: usize) -> Vec<(Listener, u32)> {
-        self.alloc.hot_listeners(n)
+    /// The fixed listeners most asked for among live and pending claims, with counts, most
+    /// asked first.
+    pub fn hot_listeners(&self) -> impl Iterator<Item = (Listener, u32)> + '_ {
+        self.alloc.hot_listeners()
     }
 
-    /// Listeners asked for by pending claims of the same pool (for demand estimates).
+    /// Listeners asked for by retryable pending claims (for demand estimates).
     pub fn pending_listeners(&self) -> u32 {
         self.alloc.pending_listeners()
     }
 
-    fn merged<'s, K: Ord + Copy + 's>(
+    /// The configured profiles.
+    pub fn profiles(&self) -> &[LbProfile] {
+        &self.alloc.config().profiles
+    }
+
+    fn merged<'s, K: Ord + Copy, I: Iterator<Item = (K, LbId)> + 's>(
         &'s self,
-        iters: Vec<Box<dyn Iterator<Item = (K, LbId)> + 's>>,
+        iters: SmallVec<[I; 2]>,
     ) -> impl Iterator<Item = LbId> + 's {
-        let mut iters: Vec<std::iter::Peekable<_>> =
+        let mut iters: SmallVec<[Peekable<I>; 2]> =
             iters.into_iter().map(Iterator::peekable).collect();
         std::iter::from_fn(move || {
             let mut best: Option<(usize, K)> = None;
@@ -288,51 +374,71 @@ impl View<'_> {
             best.and_then(|(i, _)| iters[i].next()).map(|(_, id)| id)
         })
         .filter(move |&id| self.usable(id))
-        .take_while(move |_| !self.exhausted())
     }
 
-    /// Candidates with room, lowest id first.
+    /// Listed candidates with room for the claim, in the order `key` gives.
+    fn listed<K: Ord>(&self, key: impl Fn(u32, LbId) -> K) -> impl Iterator<Item = LbId> + '_ {
+        let need = self.claim.listener_count();
+        let mut v: Vec<(K, LbId)> = match &self.source {
+            Candidates::Listed(v) => v
+                .iter()
+                .filter(|&&(room, _)| room >= need)
+                .map(|&(room, id)| (key(room, id), id))
+                .collect(),
+            Candidates::Pools(_) => Vec::new(),
+        };
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let ids: Vec<LbId> = v.into_iter().map(|(_, id)| id).collect();
+        ids.into_iter().filter(move |&id| self.usable(id))
+    }
+
+    /// Candidates with room for the claim, lowest id first.
     pub fn by_id(&self) -> impl Iterator<Item = LbId> + '_ {
-        let iters = self
-            .pools
-            .iter()
-            .map(|p| Box::new(p.by_id.iter().map(|&id| (id, id))) as Box<dyn Iterator<Item = _>>)
-            .collect();
-        self.merged(iters)
+        let need = self.claim.listener_count();
+        match &self.source {
+            Candidates::Pools(pools) => Either::A(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| p.lowest_id(class, need))
+                        .collect(),
+                ),
+            ),
+            Candidates::Listed(_) => Either::B(self.listed(|_, id| id)),
+        }
     }
 
-    /// Candidates with enough room, fullest (least free) first.
+    /// Candidates with room for the claim, fullest (least room) first, then lowest id.
     pub fn fullest_first(&self) -> impl Iterator<Item = LbId> + '_ {
         let need = self.claim.listener_count();
-        let iters = self
-            .pools
-            .iter()
-            .map(|p| {
-                Box::new(
-                    p.by_free
-                        .range((need, LbId(0))..)
-                        .map(|&(f, id)| ((f, id), id)),
-                ) as Box<dyn Iterator<Item = _>>
-            })
-            .collect();
-        self.merged(iters)
+        match &self.source {
+            Candidates::Pools(pools) => Either::A(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| p.fullest(class, need))
+                        .collect(),
+                ),
+            ),
+            Candidates::Listed(_) => Either::B(self.listed(|room, id| (room, id))),
+        }
     }
 
-    /// Candidates with enough room, emptiest (most free) first.
+    /// Candidates with room for the claim, emptiest (most room) first, then lowest id.
     pub fn emptiest_first(&self) -> impl Iterator<Item = LbId> + '_ {
         let need = self.claim.listener_count();
-        let iters = self
-            .pools
-            .iter()
-            .map(|p| {
-                Box::new(
-                    p.by_free
-                        .range((need, LbId(0))..)
-                        .rev()
-                        .map(|&(f, id)| ((std::cmp::Reverse(f), id), id)),
-                ) as Box<dyn Iterator<Item = _>>
-            })
-            .collect();
-        self.merged(iters)
+        match &self.source {
+            Candidates::Pools(pools) => Either::A(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| p.emptiest(class, need))
+                        .collect(),
+                ),
+            ),
+            Candidates::Listed(_) => {
+                Either::B(self.listed(|room, id| (std::cmp::Reverse(room), id)))
+            }
+        }
     }
 }

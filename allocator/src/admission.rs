@@ -1,0 +1,174 @@
+//! Fair admission of waiting claims: when something changes that may let them fit, they are
+//! tried again in weighted max-min fair order (see [`crate::fairness`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::allocator::{Allocator, RetryScope};
+use crate::claims::Place;
+use crate::decision::{Decision, PendingReason};
+use crate::fairness::{WaterFill, goes_before};
+use crate::model::{Claim, LbId, PortRequest, ProfileName, Sharing, TenantId};
+use crate::placement::{Outcome, Placement};
+
+/// Everything placement looks at in a claim but its id: claims of one shape fit exactly
+/// the same places.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Shape {
+    tenant: TenantId,
+    sharing: Sharing,
+    ports: Vec<PortRequest>,
+    pinned: Option<LbId>,
+    profile: Option<ProfileName>,
+}
+
+impl Shape {
+    fn of(c: &Claim) -> Shape {
+        Shape {
+            tenant: c.tenant().clone(),
+            sharing: c.sharing().clone(),
+            ports: c.ports().to_vec(),
+            pinned: c.pinned_lb(),
+            profile: c.profile().cloned(),
+        }
+    }
+}
+
+/// One tenant's turn in a retry pass.
+struct Turn {
+    tenant: TenantId,
+    weight: u32,
+    /// Its waiting claims in arrival order, and the next to try.
+    claims: Vec<u32>,
+    next: usize,
+}
+
+impl Allocator {
+    /// Tries the waiting claims a change may have helped (see [`RetryScope`]) once each, in
+    /// fair order. Next is the claim that leaves its tenant holding the fewest listeners
+    /// per unit of weight, among tenants not yet above their fair share of what will then
+    /// be held (the quota rule that keeps every tenant within one claim of its share);
+    /// within a tenant, arrival order. When no tenant is below its share, the next claim is
+    /// tried anyway: a claim that fits is never left waiting. A pass frees nothing, so one
+    /// pass places every claim that can be placed.
+    pub(crate) fn retry_waiting(&mut self, out: &mut Vec<Decision>) {
+        let scope = std::mem::take(&mut self.retry);
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut turns: Vec<Turn> = self
+            .waiting
+            .queues
+            .iter()
+            .map(|(t, q)| Turn {
+                tenant: t.clone(),
+                weight: self.config.tenant(t).weight,
+                claims: q.iter().map(|&(_, k)| k).collect(),
+                next: 0,
+            })
+            .collect();
+        // Each tenant asks for what it holds plus what its queued claims ask: constant over
+        // the pass, as claims only move from waiting to held. Tenants without waiting
+        // claims take part with what they hold.
+        let mut demands: BTreeMap<TenantId, (u32, f64)> = self
+            .usage
+            .iter()
+            .map(|(t, u)| {
+                (
+                    t.clone(),
+                    (self.config.tenant(t).weight, f64::from(u.listeners)),
+                )
+            })
+            .collect();
+        for turn in &turns {
+            let asked: u32 = turn
+                .claims
+                .iter()
+                .map(|&k| self.claims.get(k).claim.listener_count())
+                .sum();
+            if let Some(d) = demands.get_mut(&turn.tenant) {
+                d.1 += f64::from(asked);
+            }
+        }
+        let index: BTreeMap<&TenantId, usize> =
+            demands.keys().enumerate().map(|(i, t)| (t, i)).collect();
+        let at: Vec<usize> = turns
+            .iter()
+            .map(|t| index.get(&t.tenant).copied().unwrap_or(0))
+            .collect();
+        let fill = WaterFill::new(demands.values().copied());
+        let mut failed: HashMap<Shape, (PendingReason, String)> = HashMap::new();
+        loop {
+            let held_total = self.totals.listeners_used as f64;
+            let mut best: Option<(usize, bool, (u32, u32, u32))> = None;
+            for (i, turn) in turns.iter().enumerate() {
+                let Some(&k) = turn.claims.get(turn.next) else {
+                    continue;
+                };
+                let ask = self.claims.get(k).claim.listener_count();
+                let held = self.usage(&turn.tenant).listeners;
+                let share = fill.share(at[i], held_total + f64::from(ask));
+                let within = f64::from(held) <= share + 1e-9;
+                let key = (held, ask, turn.weight);
+                let better = match best {
+                    None => true,
+                    Some((_, b_within, b_key)) => {
+                        (within && !b_within) || (within == b_within && goes_before(key, b_key))
+                    }
+                };
+                if better {
+                    best = Some((i, within, key));
+                }
+            }
+            let Some((i, _, _)) = best else { break };
+            let k = turns[i].claims[turns[i].next];
+            turns[i].next += 1;
+            let retryable = match self.claims.get(k).place {
+                Place::Unplaced => true,
+                Place::Pending(r) => !r.is_permanent(),
+                Place::Assigned { .. } => false,
+            };
+            if !retryable {
+                continue;
+            }
+            let claim = &self.claims.get(k).claim;
+            let placement = match &scope {
+                RetryScope::Nothing => continue,
+                RetryScope::Everything => Placement::Arrive,
+                // Never tried in this state, or its tenant's quota may no longer bind.
+                RetryScope::Some { tenants, .. }
+                    if self.claims.get(k).place == Place::Unplaced
+                        || tenants.contains(claim.tenant()) =>
+                {
+                    Placement::Arrive
+                }
+                RetryScope::Some { lbs, .. } => {
+                    // Only LBs that gained room can newly fit it.
+                    let pool = self.pool_of(claim);
+                    let mine = (0..self.config.profiles.len())
+                        .filter_map(|p| self.pool_ids.get(&(pool.clone(), p)))
+                        .any(|i| lbs.contains_key(i));
+                    if !mine {
+                        continue;
+                    }
+                    Placement::Among { lbs }
+                }
+            };
+            // A claim of the same shape as one that just failed fails the same way: a pass
+            // frees nothing, so the state it failed in still holds.
+            let shape = Shape::of(claim);
+            if let Some((reason, message)) = failed.get(&shape) {
+                let (reason, message) = (*reason, message.clone());
+                self.wait(k, reason, &message, out);
+                continue;
+            }
+            if let Outcome::Waiting {
+                reason,
+                message,
+                deleted_idle: false,
+            } = self.try_place(k, placement, out)
+            {
+                failed.insert(shape, (reason, message));
+            }
+        }
+    }
+}

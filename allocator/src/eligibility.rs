@@ -1,0 +1,249 @@
+//! Eligibility: which profiles can hold a claim at all, and whether its tenant's quota and
+//! the global budget allow what placing it needs.
+
+use crate::allocator::Allocator;
+use crate::config::Config;
+use crate::decision::PendingReason;
+use crate::lb::PoolKey;
+use std::collections::BTreeSet;
+
+use crate::model::{Claim, Port, Protocol, TenantId};
+use crate::placement::Eligible;
+use crate::ports::PortRule;
+use crate::profile::LbProfile;
+
+/// The budget limit that forbids a new LB, with why in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BudgetLimit {
+    /// The number of live LBs (draining ones count until they are gone).
+    Lbs(String),
+    /// The cost per hour of billed LBs (draining ones are not billed).
+    Cost(String),
+}
+
+/// What a placement would add to the tenant's usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// One more claim with its listeners.
+    Claim,
+    /// One more claim, on a new dedicated LB of its own.
+    WithDedicatedLb,
+}
+
+impl Allocator {
+    /// The pool a claim belongs to under the current policy.
+    pub(crate) fn pool_of(&self, claim: &Claim) -> PoolKey {
+        PoolKey::of(claim, self.rules.pooling)
+    }
+
+    /// Profiles that can hold the claim at all, or why none can.
+    pub(crate) fn eligible_profiles(
+        &self,
+        claim: &Claim,
+    ) -> Result<Eligible, (PendingReason, String)> {
+        self.config.eligible_profiles(claim)
+    }
+
+    /// Whether the tenant's quota allows `what`; why not otherwise.
+    pub(crate) fn quota_check(&self, claim: &Claim, what: Admit) -> Result<(), String> {
+        let t = claim.tenant();
+        let q = self.config.tenant(t).quota;
+        let u = self.usage(t);
+        if let Some(m) = q.max_listeners
+            && u64::from(u.listeners) + u64::from(claim.listener_count()) > u64::from(m)
+        {
+            return Err(format!(
+                "tenant {t} holds {} of its {m} listeners and asks {} more",
+                u.listeners,
+                claim.listener_count()
+            ));
+        }
+        if let Some(m) = q.max_claims
+            && u.claims >= m
+        {
+            return Err(format!(
+                "tenant {t} has {} of its {m} claims placed",
+                u.claims
+            ));
+        }
+        if what == Admit::WithDedicatedLb
+            && let Some(m) = q.max_dedicated_lbs
+            && u.dedicated_lbs >= m
+        {
+            return Err(format!(
+                "tenant {t} has {} of its {m} dedicated LBs",
+                u.dedicated_lbs
+            ));
+        }
+        Ok(())
+    }
+
+    /// Which limit of the budget forbids a new LB of `profile`, if one does.
+    pub(crate) fn budget_blocks(&self, profile: usize) -> Option<BudgetLimit> {
+        let b = &self.config.budget;
+        let live = self.lbs.len() as u64;
+        if let Some(m) = b.max_lbs
+            && live >= u64::from(m)
+        {
+            return Some(BudgetLimit::Lbs(format!(
+                "the budget of {m} LBs is spent ({live} live)"
+            )));
+        }
+        if let Some(m) = b.max_cost_per_hour {
+            let now = self.cost_per_hour();
+            let add = self.config.profiles[profile].price_per_hour();
+            if now + add > m + 1e-9 {
+                let c = self.config.currency();
+                return Some(BudgetLimit::Cost(format!(
+                    "the budget of {m} {c}/h is spent ({now:.4} {c}/h in use, a new LB costs {add:.4} {c}/h)"
+                )));
+            }
+        }
+        None
+    }
+
+    /// Whether the live LBs exceed the budget (only possible after a restore with a lower
+    /// budget: kept, never grown).
+    pub(crate) fn over_budget(&self) -> bool {
+        let b = &self.config.budget;
+        b.max_lbs
+            .is_some_and(|m| self.lbs.len() as u64 > u64::from(m))
+            || b.max_cost_per_hour
+                .is_some_and(|m| self.cost_per_hour() > m + 1e-9)
+    }
+
+    /// Whether a tenant's placements exceed its quota.
+    pub(crate) fn over_quota(&self, t: &TenantId) -> bool {
+        let q = self.config.tenant(t).quota;
+        let u = self.usage(t);
+        q.max_listeners.is_some_and(|m| u.listeners > m)
+            || q.max_claims.is_some_and(|m| u.claims > m)
+            || q.max_dedicated_lbs.is_some_and(|m| u.dedicated_lbs > m)
+    }
+
+    /// Forgets inherited overruns that no longer hold.
+    pub(crate) fn forget_inherited_limits(&mut self, tenant: &TenantId) {
+        if self.inherited.over_quota.contains(tenant) && !self.over_quota(tenant) {
+            self.inherited.over_quota.remove(tenant);
+        }
+        if self.inherited.over_budget && !self.over_budget() {
+            self.inherited.over_budget = false;
+        }
+    }
+}
+
+impl Config {
+    /// Profiles (indexes, in configuration order) that can hold the claim at all, or why
+    /// none can: protocols supported, protocols mixed, reserved ports, one port number for
+    /// two protocols, size and automatic ports.
+    pub(crate) fn eligible_profiles(
+        &self,
+        claim: &Claim,
+    ) -> Result<Eligible, (PendingReason, String)> {
+        let candidates: Eligible = match claim.profile() {
+            Some(name) => match self.profile_index(name) {
+                Some(i) => [i].into_iter().collect(),
+                None => {
+                    return Err((
+                        PendingReason::Unsupported,
+                        format!("profile {name} is not configured"),
+                    ));
+                }
+            },
+            None => (0..self.profiles.len()).collect(),
+        };
+        let mut too_large = None;
+        let mut unsupported = None;
+        let mut ok = Eligible::new();
+        for i in candidates {
+            let p = &self.profiles[i];
+            if let Some(r) = claim.ports().iter().find(|r| !p.supports(r.protocol())) {
+                unsupported
+                    .get_or_insert_with(|| format!("{} does not support {}", p.name, r.protocol()));
+                continue;
+            }
+            let first = claim.ports()[0].protocol();
+            if !p.mixed_protocols && claim.ports().iter().any(|r| r.protocol() != first) {
+                unsupported
+                    .get_or_insert_with(|| format!("{} cannot mix protocols on one LB", p.name));
+                continue;
+            }
+            if let Some(l) = claim.fixed_listeners().find(|l| p.is_reserved(l.port)) {
+                unsupported.get_or_insert_with(|| format!("{} reserves port {}", p.name, l.port));
+                continue;
+            }
+            let rule = PortRule::of_profile(p);
+            let mut keys: Vec<_> = claim.fixed_listeners().map(|l| rule.key(l)).collect();
+            keys.sort_unstable();
+            if keys.windows(2).any(|w| w[0] == w[1]) {
+                unsupported.get_or_insert_with(|| {
+                    format!("{} cannot hold one port number for two protocols", p.name)
+                });
+                continue;
+            }
+            let automatic_room = automatic_room(p, rule, claim);
+            if claim.listener_count() > p.max_listeners || automatic_room.is_err() {
+                too_large.get_or_insert_with(|| match automatic_room {
+                    Err((asked, room)) => format!(
+                        "{asked} automatic ports asked, {} has {room} left in its range",
+                        p.name
+                    ),
+                    Ok(()) => format!(
+                        "{} listeners asked, {} holds {}",
+                        claim.listener_count(),
+                        p.name,
+                        p.max_listeners
+                    ),
+                });
+                continue;
+            }
+            ok.push(i);
+        }
+        if !ok.is_empty() {
+            return Ok(ok);
+        }
+        Err(match (unsupported, too_large) {
+            (_, Some(m)) => (PendingReason::TooLarge, m),
+            (Some(m), None) => (PendingReason::Unsupported, m),
+            (None, None) => (
+                PendingReason::Unsupported,
+                "no profile is configured".into(),
+            ),
+        })
+    }
+}
+
+/// Whether the automatic range of `p` has ports for every automatic request of `claim`
+/// once its own fixed listeners and the reserved ports are set aside: `(asked, room)` when
+/// not.
+fn automatic_room(p: &LbProfile, rule: PortRule, claim: &Claim) -> Result<(), (u32, u32)> {
+    let reserved: BTreeSet<Port> = p.reserved.iter().copied().collect();
+    let free = |proto: Option<Protocol>| {
+        let taken: BTreeSet<Port> = claim
+            .fixed_listeners()
+            .filter(|l| proto.is_none_or(|x| x == l.protocol))
+            .map(|l| l.port)
+            .chain(reserved.iter().copied())
+            .filter(|&port| p.auto_ports.contains(port))
+            .collect();
+        p.auto_ports.len() - taken.len() as u32
+    };
+    let asked = |proto: Option<Protocol>| {
+        claim
+            .ports()
+            .iter()
+            .filter(|r| r.fixed().is_none() && proto.is_none_or(|x| x == r.protocol()))
+            .count() as u32
+    };
+    let spaces: Vec<Option<Protocol>> = match rule {
+        PortRule::PerPortNumber => vec![None],
+        PortRule::PerListener => Protocol::ALL.iter().map(|&x| Some(x)).collect(),
+    };
+    for space in spaces {
+        let (a, room) = (asked(space), free(space));
+        if a > room {
+            return Err((a, room));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! LB lifecycle: opening an LB, ready, deletion (asked for or not), idle expiry, and the
+//! bookkeeping that keeps the pool indexes and totals true as LBs change.
+
+use crate::allocator::{Allocator, Pool, RetryScope};
+use crate::claims::Place;
+use crate::decision::Decision;
+use crate::lb::{Lb, LbState, Misfit, PoolKey};
+use crate::model::{Claim, LbId, Listeners, Time};
+use crate::policy::IdleLbs;
+use crate::ports::ClashRule;
+
+impl Allocator {
+    /// The index of the pool index for `(key, profile)`, made on first use.
+    pub(crate) fn pool_index(&mut self, key: PoolKey, profile: usize) -> u32 {
+        if let Some(&i) = self.pool_ids.get(&(key.clone(), profile)) {
+            return i;
+        }
+        let i = self.pools.len() as u32;
+        self.pools.push(Pool {
+            key: key.clone(),
+            profile,
+            index: crate::index::PoolIndex::default(),
+        });
+        self.pool_ids.insert((key, profile), i);
+        i
+    }
+
+    /// The clash rule and claim cap of an LB of `profile` in `pool`.
+    fn lb_rules(&self, profile: usize, pool: &PoolKey) -> (ClashRule, u32) {
+        let rule = ClashRule::new(&self.config.profiles[profile], self.rules.port_rule);
+        let cap = if pool.is_dedicated() {
+            1
+        } else {
+            self.rules.max_claims_per_lb.unwrap_or(u32::MAX)
+        };
+        (rule, cap)
+    }
+
+    /// The listeners `claim` would get on a new, empty LB of `profile`.
+    pub(crate) fn plan_on_empty(&self, profile: usize, claim: &Claim) -> Result<Listeners, Misfit> {
+        let pool = self.pool_of(claim);
+        let (rule, cap) = self.lb_rules(profile, &pool);
+        let p = &self.config.profiles[profile];
+        Lb::fresh(LbId(0), profile, p, 0, cap, rule, LbState::Provisioning).plan(p, claim, None)
+    }
+
+    /// Opens a new LB (provisioning) and returns its id.
+    pub(crate) fn open_lb(&mut self, profile: usize, pool: &PoolKey) -> LbId {
+        let id = LbId(self.next_lb);
+        self.next_lb += 1;
+        self.insert_lb(id, profile, pool, LbState::Provisioning, None);
+        id
+    }
+
+    /// Adds an LB record with its index entries and totals (open and restore).
+    pub(crate) fn insert_lb(
+        &mut self,
+        id: LbId,
+        profile: usize,
+        pool: &PoolKey,
+        state: LbState,
+        idle_since: Option<Time>,
+    ) {
+        let (rule, cap) = self.lb_rules(profile, pool);
+        let pi = self.pool_index(pool.clone(), profile);
+        let p = &self.config.profiles[profile];
+        let mut lb = Lb::fresh(id, profile, p, pi, cap, rule, state);
+        lb.idle_since = idle_since.filter(|_| state != LbState::Draining);
+        let rooms = lb.rooms(p);
+        lb.pos = self.pools[pi as usize].index.insert(id, rooms);
+        self.retry.gained_room(pi, id);
+        lb.indexed = rooms;
+        self.totals.lbs_per_profile[profile] += 1;
+        match state {
+            LbState::Provisioning => self.totals.provisioning += 1,
+            LbState::Draining => self.totals.draining += 1,
+            LbState::Ready => {}
+        }
+        if state != LbState::Draining {
+            self.totals.capacity += u64::from(p.max_listeners);
+            self.totals.billed_per_profile[profile] += 1;
+        }
+        if let PoolKey::Dedicated(t) = pool {
+            self.usage.entry(t.clone()).or_default().dedicated_lbs += 1;
+        }
+        if let Some(t) = lb.idle_since {
+            self.idle.insert((t, id));
+        }
+        self.lbs.insert(id, lb);
+    }
+
+    /// Brings an LB's index entries up to date after its room, protocol or state changed.
+    pub(crate) fn reindex(&mut self, id: LbId) {
+        let Some(l) = self.lbs.get_mut(&id) else {
+            return;
+        };
+        let rooms = l.rooms(&self.config.profiles[l.profile]);
+        if rooms != l.indexed {
+            self.pools[l.pool as usize]
+                .index
+                .update(id, l.pos, l.indexed, rooms);
+            l.indexed = rooms;
+        }
+    }
+
+    /// An LB is no longer idle (it got a claim).
+    pub(crate) fn unidle(&mut self, id: LbId) {
+        if let Some(l) = self.lbs.get_mut(&id)
+            && let Some(t) = l.idle_since.take()
+        {
+            self.idle.remove(&(t, id));
+        }
+    }
+
+    /// The shell reports an LB serving.
+    pub(crate) fn lb_ready(&mut self, id: LbId) {
+        if let Some(l) = self.lbs.get_mut(&id)
+            && l.state == LbState::Provisioning
+        {
+            l.state = LbState::Ready;
+            self.totals.provisioning -= 1;
+            // A provisioning slot freed: claims waiting on the provisioning limit may go.
+            if self.config.max_provisioning.is_some() {
+                self.retry = RetryScope::Everything;
+            }
+        }
+    }
+
+    /// Asks for an (empty) LB's deletion.
+    pub(crate) fn start_delete(&mut self, id: LbId, out: &mut Vec<Decision>) {
+        self.unidle(id);
+        let l = self
+            .lbs
+            .get_mut(&id)
+            .unwrap_or_else(|| unreachable!("deleting a live LB"));
+        debug_assert_eq!(l.claims, 0, "only empty LBs are deleted");
+        match l.state {
+            LbState::Provisioning => self.totals.provisioning -= 1,
+            LbState::Ready => {}
+            LbState::Draining => return,
+        }
+        // A draining LB is no longer billed (and no longer provisioning): claims waiting on
+        // the cost budget or the provisioning limit may go.
+        self.retry = RetryScope::Everything;
+        l.state = LbState::Draining;
+        self.totals.draining += 1;
+        self.totals.capacity -= u64::from(self.config.profiles[l.profile].max_listeners);
+        self.totals.billed_per_profile[l.profile] -= 1;
+        self.reindex(id);
+        out.push(Decision::DeleteLb { lb: id });
+    }
+
+    /// An LB is gone (deleted as asked, failed, or deleted by someone else): its claims
+    /// are released (with `Release` decisions) and wait to be placed again.
+    pub(crate) fn drop_lb(&mut self, id: LbId, out: &mut Vec<Decision>) {
+        let mut on: Vec<u32> = self.lbs[&id].used.values().copied().collect();
+        on.sort_unstable_by_key(|&k| self.claims.get(k).seq);
+        on.dedup();
+        for k in on {
+            self.release(k);
+            out.push(Decision::Release {
+                claim: self.claims.get(k).claim.id().clone(),
+                lb: id,
+            });
+        }
+        self.unidle(id);
+        let l = self
+            .lbs
+            .remove(&id)
+            .unwrap_or_else(|| unreachable!("dropping a live LB"));
+        let moved = self.pools[l.pool as usize]
+            .index
+            .remove(id, l.pos, l.indexed);
+        for (lb, pos) in moved {
+            if let Some(x) = self.lbs.get_mut(&lb) {
+                x.pos = pos;
+            }
+        }
+        let p = &self.config.profiles[l.profile];
+        self.totals.lbs_per_profile[l.profile] -= 1;
+        match l.state {
+            LbState::Provisioning => self.totals.provisioning -= 1,
+            LbState::Draining => self.totals.draining -= 1,
+            LbState::Ready => {}
+        }
+        if l.state != LbState::Draining {
+            self.totals.capacity -= u64::from(p.max_listeners);
+            self.totals.billed_per_profile[l.profile] -= 1;
+        }
+        if let PoolKey::Dedicated(t) = &self.pools[l.pool as usize].key {
+            let t = t.clone();
+            if let Some(u) = self.usage.get_mut(&t) {
+                u.dedicated_lbs -= 1;
+            }
+            self.forget_inherited_limits(&t);
+        }
+        if self.inherited.over_budget && !self.over_budget() {
+            self.inherited.over_budget = false;
+        }
+        // Budget or a provisioning slot freed.
+        self.retry = RetryScope::Everything;
+    }
+
+    /// Deletes LBs idle past the timeout.
+    pub(crate) fn expire_idle(&mut self, out: &mut Vec<Decision>) {
+        let timeout = self.idle_timeout_ms();
+        while let Some(&(t, lb)) = self.idle.iter().next() {
+            if t.plus_ms(timeout) > self.now {
+                break;
+            }
+            self.start_delete(lb, out);
+        }
+    }
+
+    /// How long an empty LB is kept: the configured timeout, or none under a policy that
+    /// deletes empty LBs at once (one LB per Service, as Kubernetes does).
+    pub(crate) fn idle_timeout_ms(&self) -> u64 {
+        match self.rules.idle_lbs {
+            IdleLbs::KeepForTimeout => self.config.idle_timeout_ms,
+            IdleLbs::DeleteAtOnce => 0,
+        }
+    }
+
+    /// Whether slot `k` sits on `lb` (for assertions and restore).
+    pub(crate) fn is_on(&self, k: u32, lb: LbId) -> bool {
+        matches!(&self.claims.get(k).place, Place::Assigned { lb: x, .. } if *x == lb)
+    }
+}

@@ -1,0 +1,270 @@
+//! The port-clash rule — the one definition placement, invariants, restore and bounds all
+//! use — and the search for the lowest free automatic port.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Listener, Port, Protocol};
+use crate::profile::LbProfile;
+
+/// When two listeners on one load balancer clash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PortRule {
+    /// Only the same listener clashes: `53/TCP` and `53/UDP` may share an LB.
+    PerListener,
+    /// Two listeners on one port number clash, whatever their protocols.
+    PerPortNumber,
+}
+
+/// What two clashing listeners have in common under a [`PortRule`]: the listener itself, or
+/// only its port number.
+pub type ClashKey = (Option<Protocol>, Port);
+
+impl PortRule {
+    /// The rule an LB of this profile enforces.
+    pub fn of_profile(profile: &LbProfile) -> PortRule {
+        if profile.shared_port_numbers {
+            PortRule::PerListener
+        } else {
+            PortRule::PerPortNumber
+        }
+    }
+
+    /// Whether `a` and `b` clash under this rule.
+    ///
+    /// ```
+    /// use sharedlb_allocator::{Listener, PortRule};
+    /// let (t, u) = (Listener::tcp(53).unwrap(), Listener::udp(53).unwrap());
+    /// assert!(!PortRule::PerListener.clash(t, u));
+    /// assert!(PortRule::PerPortNumber.clash(t, u));
+    /// ```
+    pub fn clash(self, a: Listener, b: Listener) -> bool {
+        a == b || (self == PortRule::PerPortNumber && a.port == b.port)
+    }
+
+    /// The key clashing listeners share: two listeners clash exactly when their keys are equal.
+    pub fn key(self, l: Listener) -> ClashKey {
+        match self {
+            PortRule::PerListener => (Some(l.protocol), l.port),
+            PortRule::PerPortNumber => (None, l.port),
+        }
+    }
+
+    /// Which automatic-port space a listener of this protocol draws from.
+    fn space(self, p: Protocol) -> usize {
+        match self {
+            PortRule::PerListener => p.index(),
+            PortRule::PerPortNumber => 0,
+        }
+    }
+}
+
+/// The rules that hold on one LB: between listeners of different claims, and among one
+/// claim's own listeners. A policy may make the first stricter than the profile (the 2018
+/// rule treated a port number as taken whatever its protocol), never looser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClashRule {
+    /// Between listeners of different claims.
+    pub between_claims: PortRule,
+    /// Among one claim's listeners: the profile's own rule.
+    pub within_claim: PortRule,
+}
+
+impl ClashRule {
+    /// The rule on an LB of `profile` under a policy that may ask for `policy_rule`.
+    pub fn new(profile: &LbProfile, policy_rule: Option<PortRule>) -> ClashRule {
+        let within_claim = PortRule::of_profile(profile);
+        let between_claims = policy_rule.map_or(within_claim, |p| p.max(within_claim));
+        ClashRule {
+            between_claims,
+            within_claim,
+        }
+    }
+
+    /// Whether `l` clashes with a listener in use (`used`, keyed by listener) held by
+    /// another claim.
+    pub(crate) fn occupied<V>(self, used: &BTreeMap<Listener, V>, l: Listener) -> bool {
+        match self.between_claims {
+            PortRule::PerListener => used.contains_key(&l),
+            PortRule::PerPortNumber => Protocol::ALL
+                .iter()
+                .any(|&p| used.contains_key(&Listener::new(p, l.port))),
+        }
+    }
+
+    /// Whether two listeners clash, given whether they belong to the same claim.
+    pub(crate) fn clash(self, a: Listener, b: Listener, same_claim: bool) -> bool {
+        if same_claim {
+            self.within_claim.clash(a, b)
+        } else {
+            self.between_claims.clash(a, b)
+        }
+    }
+}
+
+/// The lowest free automatic port of one port space (a protocol, or every protocol when
+/// port numbers clash across protocols), found without walking the ports in use.
+///
+/// Invariant: every port of the automatic range below `next` that is free (not reserved, no
+/// clashing listener) is in `holes`. So the lowest free port is the first hole, or the first
+/// free port from `next` on; every port a search steps over there is in use or reserved,
+/// and `next` moves past it when an automatic port above it is taken.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AutoCursor {
+    next: u32,
+    holes: BTreeSet<u16>,
+}
+
+/// The automatic-port cursors of one LB, one per port space.
+#[derive(Clone, Debug)]
+pub(crate) struct AutoPorts {
+    cursors: [AutoCursor; 3],
+    /// While a snapshot is being restored the cursors are not kept; they restart afterwards.
+    suspended: bool,
+}
+
+impl AutoPorts {
+    /// Cursors at the start of `profile`'s automatic range.
+    pub fn new(profile: &LbProfile) -> AutoPorts {
+        let first = u32::from(profile.auto_ports.first.get());
+        let c = AutoCursor {
+            next: first,
+            holes: BTreeSet::new(),
+        };
+        AutoPorts {
+            cursors: [c.clone(), c.clone(), c],
+            suspended: false,
+        }
+    }
+
+    /// Stops keeping the cursors (bulk restore); [`AutoPorts::restart`] resumes.
+    pub fn suspend(&mut self) {
+        self.suspended = true;
+    }
+
+    /// Restarts every cursor at the range's start: trivially true to the invariant (no port
+    /// below `next`), and the first search steps over the ports in use once.
+    pub fn restart(&mut self, profile: &LbProfile) {
+        *self = AutoPorts::new(profile);
+    }
+
+    /// The lowest automatic port for `proto` that is free on the LB (`used`, clash rule
+    /// `rule`), not reserved, and clashes with none of `own` (the claim's other listeners).
+    pub fn lowest_free<V>(
+        &self,
+        profile: &LbProfile,
+        rule: ClashRule,
+        used: &BTreeMap<Listener, V>,
+        proto: Protocol,
+        own: &[Listener],
+    ) -> Option<Listener> {
+        let c = &self.cursors[rule.between_claims.space(proto)];
+        let mine = |port: Port| {
+            let l = Listener::new(proto, port);
+            own.iter().any(|&o| rule.within_claim.clash(o, l))
+        };
+        for &h in &c.holes {
+            let port = Port::new(h)?;
+            if !mine(port) {
+                return Some(Listener::new(proto, port));
+            }
+        }
+        let last = u32::from(profile.auto_ports.last.get());
+        let mut p = c.next;
+        while p <= last {
+            let port = Port::new(p as u16)?;
+            let l = Listener::new(proto, port);
+            if !profile.is_reserved(port) && !rule.occupied(used, l) && !mine(port) {
+                return Some(l);
+            }
+            p += 1;
+        }
+        None
+    }
+
+    /// Records that `l` is now in use; `automatic` when the allocator picked it (a fixed
+    /// port never moves the cursor, so a fixed port high in the range costs nothing).
+    /// `used` already holds `l`.
+    pub fn take<V>(
+        &mut self,
+        profile: &LbProfile,
+        rule: ClashRule,
+        used: &BTreeMap<Listener, V>,
+        l: Listener,
+        automatic: bool,
+    ) {
+        if self.suspended || !profile.auto_ports.contains(l.port) {
+            return;
+        }
+        let c = &mut self.cursors[rule.between_claims.space(l.protocol)];
+        let p = u32::from(l.port.get());
+        if p < c.next {
+            c.holes.remove(&l.port.get());
+        } else if automatic {
+            // Ports stepped over on the way are in use or reserved when `l` was the lowest
+            // free one; any other free port met is kept as a hole, so none is lost.
+            for q in c.next..p {
+                let port = Port::new(q as u16).unwrap_or(Port::MIN);
+                if !profile.is_reserved(port)
+                    && !rule.occupied(used, Listener::new(l.protocol, port))
+                {
+                    c.holes.insert(q as u16);
+                }
+            }
+            c.next = p + 1;
+        }
+    }
+
+    /// Records that `l` was freed. `used` no longer holds it.
+    pub fn give_back<V>(
+        &mut self,
+        profile: &LbProfile,
+        rule: ClashRule,
+        used: &BTreeMap<Listener, V>,
+        l: Listener,
+    ) {
+        if self.suspended || !profile.auto_ports.contains(l.port) || profile.is_reserved(l.port) {
+            return;
+        }
+        let c = &mut self.cursors[rule.between_claims.space(l.protocol)];
+        if u32::from(l.port.get()) < c.next && !rule.occupied(used, l) {
+            c.holes.insert(l.port.get());
+        }
+    }
+
+    /// Checks the invariant against the ports in use (for `check_invariants`).
+    pub fn check<V>(
+        &self,
+        profile: &LbProfile,
+        rule: ClashRule,
+        used: &BTreeMap<Listener, V>,
+    ) -> Result<(), String> {
+        if self.suspended {
+            return Err("automatic-port cursors left suspended".into());
+        }
+        let spaces: &[Protocol] = match rule.between_claims {
+            PortRule::PerListener => &Protocol::ALL,
+            PortRule::PerPortNumber => &[Protocol::Tcp],
+        };
+        let first = u32::from(profile.auto_ports.first.get());
+        for &proto in spaces {
+            let c = &self.cursors[rule.between_claims.space(proto)];
+            for q in first..c.next.min(u32::from(profile.auto_ports.last.get()) + 1) {
+                let port = Port::new(q as u16).unwrap_or(Port::MIN);
+                let free =
+                    !profile.is_reserved(port) && !rule.occupied(used, Listener::new(proto, port));
+                let hole = c.holes.contains(&(q as u16));
+                if free != hole {
+                    return Err(format!(
+                        "automatic port {q}/{proto}: free {free}, recorded as a hole {hole}"
+                    ));
+                }
+            }
+            if c.holes.iter().any(|&h| u32::from(h) >= c.next) {
+                return Err(format!("a {proto} hole lies above the cursor"));
+            }
+        }
+        Ok(())
+    }
+}
