@@ -252,7 +252,6 @@ echo "$RECIPE" >"$BIN.new/RECIPE"
 rm -rf "$BIN"
 mv "$BIN.new" "$BIN"
 verify_bins || die "the new binaries do not verify (run them by hand: $BIN/kube-apiserver --version)"
-say "build tree peaked at $(du -sh "$BUILD" | cut -f1)"
 if [ "${SHAREDLB_KEEP_BUILD:-0}" = 1 ]; then
   say "keeping build tree $BUILD (SHAREDLB_KEEP_BUILD=1)"
 else
