@@ -194,7 +194,7 @@ for attempt in 1 2 3; do
   [ $ok = 1 ] && break
   "$here/kube-down.sh" "$DIR" >/dev/null 2>&1 || true
   port_clash etcd && { say "etcd port clash, retrying with other ports"; continue; }
-  tail -20 etcd.log >&2; die "etcd did not become healthy (log: $DIR/etcd.log)"
+  tail -20 etcd.log >&2; die "etcd exited or did not become healthy within 20 s (log: $DIR/etcd.log)"
 done
 [ $ok = 1 ] || die "etcd: no free ports after 3 tries"
 say "etcd up on 127.0.0.1:$ETCD_PORT (pid $(cat etcd.pid))"
@@ -228,7 +228,9 @@ for attempt in 1 2 3; do
   if ! alive "$(cat kube-apiserver.pid)" && port_clash kube-apiserver; then
     say "kube-apiserver port clash, retrying with another port"; continue
   fi
-  tail -30 kube-apiserver.log >&2; die "kube-apiserver not ready after ${TIMEOUT}s (log: $DIR/kube-apiserver.log)"
+  tail -30 kube-apiserver.log >&2
+  alive "$(cat kube-apiserver.pid)" || die "kube-apiserver exited (log: $DIR/kube-apiserver.log)"
+  die "kube-apiserver not ready after ${TIMEOUT}s (log: $DIR/kube-apiserver.log)"
 done
 [ $ok = 1 ] || die "kube-apiserver: no free port after 3 tries"
 say "kube-apiserver ready at $SERVER (pid $(cat kube-apiserver.pid)) after $(($(date +%s) - T0)) s"
@@ -258,6 +260,7 @@ for attempt in 1 2 3; do
     say "kube-controller-manager port clash, retrying with another port"; continue
   fi
   tail -30 kube-controller-manager.log >&2
+  alive "$(cat kube-controller-manager.pid)" || die "kube-controller-manager exited (log: $DIR/kube-controller-manager.log)"
   die "kube-controller-manager not healthy after ${TIMEOUT}s (log: $DIR/kube-controller-manager.log)"
 done
 [ $ok = 1 ] || die "kube-controller-manager: no free port after 3 tries"
