@@ -142,10 +142,17 @@ apt_entries() {
   done
 }
 
+# The .dsc in $SRCPKG (any Debian revision of the upstream version), or nothing.
+dsc_file() {
+  local f
+  for f in "$SRCPKG/${DEB_SRC_PKG}_${DEB_UPSTREAM}"-*.dsc; do [ -f "$f" ] && { echo "$f"; return; }; done
+  return 0
+}
+
 # Fetches the Debian source package into $SRCPKG (kept: 34 MB) unless it is there already.
 fetch_source() {
   local have
-  have=$(ls "$SRCPKG"/${DEB_SRC_PKG}_${DEB_UPSTREAM}-*.dsc 2>/dev/null | head -1 || true)
+  have=$(dsc_file)
   if [ -n "$have" ] && [ -f "$SRCPKG/$ORIG_TARBALL" ] \
      && echo "$ORIG_SHA256  $SRCPKG/$ORIG_TARBALL" | sha256sum -c --status; then
     say "source package already in $SRCPKG"
@@ -212,7 +219,8 @@ fetch_source
 stage "unpack and patch"
 rm -rf "$BUILD"
 mkdir -p "$BUILD"
-dsc=$(ls "$SRCPKG"/${DEB_SRC_PKG}_${DEB_UPSTREAM}-*.dsc | head -1)
+dsc=$(dsc_file)
+[ -n "$dsc" ] || die "no .dsc in $SRCPKG"
 # dpkg-source checks the checksums of the .dsc and applies Debian's patches (kubectl
 # printing fixes and CVE-2021-25743); its signature warning is expected (no debian-keyring).
 (cd "$BUILD" && dpkg-source -x "$dsc" src) >"$BUILD/unpack.log" 2>&1 \

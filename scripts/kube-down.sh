@@ -10,7 +10,7 @@
 set -euo pipefail
 
 say() { printf 'kube-down: %s\n' "$*" >&2; }
-[ $# -ge 1 ] && [ $# -le 2 ] || { say "usage: $0 DIR [--purge]"; exit 2; }
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then say "usage: $0 DIR [--purge]"; exit 2; fi
 DIR=$1
 PURGE=${2:-}
 [ -z "$PURGE" ] || [ "$PURGE" = --purge ] || { say "unknown option $PURGE"; exit 2; }

@@ -189,7 +189,7 @@ EOF
 # --- etcd ---------------------------------------------------------------------------------
 NO_FSYNC=()
 "$ETCD" --help 2>&1 | grep -q -- '--unsafe-no-fsync' && NO_FSYNC=(--unsafe-no-fsync)
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
   read -r ETCD_PORT ETCD_PEER_PORT <<<"$(pick_ports 2)"
   rm -rf etcd; : >etcd.log
   start etcd "$ETCD" --name sharedlb-test --data-dir "$DIR/etcd" \
@@ -208,11 +208,11 @@ for attempt in 1 2 3; do
   port_clash etcd && { say "etcd port clash, retrying with other ports"; continue; }
   tail -20 etcd.log >&2; die "etcd exited or did not become healthy within 20 s (log: $DIR/etcd.log)"
 done
-[ $ok = 1 ] || die "etcd: no free ports after 3 tries"
+[ "$ok" = 1 ] || die "etcd: no free ports after 3 tries"
 say "etcd up on 127.0.0.1:$ETCD_PORT (pid $(cat etcd.pid))"
 
 # --- kube-apiserver -----------------------------------------------------------------------
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
   read -r API_PORT <<<"$(pick_ports 1)"
   SERVER=https://127.0.0.1:$API_PORT
   : >kube-apiserver.log
@@ -244,7 +244,7 @@ for attempt in 1 2 3; do
   alive "$(cat kube-apiserver.pid)" || die "kube-apiserver exited (log: $DIR/kube-apiserver.log)"
   die "kube-apiserver not ready after ${TIMEOUT}s (log: $DIR/kube-apiserver.log)"
 done
-[ $ok = 1 ] || die "kube-apiserver: no free port after 3 tries"
+[ "$ok" = 1 ] || die "kube-apiserver: no free port after 3 tries"
 say "kube-apiserver ready at $SERVER (pid $(cat kube-apiserver.pid)) after $(($(date +%s) - T0)) s"
 
 kubeconfig "$ADMIN_TOKEN" "$SERVER" default >admin.kubeconfig
@@ -263,7 +263,7 @@ if [ ${#MANIFESTS[@]} -gt 0 ]; then
 fi
 
 # --- kube-controller-manager --------------------------------------------------------------
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
   read -r KCM_PORT <<<"$(pick_ports 1)"
   : >kube-controller-manager.log
   start kube-controller-manager "$BIN/kube-controller-manager" \
@@ -287,7 +287,7 @@ for attempt in 1 2 3; do
   alive "$(cat kube-controller-manager.pid)" || die "kube-controller-manager exited (log: $DIR/kube-controller-manager.log)"
   die "kube-controller-manager not healthy after ${TIMEOUT}s (log: $DIR/kube-controller-manager.log)"
 done
-[ $ok = 1 ] || die "kube-controller-manager: no free port after 3 tries"
+[ "$ok" = 1 ] || die "kube-controller-manager: no free port after 3 tries"
 
 # The serviceaccount and serviceaccount-token controllers are working once default/default
 # has its token secret: that is what scripts/kube-sa-kubeconfig.sh relies on.
@@ -299,10 +299,10 @@ for _ in $(seq 1 $((TIMEOUT * 4))); do
   alive "$(cat kube-controller-manager.pid)" || break
   sleep 0.25
 done
-[ $ok = 1 ] || { tail -30 kube-controller-manager.log >&2; die "no ServiceAccount token secret after ${TIMEOUT}s (log: $DIR/kube-controller-manager.log)"; }
+[ "$ok" = 1 ] || { tail -30 kube-controller-manager.log >&2; die "no ServiceAccount token secret after ${TIMEOUT}s (log: $DIR/kube-controller-manager.log)"; }
 say "kube-controller-manager up (pid $(cat kube-controller-manager.pid), healthz on 127.0.0.1:$KCM_PORT)"
 
-cat >env <<EOF
+cat >"$DIR/env" <<EOF
 # Written by scripts/kube-up.sh: source it to talk to the cluster in $DIR.
 export KUBECONFIG=$DIR/admin.kubeconfig
 export SHAREDLB_KUBE_DIR=$DIR
