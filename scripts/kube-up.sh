@@ -66,11 +66,8 @@ SERVICE_CIDR=10.0.0.0/24
 SERVICE_IP=10.0.0.1
 ISSUER=https://kubernetes.default.svc
 
-# Builds (first time, ~5 min) or just verifies (seconds) the binaries; installs etcd & co.
-"$here/kube-build.sh" >"${TMPDIR:-/tmp}/kube-build.$$.log" 2>&1 || {
-  cat "${TMPDIR:-/tmp}/kube-build.$$.log" >&2; rm -f "${TMPDIR:-/tmp}/kube-build.$$.log"
-  die "scripts/kube-build.sh failed"; }
-rm -f "${TMPDIR:-/tmp}/kube-build.$$.log"
+# Builds (first time, 5-15 min) or just verifies (a second) the binaries; installs etcd & co.
+"$here/kube-build.sh" || die "scripts/kube-build.sh failed"
 ETCD=$(command -v etcd || true)
 [ -x "$ETCD" ] || ETCD=/usr/bin/etcd
 [ -x "$ETCD" ] || die "etcd not found (apt-get install etcd-server)"
