@@ -28,7 +28,10 @@ fn all_policies() -> String {
 #[command(
     name = "sharedlb-sim",
     version,
-    about = "How many shared L4 load balancers, and what they cost"
+    about = "How many shared L4 load balancers, and what they cost",
+    after_help = "Exit codes: 0 done; 1 an error of the machine (a file that cannot be written); \
+                  2 bad input, named as FILE:LINE: field: problem or by its flag; 3 `plan \
+                  --strict` found Services that cannot be placed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -87,12 +90,19 @@ enum Command {
     },
     /// Plan a real cluster: Services of type LoadBalancer today vs shared.
     Plan {
-        /// `kubectl get svc -A -o json` output.
+        /// `kubectl get svc -A -o json` (or `-o yaml`) output.
         #[arg(long)]
         services: PathBuf,
         /// LB profile.
         #[arg(long, default_value = "aws-nlb")]
         profile: String,
+        /// Who a Service's tenant is: `namespace`, `label:KEY` or `annotation:KEY` (Services
+        /// without that label or annotation fall back to their namespace).
+        #[arg(long, default_value = "namespace")]
+        tenant_by: String,
+        /// Exit with code 3 when some Service cannot be placed at all (default: a warning).
+        #[arg(long)]
+        strict: bool,
         /// Terminal output.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -150,6 +160,9 @@ fn main() -> ExitCode {
             if let Some(input) = e.downcast_ref::<InputError>() {
                 eprintln!("error: {input}");
                 ExitCode::from(2)
+            } else if let Some(u) = e.downcast_ref::<Unplaceable>() {
+                eprintln!("error: {u}");
+                ExitCode::from(3)
             } else {
                 eprintln!("error: {e:#}");
                 ExitCode::from(1)
@@ -196,8 +209,10 @@ fn dispatch(cmd: Option<Command>) -> Result<()> {
         Some(Command::Plan {
             services,
             profile,
+            tenant_by,
+            strict,
             format,
-        }) => cmd_plan(&services, &profile, format),
+        }) => cmd_plan(&services, &profile, &tenant_by, strict, format),
         Some(Command::Replay {
             trace,
             scenario,
@@ -562,26 +577,51 @@ fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Resu
     Ok(())
 }
 
-fn cmd_plan(services: &Path, profile: &str, format: Format) -> Result<()> {
+/// `plan --strict` found Services that cannot be placed: exit code 3.
+#[derive(Debug)]
+struct Unplaceable(String);
+
+impl std::fmt::Display for Unplaceable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unplaceable {}
+
+fn cmd_plan(
+    services: &Path,
+    profile: &str,
+    tenant_by: &str,
+    strict: bool,
+    format: Format,
+) -> Result<()> {
+    let tenant_by: plan::TenantBy = tenant_by
+        .parse()
+        .map_err(|m: String| InputError::new("--tenant-by", None, "", &m))?;
+    let p = builtin_profile(profile).ok_or_else(|| unknown_profile("--profile", profile))?;
     let origin = services.display().to_string();
     let src = std::fs::read_to_string(services)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
-    let claims = plan::claims_from_services(&src, &origin)?;
-    let p = builtin_profile(profile).ok_or_else(|| unknown_profile("--profile", profile))?;
-    let r =
-        plan::plan(&claims, &p).map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
+    let svcs = plan::services(&src, &origin, &tenant_by)?;
+    let r = plan::plan_services(&svcs, &p)
+        .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         Format::Table => print!("{}", plan::plan_table(&r)),
     }
-    if !r.plan.unplaced.is_empty() {
-        eprintln!(
-            "warning: {} of {} Services cannot be placed on {} LBs; they are left out of both \
-             sides of the comparison (see above)",
-            r.plan.unplaced.len(),
+    if !r.unplaced.is_empty() {
+        let msg = format!(
+            "{} of {} Services cannot be placed on {} LBs; they are left out of both sides of \
+             the comparison (see above)",
+            r.unplaced.len(),
             r.services,
             r.profile
         );
+        if strict {
+            return Err(Unplaceable(msg).into());
+        }
+        eprintln!("warning: {msg}");
     }
     Ok(())
 }
@@ -611,6 +651,8 @@ const SWEEP_CHUNK: u64 = 64;
 
 fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path) -> Result<()> {
     let (src, origin) = scenario_source(Some(path))?;
+    // The file alone first: its own problems are named by its lines.
+    Scenario::from_toml(&src, &origin)?;
     let base: toml::Table =
         toml::from_str(&src).map_err(|e| InputError::toml(&origin, &src, &e))?;
     let axes = params
@@ -630,7 +672,7 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
         }
         let params: Vec<String> = point.iter().map(|(p, v)| format!("{p}={v}")).collect();
         let label = params.join(" ");
-        let s = Scenario::from_table(table, &src, &format!("--param {label}"))?;
+        let s = Scenario::from_table(table, &format!("--param {label}"))?;
         Ok((params, s))
     };
     // Every point is checked before any runs: a bad value fails at once, not after hours.
