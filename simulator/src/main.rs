@@ -632,8 +632,13 @@ fn cmd_replay(
     policy: Option<&str>,
     output: &Output,
 ) -> Result<()> {
-    let s = load_scenario(scenario_path, policy, None)?;
+    let mut s = load_scenario(scenario_path, policy, None)?;
     let origin = trace_path.display().to_string();
+    // The report names what ran: this trace, with the scenario's allocator and profiles.
+    let file = trace_path
+        .file_name()
+        .map_or_else(|| origin.clone(), |f| f.to_string_lossy().into_owned());
+    s.name = format!("replay of {file}");
     let src = std::fs::read_to_string(trace_path)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     let events = trace::parse_trace(&src, &origin)?;

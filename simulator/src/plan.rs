@@ -19,7 +19,10 @@ use crate::error::{InputError, words};
 use crate::report::reason_words;
 
 /// MetalLB's sharing annotations (current and legacy), cluster-wide keys.
-pub const METALLB_SHARING: &[&str] = &["metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"];
+pub const METALLB_SHARING: &[&str] = &[
+    "metallb.io/allow-shared-ip",
+    "metallb.universe.tf/allow-shared-ip",
+];
 /// Cilium LB-IPAM's sharing key, per namespace unless cross-namespace sharing is allowed.
 pub const CILIUM_SHARING: &str = "lbipam.cilium.io/sharing-key";
 /// Cilium LB-IPAM's cross-namespace sharing annotation.
@@ -125,16 +128,15 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
     let list: List = if json {
         serde_json::from_str(src).map_err(|e| {
             let msg = e.to_string();
-            let msg = msg
-                .split(" at line ")
-                .next()
-                .unwrap_or(&msg)
-                .to_owned();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             InputError::new(
                 origin,
                 Some(e.line()),
                 "",
-                &format!("not a Service list (kubectl get svc -A -o json): {}", words(&msg)),
+                &format!(
+                    "not a Service list (kubectl get svc -A -o json): {}",
+                    words(&msg)
+                ),
             )
         })?
     } else {
@@ -146,14 +148,17 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
                 origin,
                 line,
                 "",
-                &format!("not a Service list (kubectl get svc -A -o yaml): {}", words(&msg)),
+                &format!(
+                    "not a Service list (kubectl get svc -A -o yaml): {}",
+                    words(&msg)
+                ),
             )
         })?
     };
     let items = match list.kind.as_deref() {
-        Some("List" | "ServiceList") | None => list.items.ok_or_else(|| {
-            InputError::new(origin, None, "items", "missing: not a Service list")
-        })?,
+        Some("List" | "ServiceList") | None => list
+            .items
+            .ok_or_else(|| InputError::new(origin, None, "items", "missing: not a Service list"))?,
         Some("Service") => {
             let metadata = list.metadata.ok_or_else(|| {
                 InputError::new(origin, None, "metadata", "missing: not a Service")
@@ -201,13 +206,11 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
                 let proto: Protocol = match proto {
                     "TCP" => Protocol::Tcp,
                     "UDP" => Protocol::Udp,
+                    "SCTP" => Protocol::Sctp,
                     other => {
                         return Err(err(
                             &format!("{f}.protocol"),
-                            &format!(
-                                "{other:?}: only TCP and UDP can be planned (Kubernetes also \
-                                 has SCTP, which no LB profile here offers)"
-                            ),
+                            &format!("{other:?} is not a Service protocol (TCP, UDP or SCTP)"),
                         ));
                     }
                 };
@@ -237,7 +240,10 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
             TenantBy::Annotation(k) => (m.annotations.as_ref(), k.as_str()),
         };
         if *tenant_by != TenantBy::Namespace {
-            match source.and_then(|s| s.get(key)).filter(|v| !v.trim().is_empty()) {
+            match source
+                .and_then(|s| s.get(key))
+                .filter(|v| !v.trim().is_empty())
+            {
                 Some(v) => {
                     let t = TenantId::new(v).map_err(|e| err(".metadata", &e.to_string()))?;
                     claim = claim.with_tenant(t);
@@ -395,7 +401,10 @@ pub fn plan_services(
                 .iter()
                 .map(|(c, ls)| PlannedService {
                     service: c.to_string(),
-                    tenant: tenant_of.get(c).map(ToString::to_string).unwrap_or_default(),
+                    tenant: tenant_of
+                        .get(c)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     ports: ls.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
@@ -462,22 +471,26 @@ pub fn plan_table(r: &PlanReport) -> String {
         }
     }
     let today = if r.sharing_today > 0 {
-        format!(
-            "today (one LB per Service; {} already share by annotation):",
-            r.sharing_today
-        )
+        "today (see below):"
     } else {
-        "today (one LB per Service):".to_owned()
+        "today (one LB per Service):"
     };
-    let w = today.chars().count().max(27);
     let _ = writeln!(
         out,
-        "  {today:<w$} {:>5} LBs  {:>10.2} {c}/month",
+        "  {today:<27} {:>5} LBs  {:>10.2} {c}/month",
         r.lbs_today, r.monthly_cost_today
     );
+    if r.sharing_today > 0 {
+        let note = format!(
+            "    one LB per Service, except that the {} Services already sharing an IP \
+             (MetalLB or Cilium annotations) count as one LB per sharing key",
+            r.sharing_today
+        );
+        let _ = writeln!(out, "{}", crate::report::wrap(&note, 96));
+    }
     let _ = writeln!(
         out,
-        "  {:<w$} {:>5} LBs  {:>10.2} {c}/month  (lower bound {})",
+        "  {:<27} {:>5} LBs  {:>10.2} {c}/month  (lower bound {})",
         "shared:", r.lbs_shared, r.monthly_cost_shared, r.lower_bound
     );
     match r.savings_fraction {
@@ -489,8 +502,23 @@ pub fn plan_table(r: &PlanReport) -> String {
                 r.placeable
             );
         }
-        None => {
+        None if r.placeable == 0 => {
             let _ = writeln!(out, "  savings: n/a (no Service can be placed)");
+        }
+        None => {
+            let fewer = if r.lbs_today > 0 {
+                format!(
+                    ", {:.1}% fewer LBs",
+                    100.0 * (1.0 - r.lbs_shared as f64 / r.lbs_today as f64)
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  savings: n/a in money ({} LBs cost nothing); {} LBs instead of {}{fewer}",
+                r.profile, r.lbs_shared, r.lbs_today
+            );
         }
     }
     for lb in &r.lbs {

@@ -90,11 +90,15 @@ pub fn service_warning(s: &Summary) -> Option<String> {
 /// A run's results as one table: metric, value.
 pub fn summary_table(s: &Summary) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
+    let head = format!(
         "scenario {}  policy {}  seed {}  {:.0} h simulated ({:.0} h measured)",
         s.scenario, s.policy, s.seed, s.duration_h, s.measured_h
     );
+    if head.chars().count() > 96 {
+        let _ = writeln!(out, "{}", wrap(&head, 96));
+    } else {
+        let _ = writeln!(out, "{head}");
+    }
     if let Some(w) = service_warning(s) {
         let _ = writeln!(out, "{}", wrap(&w, 96));
     } else {

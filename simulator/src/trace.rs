@@ -190,12 +190,12 @@ fn parse_time(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Parses `TCP`, `UDP` (any case).
+/// Parses `TCP`, `UDP`, `SCTP` (any case).
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
     s.trim()
         .to_ascii_uppercase()
         .parse()
-        .map_err(|_| format!("unknown protocol {s:?} (TCP or UDP)"))
+        .map_err(|_| format!("unknown protocol {s:?} (TCP, UDP or SCTP)"))
 }
 
 /// A port number and protocol: 1 to 65535, or 0 for any free port.
@@ -297,7 +297,8 @@ pub const CSV_COLUMNS: &[&str] = &[
 ];
 
 fn csv_events(src: &str, origin: &str) -> Result<Vec<(usize, TraceEvent)>, InputError> {
-    let mut records = csv_records(src).map_err(|(n, m)| InputError::new(origin, Some(n), "", &m))?;
+    let mut records =
+        csv_records(src).map_err(|(n, m)| InputError::new(origin, Some(n), "", &m))?;
     let Some((head_line, header)) = (!records.is_empty()).then(|| records.remove(0)) else {
         return Ok(Vec::new());
     };
@@ -305,7 +306,10 @@ fn csv_events(src: &str, origin: &str) -> Result<Vec<(usize, TraceEvent)>, Input
     let mut col: [Option<usize>; 7] = [None; 7];
     for (i, name) in header.iter().enumerate() {
         let name = name.trim();
-        let Some(k) = CSV_COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name)) else {
+        let Some(k) = CSV_COLUMNS
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))
+        else {
             return Err(herr(
                 name,
                 &format!(
@@ -339,11 +343,7 @@ fn csv_events(src: &str, origin: &str) -> Result<Vec<(usize, TraceEvent)>, Input
                 ),
             ));
         }
-        let get = |k: usize| -> &str {
-            col[k]
-                .and_then(|i| rec.get(i))
-                .map_or("", |s| s.trim())
-        };
+        let get = |k: usize| -> &str { col[k].and_then(|i| rec.get(i)).map_or("", |s| s.trim()) };
         let t = parse_time(get(0)).map_err(|m| err("t", &m))?;
         let ev = event(
             t,
