@@ -58,7 +58,10 @@ pub fn words(msg: &str) -> String {
     const PLAIN: &[(&str, &str)] = &[
         ("expected u64", "expected a whole number >= 0"),
         ("expected usize", "expected a whole number >= 0"),
-        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
         ("expected u16", "expected a whole number from 0 to 65535"),
         ("expected u8", "expected a whole number from 0 to 255"),
         ("expected i64", "expected a whole number"),
@@ -88,7 +91,10 @@ pub fn words(msg: &str) -> String {
     // Whatever type names are left: `struct Foo`, `enum Foo`, `untagged enum Foo`.
     for (kind, said) in [
         ("expected struct ", "expected a table"),
-        ("expected internally tagged enum ", "expected a table with a `kind`"),
+        (
+            "expected internally tagged enum ",
+            "expected a table with a `kind`",
+        ),
         ("any variant of untagged enum ", "any of the accepted forms"),
         ("expected enum ", "expected one of the accepted words"),
     ] {
@@ -260,7 +266,10 @@ mod tests {
     fn key_paths() {
         let src = "a = 1\n[workload]\narrival = { rate_per_hour = 1e300, bursts = { size = x } }\n[[profiles]]\nname = 'a'\n[[profiles]]\nname = 'b'\n";
         let at = |needle: &str| src.find(needle).unwrap();
-        assert_eq!(key_path_at(src, at("1e300")), "workload.arrival.rate_per_hour");
+        assert_eq!(
+            key_path_at(src, at("1e300")),
+            "workload.arrival.rate_per_hour"
+        );
         assert_eq!(key_path_at(src, at("x }")), "workload.arrival.bursts.size");
         assert_eq!(key_path_at(src, at("'b'")), "profiles[1].name");
         assert_eq!(key_path_at(src, at("1\n")), "a");

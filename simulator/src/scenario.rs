@@ -1,6 +1,6 @@
 //! Scenarios: a TOML description of a cluster's workload, its tenants and the allocator's
-//! settings. Unknown keys are rejected, every value is validated, and errors name the file,
-//! the line and the field.
+//! settings. Unknown keys are rejected, every value is checked against its documented
+//! range ([`RANGES`]), and errors name the file, the line and the field.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -137,7 +137,9 @@ impl fmt::Display for Dur {
 /// A distribution of durations (lifetimes, provisioning delays).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-#[serde(expecting = "a distribution such as { kind = \"exponential\", mean = \"8h\" } (kinds: fixed, exponential, lognormal, pareto, mix)")]
+#[serde(
+    expecting = "a distribution such as { kind = \"exponential\", mean = \"8h\" } (kinds: fixed, exponential, lognormal, pareto, mix)"
+)]
 pub enum DurationDist {
     /// Always the same.
     Fixed {
@@ -153,19 +155,19 @@ pub enum DurationDist {
     Lognormal {
         /// Median.
         median: Dur,
-        /// Shape (standard deviation of the log).
+        /// Shape (standard deviation of the log): 0 to 10.
         sigma: f64,
     },
     /// Pareto (heavy-tailed) with this minimum and tail index `shape`.
     Pareto {
         /// Minimum (scale).
         scale: Dur,
-        /// Tail index; mean is finite for shape > 1.
+        /// Tail index, 0.1 to 100; the mean is finite for shape > 1.
         shape: f64,
     },
     /// A two-class mix: short-lived services with probability `short_fraction`, else long-lived.
     Mix {
-        /// Probability of drawing from `short`.
+        /// Probability of drawing from `short`: 0 to 1.
         short_fraction: f64,
         /// The short-lived class.
         short: Box<DurationDist>,
@@ -236,9 +238,9 @@ impl DurationDist {
 #[serde(deny_unknown_fields)]
 #[serde(expecting = "a table such as { every = \"1d\", size = 60 }")]
 pub struct Bursts {
-    /// Time between bursts.
+    /// Time between bursts: 1s to 100 years.
     pub every: Dur,
-    /// Claims per burst.
+    /// Claims per burst: 0 to 1000000.
     pub size: u32,
 }
 
@@ -247,7 +249,7 @@ pub struct Bursts {
 #[serde(deny_unknown_fields)]
 #[serde(expecting = "a table such as { rate_per_hour = 4.0, diurnal_amplitude = 0.5 }")]
 pub struct Arrival {
-    /// Mean Poisson arrivals per hour.
+    /// Mean Poisson arrivals per hour: 0 to 1000000 (and at most 1e8 arrivals per run).
     pub rate_per_hour: f64,
     /// Daily variation: rate × (1 + A·sin(2πt/day)), 0 ≤ A ≤ 1.
     #[serde(default)]
@@ -262,7 +264,7 @@ pub struct Arrival {
 #[serde(deny_unknown_fields)]
 #[serde(expecting = "a port such as { port = 443 } or { port = 53, protocol = \"UDP\" }")]
 pub struct PopularPort {
-    /// Port number.
+    /// Port number: 1 to 65535.
     pub port: u16,
     /// Protocol.
     #[serde(default = "tcp")]
@@ -310,25 +312,25 @@ pub struct Workload {
     pub arrival: Arrival,
     /// Lifetime distribution.
     pub lifetime: DurationDist,
-    /// Fewest listeners per claim.
+    /// Fewest listeners per claim: 1 to 1000.
     #[serde(default = "one")]
     pub min_listeners: u32,
-    /// Most listeners per claim (uniform between).
+    /// Most listeners per claim (uniform between): min_listeners to 1000.
     #[serde(default = "one")]
     pub max_listeners: u32,
-    /// Probability that a port is `Any` (port 0: "pick one").
+    /// Probability that a port is `Any` (port 0: "pick one"): 0 to 1.
     #[serde(default)]
     pub any_fraction: f64,
-    /// Probability that an `Any` port is UDP.
+    /// Probability that an `Any` port is UDP: 0 to 1.
     #[serde(default)]
     pub udp_fraction: f64,
-    /// Zipf exponent over the popular ports (0 = uniform).
+    /// Zipf exponent over the popular ports (0 = uniform): 0 to 10.
     #[serde(default = "zipf_default")]
     pub zipf_exponent: f64,
-    /// Fixed ports to choose from, most popular first.
+    /// Fixed ports to choose from, most popular first: at most 10000, none twice.
     #[serde(default = "default_popular_ports")]
     pub popular_ports: Vec<PopularPort>,
-    /// Fraction of claims that allow migration.
+    /// Fraction of claims that allow migration: 0 to 1.
     #[serde(default)]
     pub migration_fraction: f64,
 }
@@ -347,10 +349,10 @@ fn zipf_default() -> f64 {
 pub struct TenantSpec {
     /// Name (used as namespace).
     pub name: String,
-    /// Weight for fair admission.
+    /// Weight for fair admission: 1 to 1000000.
     #[serde(default = "one")]
     pub weight: u32,
-    /// Relative share of arrivals.
+    /// Relative share of arrivals: 0 to 1000000.
     #[serde(default = "one_f")]
     pub share: f64,
     /// Limits.
@@ -376,16 +378,16 @@ fn tenant_sharing() -> String {
 pub struct ProfileSpec {
     /// Built-in profile name (`aws-nlb`, `hetzner-lb11`, ...).
     pub name: String,
-    /// Override: listeners per LB.
+    /// Override: listeners per LB, 1 to 196605.
     #[serde(default)]
     pub max_listeners: Option<u32>,
-    /// Override: price per hour.
+    /// Override: price per hour, 0 to 1000000 in the profile's currency.
     #[serde(default)]
     pub hourly_price: Option<f64>,
     /// Provisioning delay.
     #[serde(default = "default_provisioning")]
     pub provisioning: DurationDist,
-    /// Failures per LB per day (Poisson); a failed LB's claims are placed again.
+    /// Failures per LB per day (Poisson), 0 to 24; a failed LB's claims are placed again.
     #[serde(default)]
     pub failures_per_day: f64,
 }
@@ -399,9 +401,9 @@ fn default_provisioning() -> DurationDist {
 #[serde(deny_unknown_fields)]
 #[serde(expecting = "a table such as { every = \"1h\", max_moves = 50 }")]
 pub struct Consolidation {
-    /// Period.
+    /// Period: 1s to 100 years, at most 1000000 runs.
     pub every: Dur,
-    /// Most moves per run.
+    /// Most moves per run: 0 to 100000.
     pub max_moves: usize,
 }
 
@@ -413,10 +415,10 @@ pub struct AllocatorSpec {
     /// Packing policy (`best-fit`, `seed:10`, ...).
     #[serde(default = "best_fit")]
     pub policy: PolicyKind,
-    /// How long an empty LB lives before deletion.
+    /// How long an empty LB lives before deletion: 0 to 100 years.
     #[serde(default = "ten_minutes")]
     pub idle_timeout: Dur,
-    /// Most LBs provisioning at once.
+    /// Most LBs provisioning at once: 1 to 4294967295.
     #[serde(default)]
     pub max_provisioning: Option<u32>,
     /// Global budget.
@@ -448,27 +450,28 @@ impl Default for AllocatorSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// Name for reports.
+    /// Name for reports: at most 200 characters.
     #[serde(default = "unnamed")]
     pub name: String,
-    /// Random seed.
+    /// Random seed: 0 to 9223372036854775807 (TOML's integers).
     #[serde(default)]
     pub seed: u64,
-    /// Simulated time.
+    /// Simulated time: 1ms to 100 years.
     pub duration: Dur,
-    /// Time excluded from statistics at the start.
+    /// Time excluded from statistics at the start: shorter than `duration`.
     #[serde(default)]
     pub warmup: Dur,
-    /// Sampling period of the time series.
+    /// Sampling period of the time series: at most 1000000 samples per run.
     #[serde(default = "one_hour")]
     pub sample_every: Dur,
     /// Allocator settings.
     #[serde(default)]
     pub allocator: AllocatorSpec,
-    /// Tenants (default: one tenant `default`).
+    /// Tenants (default: one tenant `default`): at most 1000.
     #[serde(default)]
     pub tenants: Vec<TenantSpec>,
-    /// Profiles (default: `aws-nlb`). The first is the baseline for savings.
+    /// Profiles (default: `aws-nlb`), at most 64, each once. The first is the baseline for
+    /// savings.
     #[serde(default)]
     pub profiles: Vec<ProfileSpec>,
     /// The workload.
@@ -490,7 +493,7 @@ pub struct CurrencySpec {
     #[serde(default)]
     pub report: Option<Currency>,
     /// Units of the report's currency per unit of each other currency, e.g. `EUR = 1.08`
-    /// when reporting in USD. Say where the rate is from: prices move.
+    /// when reporting in USD, 0.0001 to 10000. Say where the rate is from: prices move.
     #[serde(default)]
     pub rates: BTreeMap<Currency, f64>,
 }
@@ -616,7 +619,12 @@ impl Scenario {
         let a = &self.allocator;
         dur_in("allocator.idle_timeout", a.idle_timeout, 0, MAX_DURATION_MS)?;
         if let Some(m) = a.max_provisioning {
-            int_in("allocator.max_provisioning", u64::from(m), 1, u64::from(u32::MAX))?;
+            int_in(
+                "allocator.max_provisioning",
+                u64::from(m),
+                1,
+                u64::from(u32::MAX),
+            )?;
         }
         if let Some(c) = a.budget.max_cost_per_hour {
             num_in("allocator.budget.max_cost_per_hour", c, 0.0, 1e9)?;
@@ -663,7 +671,12 @@ impl Scenario {
     fn validate_workload(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
         let w = &self.workload;
-        num_in("workload.arrival.rate_per_hour", w.arrival.rate_per_hour, 0.0, 1e6)?;
+        num_in(
+            "workload.arrival.rate_per_hour",
+            w.arrival.rate_per_hour,
+            0.0,
+            1e6,
+        )?;
         num_in(
             "workload.arrival.diurnal_amplitude",
             w.arrival.diurnal_amplitude,
@@ -671,7 +684,12 @@ impl Scenario {
             1.0,
         )?;
         if let Some(b) = &w.arrival.bursts {
-            dur_in("workload.arrival.bursts.every", b.every, 1_000, MAX_DURATION_MS)?;
+            dur_in(
+                "workload.arrival.bursts.every",
+                b.every,
+                1_000,
+                MAX_DURATION_MS,
+            )?;
             int_in(
                 "workload.arrival.bursts.size",
                 u64::from(b.size),
@@ -1062,7 +1080,10 @@ pub const RANGES: &[(&str, &str)] = &[
     ("seed", "0 to 9223372036854775807"),
     ("duration", "1ms to 100 years (36525d)"),
     ("warmup", "0 to less than duration"),
-    ("sample_every", "1ms to 100 years, at most 1000000 samples per run"),
+    (
+        "sample_every",
+        "1ms to 100 years, at most 1000000 samples per run",
+    ),
     ("allocator.idle_timeout", "0 to 100 years"),
     ("allocator.max_provisioning", "1 to 4294967295"),
     ("allocator.budget.max_lbs", "0 to 4294967295"),
@@ -1071,25 +1092,43 @@ pub const RANGES: &[(&str, &str)] = &[
     ("workload.arrival.diurnal_amplitude", "0 to 1"),
     ("workload.arrival.bursts.every", "1s to 100 years"),
     ("workload.arrival.bursts.size", "0 to 1000000"),
-    ("workload.lifetime (and profiles.provisioning): value", "0 to 100 years"),
+    (
+        "workload.lifetime (and profiles.provisioning): value",
+        "0 to 100 years",
+    ),
     ("workload.lifetime: mean, median, scale", "1ms to 100 years"),
     ("workload.lifetime: sigma (lognormal)", "0 to 10"),
     ("workload.lifetime: shape (pareto)", "0.1 to 100"),
-    ("workload.lifetime: short_fraction (mix)", "0 to 1, mixes nested at most 8 deep"),
+    (
+        "workload.lifetime: short_fraction (mix)",
+        "0 to 1, mixes nested at most 8 deep",
+    ),
     ("workload.min_listeners", "1 to 1000"),
     ("workload.max_listeners", "min_listeners to 1000"),
-    ("workload.any_fraction, udp_fraction, migration_fraction", "0 to 1"),
+    (
+        "workload.any_fraction, udp_fraction, migration_fraction",
+        "0 to 1",
+    ),
     ("workload.zipf_exponent", "0 to 10"),
-    ("workload.popular_ports", "0 to 10000 ports, each 1 to 65535, none twice"),
+    (
+        "workload.popular_ports",
+        "0 to 10000 ports, each 1 to 65535, none twice",
+    ),
     ("tenants", "0 to 1000 (none: one tenant named default)"),
     ("tenants.weight", "1 to 1000000"),
     ("tenants.share", "0 to 1000000, at least one above 0"),
-    ("tenants.quota: max_listeners, max_claims, max_dedicated_lbs", "0 to 4294967295"),
+    (
+        "tenants.quota: max_listeners, max_claims, max_dedicated_lbs",
+        "0 to 4294967295",
+    ),
     ("profiles", "0 to 64, each name once (none: aws-nlb)"),
     ("profiles.max_listeners", "1 to 196605"),
     ("profiles.hourly_price", "0 to 1000000"),
     ("profiles.failures_per_day", "0 to 24"),
-    ("consolidation.every", "1s to 100 years, at most 1000000 runs"),
+    (
+        "consolidation.every",
+        "1s to 100 years, at most 1000000 runs",
+    ),
     ("consolidation.max_moves", "0 to 100000"),
     ("currency.rates", "0.0001 to 10000"),
     (
@@ -1110,7 +1149,12 @@ fn num_in(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), (String, String)>
     } else {
         range_err(
             field,
-            format!("must be a number from {} to {}, not {}", sci(lo), sci(hi), sci(v)),
+            format!(
+                "must be a number from {} to {}, not {}",
+                sci(lo),
+                sci(hi),
+                sci(v)
+            ),
         )
     }
 }
