@@ -53,7 +53,7 @@ fn fmt_ci(m: f64, h: f64, unit: Unit) -> String {
         }
     };
     if h > 0.0 {
-        format!("{m:.digits$}{suffix} ±{h:.digits$}")
+        format!("{m:.digits$}{suffix} ±{h:.digits$}{suffix}")
     } else {
         format!("{m:.digits$}{suffix}")
     }
@@ -410,8 +410,9 @@ pub fn samples_csv(samples: &[Sample]) -> String {
     out
 }
 
-/// Colours that stay apart for colour-blind readers (Okabe–Ito), with dash patterns so that
-/// identical series stay visible.
+/// Colours that stay apart for colour-blind readers (Okabe–Ito, its pale yellow swapped for
+/// a dark grey that shows on white), with dash patterns so that identical series stay
+/// visible.
 const COLOURS: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
@@ -420,8 +421,27 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
-    RGBColor(240, 228, 66),
+    RGBColor(110, 110, 110),
 ];
+
+/// The series drawn as a reference rather than a policy: grey, thick, dotted, always the
+/// same whatever its position.
+pub const LOWER_BOUND: &str = "lower bound";
+const BOUND_COLOUR: RGBColor = RGBColor(120, 120, 120);
+const BOUND_DASH: (u32, u32) = (3, 4);
+
+/// A series' colour, dash (0 = solid) and width.
+fn series_style(i: usize, name: &str) -> (RGBColor, (u32, u32), u32) {
+    if name == LOWER_BOUND {
+        (BOUND_COLOUR, BOUND_DASH, 4)
+    } else {
+        (
+            COLOURS[i % COLOURS.len()],
+            DASHES[(i / 2) % DASHES.len()],
+            2,
+        )
+    }
+}
 
 /// Dash length and gap per series (0 = solid).
 const DASHES: [(u32, u32); 4] = [(0, 0), (8, 4), (2, 3), (12, 4)];
@@ -435,15 +455,16 @@ pub enum Axis {
     Decimal,
 }
 
-/// A line chart as a responsive SVG string, with its legend below it in HTML (never over
-/// the data).
-pub fn line_chart(
+/// One drawing of a chart, `w`×`h`, scaled to its container's width.
+fn svg_chart(
     title: &str,
     x_desc: &str,
     y_desc: &str,
     axis: Axis,
     series: &[(String, Vec<(f64, f64)>)],
-) -> String {
+    (w, h): (u32, u32),
+    x_labels: usize,
+) -> Result<String, String> {
     let mut svg = String::new();
     let x_max = series
         .iter()
@@ -458,18 +479,24 @@ pub fn line_chart(
         Axis::Count => (y_top * 1.1).ceil().max(1.0),
         Axis::Decimal => (y_top * 1.1).max(1e-6),
     };
-    let (w, h) = (860u32, 320u32);
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
             root.fill(&WHITE)?;
             let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(70)
+                .caption(title, ("sans-serif", 21))
+                .margin(14)
+                .x_label_area_size(48)
+                .y_label_area_size(84)
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-            let count_label = |v: &f64| format!("{v:.0}");
+            // Counts are labelled at whole numbers only.
+            let count_label = |v: &f64| {
+                if (v - v.round()).abs() < 1e-9 {
+                    format!("{v:.0}")
+                } else {
+                    String::new()
+                }
+            };
             let decimal_label = |v: &f64| {
                 if y_max >= 10.0 {
                     format!("{v:.0}")
@@ -481,7 +508,10 @@ pub fn line_chart(
             let mut mesh = chart.configure_mesh();
             mesh.x_desc(x_desc)
                 .y_desc(y_desc)
+                .label_style(("sans-serif", 16))
+                .axis_desc_style(("sans-serif", 16))
                 .light_line_style(WHITE)
+                .x_labels(x_labels)
                 .x_label_formatter(&|v| format!("{v:.0}"));
             match axis {
                 Axis::Count => mesh
@@ -490,9 +520,9 @@ pub fn line_chart(
                 Axis::Decimal => mesh.y_label_formatter(&decimal_label),
             };
             mesh.draw()?;
-            for (i, (_, pts)) in series.iter().enumerate() {
-                let style = COLOURS[i % COLOURS.len()].stroke_width(2);
-                let (dash, gap) = DASHES[(i / 2) % DASHES.len()];
+            for (i, (name, pts)) in series.iter().enumerate() {
+                let (colour, (dash, gap), width) = series_style(i, name);
+                let style = colour.stroke_width(width);
                 if dash == 0 {
                     chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
                 } else {
@@ -507,20 +537,44 @@ pub fn line_chart(
             root.present()?;
             Ok(())
         })();
-        if let Err(e) = drawn {
+        drawn.map_err(|e| e.to_string())?;
+    }
+    // Responsive: scale to the page's width, keep the aspect ratio (plotters writes the
+    // viewBox itself; add it only if it did not).
+    let size = if svg.contains("viewBox=") {
+        String::new()
+    } else {
+        format!("viewBox=\"0 0 {w} {h}\" ")
+    };
+    Ok(svg.replacen(
+        &format!("width=\"{w}\" height=\"{h}\""),
+        &format!("{size}width=\"100%\" preserveAspectRatio=\"xMidYMid meet\""),
+        1,
+    ))
+}
+
+/// A line chart as a responsive SVG string, with its legend below it in HTML (never over
+/// the data).
+pub fn line_chart(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    axis: Axis,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    // Two drawings: a wide one, and a narrow one for phones, where the wide one's text
+    // would shrink below reading size. The page shows the one that fits.
+    let wide = svg_chart(title, x_desc, y_desc, axis, series, (860, 340), 10);
+    let narrow = svg_chart(title, x_desc, y_desc, axis, series, (480, 320), 5);
+    let (wide, narrow) = match (wide, narrow) {
+        (Ok(w), Ok(n)) => (w, n),
+        (Err(e), _) | (_, Err(e)) => {
             return format!("<p>chart {} could not be drawn: {e}</p>", escape(title));
         }
-    }
-    // Responsive: scale to the page's width, keep the aspect ratio.
-    let svg = svg.replacen(
-        &format!("width=\"{w}\" height=\"{h}\""),
-        &format!("viewBox=\"0 0 {w} {h}\" width=\"100%\" preserveAspectRatio=\"xMidYMid meet\""),
-        1,
-    );
+    };
     let mut legend = String::from("<p class=\"legend\">");
     for (i, (name, _)) in series.iter().enumerate() {
-        let c = COLOURS[i % COLOURS.len()];
-        let (dash, gap) = DASHES[(i / 2) % DASHES.len()];
+        let (c, (dash, gap), width) = series_style(i, name);
         let dasharray = if dash == 0 {
             String::new()
         } else {
@@ -529,15 +583,18 @@ pub fn line_chart(
         let _ = write!(
             legend,
             "<span><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" x2=\"28\" y2=\"5\" \
-             stroke=\"rgb({},{},{})\" stroke-width=\"3\"{dasharray}/></svg> {}</span>",
+             stroke=\"rgb({},{},{})\" stroke-width=\"{}\"{dasharray}/></svg> {}</span>",
             c.0,
             c.1,
             c.2,
+            width + 1,
             escape(name)
         );
     }
     legend.push_str("</p>");
-    format!("<figure>{svg}{legend}</figure>")
+    format!(
+        "<figure><div class=\"wide\">{wide}</div><div class=\"narrow\">{narrow}</div>{legend}</figure>"
+    )
 }
 
 fn escape(s: &str) -> String {
@@ -570,7 +627,7 @@ pub fn html_report(title: &str, groups: &[RunGroup]) -> String {
     let mut lbs = series(&|x| x.lbs() as f64);
     if let Some(g) = groups.first() {
         lbs.push((
-            "lower bound".into(),
+            LOWER_BOUND.into(),
             g.samples
                 .iter()
                 .map(|x| (x.t_hours, x.lower_bound as f64))
@@ -584,7 +641,9 @@ pub fn html_report(title: &str, groups: &[RunGroup]) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title>\
          <style>body{{font-family:sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}}\
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
-         th:first-child,td:first-child{{text-align:left}}figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}\
+         th:first-child,td:first-child{{text-align:left}}td:not(:first-child){{white-space:nowrap}}\
+         figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}.narrow{{display:none}}\
+         @media (max-width:700px){{.wide{{display:none}}.narrow{{display:block}}}}\
          .legend span{{margin-right:1.5em;white-space:nowrap}}.warn{{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em}}\
          dt{{font-weight:bold;margin-top:.5em}}.table{{overflow-x:auto}}</style>\
          </head><body><h1>{t}</h1>",

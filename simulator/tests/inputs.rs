@@ -594,3 +594,54 @@ fn the_readme_examples_run_on_the_shipped_files() {
         }
     }
 }
+
+#[test]
+fn report_charts_are_responsive_with_integer_counts_and_currency() {
+    use sharedlb_simulator::report::{Axis, line_chart};
+    let series = vec![
+        (
+            "best-fit".to_owned(),
+            vec![(0.0, 0.0), (1.0, 1.0), (2.0, 3.0)],
+        ),
+        (
+            "lower bound".to_owned(),
+            vec![(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)],
+        ),
+    ];
+    let html = line_chart("LBs", "hours", "LBs", Axis::Count, &series);
+    // A wide and a narrow drawing, each scaled to the page by its viewBox.
+    assert_eq!(html.matches("viewBox=").count(), 2, "{html}");
+    assert!(html.contains("width=\"100%\""));
+    // The legend is HTML after the drawings, never drawn over the data.
+    let legend = html.find("class=\"legend\"").unwrap();
+    assert!(legend > html.rfind("</svg>\n</div>").unwrap_or(0));
+    assert!(html[legend..].contains("best-fit") && html[legend..].contains("lower bound"));
+    // Count axes carry whole numbers only.
+    for label in html.split("<text").skip(1) {
+        let text = label
+            .split('>')
+            .nth(1)
+            .unwrap_or("")
+            .split('<')
+            .next()
+            .unwrap_or("");
+        if let Ok(x) = text.trim().parse::<f64>() {
+            assert_eq!(x.fract(), 0.0, "tick {text} on a count axis");
+        }
+    }
+    // The page: currency on the cost axis, the narrow drawing for phones.
+    let d = tmpdir("report");
+    let out = d.join("out");
+    let o = run(&[
+        "run",
+        examples().join("small-team.toml").to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("EUR / h"), "the cost axis names the currency");
+    assert!(page.contains("@media (max-width:700px)"));
+    assert!(page.contains("<dt>served</dt>"), "glossary at the foot");
+}
