@@ -677,7 +677,7 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
         }
         let params: Vec<String> = point.iter().map(|(p, v)| format!("{p}={v}")).collect();
         let label = params.join(" ");
-        let s = Scenario::from_table(table, &format!("--param {label}"))?;
+        let s = Scenario::from_table(&table, &format!("--param {label}"))?;
         Ok((params, s))
     };
     // Every point is checked before any runs: a bad value fails at once, not after hours.

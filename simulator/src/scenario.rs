@@ -529,9 +529,9 @@ impl Scenario {
 
     /// Builds from a parsed table (after `--param` overrides); errors name `origin` (the
     /// overrides) and the field, never a line of a file the value did not come from.
-    pub fn from_table(table: toml::Table, origin: &str) -> Result<Scenario, InputError> {
+    pub fn from_table(table: &toml::Table, origin: &str) -> Result<Scenario, InputError> {
         // Through the text, so that a type error names its field.
-        let text = toml::to_string(&table)
+        let text = toml::to_string(table)
             .map_err(|e| InputError::new(origin, None, "", &e.to_string()))?;
         let s: Scenario = toml::from_str(&text).map_err(|e| {
             let mut err = InputError::toml(origin, &text, &e);

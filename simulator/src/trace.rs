@@ -378,7 +378,10 @@ fn csv_events(src: &str, origin: &str) -> Result<Vec<(usize, TraceEvent)>, Input
 
 /// Splits CSV text into records (RFC 4180), each with the line it starts on. Blank lines
 /// and lines starting with `#` between records are skipped.
-fn csv_records(src: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// A CSV record: the line it starts on and its fields.
+type Record = (usize, Vec<String>);
+
+fn csv_records(src: &str) -> Result<Vec<Record>, (usize, String)> {
     let mut out = Vec::new();
     let mut line = 1;
     let mut chars = src.chars().peekable();

@@ -140,41 +140,42 @@ fn at(text: &str, p: f64) -> usize {
     i
 }
 
-fn apply(text: &mut String, m: &Mutation) {
-    match *m {
-        Mutation::Number(n, v) => {
+fn apply(text: &mut String, mutation: &Mutation) {
+    match *mutation {
+        Mutation::Number(nth, value) => {
             let spans: Vec<(usize, usize)> = number_spans(text);
-            if let Some(&(a, b)) = spans.get(n % spans.len().max(1)) {
-                text.replace_range(a..b, NUMBERS[v]);
+            if let Some(&(start, end)) = spans.get(nth % spans.len().max(1)) {
+                text.replace_range(start..end, NUMBERS[value]);
             }
         }
-        Mutation::Insert(p, f) => {
-            let i = at(text, p);
-            text.insert_str(i, FRAGMENTS[f]);
+        Mutation::Insert(place, fragment) => {
+            let i = at(text, place);
+            text.insert_str(i, FRAGMENTS[fragment]);
         }
-        Mutation::Delete(p, n) => {
-            let a = at(text, p);
-            let mut b = (a + n).min(text.len());
-            while !text.is_char_boundary(b) {
-                b -= 1;
-            }
-            text.replace_range(a..b, "");
+        Mutation::Delete(place, len) => {
+            let (start, end) = span(text, place, len);
+            text.replace_range(start..end, "");
         }
-        Mutation::Byte(p, b) => {
-            let i = at(text, p);
-            let c = char::from(b);
-            text.insert(i, c);
+        Mutation::Byte(place, byte) => {
+            let i = at(text, place);
+            text.insert(i, char::from(byte));
         }
-        Mutation::Repeat(p, n, k) => {
-            let a = at(text, p);
-            let mut b = (a + n).min(text.len());
-            while !text.is_char_boundary(b) {
-                b -= 1;
-            }
-            let span = text[a..b].repeat(k);
-            text.insert_str(b, &span);
+        Mutation::Repeat(place, len, times) => {
+            let (start, end) = span(text, place, len);
+            let repeated = text[start..end].repeat(times);
+            text.insert_str(end, &repeated);
         }
     }
+}
+
+/// A span of about `len` bytes at a place, on character boundaries.
+fn span(text: &str, place: f64, len: usize) -> (usize, usize) {
+    let start = at(text, place);
+    let mut end = (start + len).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (start, end)
 }
 
 /// Spans of numbers and quoted durations: the values a mutation swaps.
@@ -216,7 +217,7 @@ proptest! {
             apply(&mut text, m);
         }
         // Now and then, feed a file to the wrong parser.
-        let kind = if kind_swap == 0 { Kind::ALL[usize::from(muts.len() % 3)] } else { *kind };
+        let kind = if kind_swap == 0 { Kind::ALL[muts.len() % 3] } else { *kind };
         fuzz::input(kind, &text);
     }
 }
