@@ -661,6 +661,22 @@ impl Scenario {
                 return err(&field, &currency_message(&p.name, b.currency, report));
             }
         }
+        for (i, p) in self.profiles.iter().enumerate() {
+            if let (Some(h), Some(b)) = (p.hourly_price, builtin_profile(&p.name))
+                && let Some(rate) = self.rate(b.currency)
+                && h * rate > 1e6
+            {
+                return err(
+                    &format!("profiles[{i}].hourly_price"),
+                    &format!(
+                        "{} {} is {} {report} at the rate given, above 1000000",
+                        sci(h),
+                        b.currency,
+                        sci(h * rate)
+                    ),
+                );
+            }
+        }
         self.allocator_config()
             .map_err(|e| ("allocator".to_owned(), e.to_string()))?
             .validate()

@@ -126,6 +126,17 @@ fn the_issues_inputs_are_refused_at_once_with_field_and_line() {
             vec!["price.toml:7", "profiles[0].hourly_price", "0 to 1000000"],
         ),
         (
+            "converted.toml",
+            format!(
+                "{BASE}[currency]\nreport = \"USD\"\nrates = {{ EUR = 10000 }}\n[[profiles]]\nname = \"hetzner-lb11\"\nhourly_price = 1000\n"
+            ),
+            vec![
+                "converted.toml:10",
+                "profiles[0].hourly_price",
+                "10000000 USD",
+            ],
+        ),
+        (
             "nan.toml",
             BASE.replace("1.0", "nan"),
             vec!["nan.toml:3", "workload.arrival.rate_per_hour"],
