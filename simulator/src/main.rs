@@ -773,9 +773,9 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
             |f: fn(&Summary) -> f64| report::mean_ci(&runs.iter().map(f).collect::<Vec<_>>()).0;
         let currency = runs.first().map_or("", |s| s.currency.as_str());
         println!(
-            "{label}: n={} served {:.1}%, LBs {:.2}, {:.2} {currency}/month, LBs/bound {:.3}, wait p95 {:.1} s",
+            "{label}: n={} served {}, LBs {:.2}, {:.2} {currency}/month, LBs/bound {:.3}, wait p95 {:.1} s",
             runs.len(),
-            100.0 * get(|s| s.served_fraction),
+            report::pct(get(|s| s.served_fraction)),
             get(|s| s.lbs_mean),
             get(|s| s.cost_per_month),
             get(|s| s.lbs_over_lower_bound),

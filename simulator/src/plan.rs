@@ -497,8 +497,8 @@ pub fn plan_table(r: &PlanReport) -> String {
         Some(s) => {
             let _ = writeln!(
                 out,
-                "  savings: {:.1}% over the {} Services both can serve",
-                100.0 * s,
+                "  savings: {} over the {} Services both can serve",
+                crate::report::pct(s),
                 r.placeable
             );
         }
@@ -508,8 +508,8 @@ pub fn plan_table(r: &PlanReport) -> String {
         None => {
             let fewer = if r.lbs_today > 0 {
                 format!(
-                    ", {:.1}% fewer LBs",
-                    100.0 * (1.0 - r.lbs_shared as f64 / r.lbs_today as f64)
+                    ", {} fewer LBs",
+                    crate::report::pct(1.0 - r.lbs_shared as f64 / r.lbs_today as f64)
                 )
             } else {
                 String::new()

@@ -20,10 +20,30 @@ pub struct RunGroup {
     pub samples: Vec<Sample>,
 }
 
+/// A fraction as a percentage, the same way everywhere: one decimal, more (up to three)
+/// only where one would round a value that is not 0% or 100% to 0.0% or 100.0%.
+pub fn pct(x: f64) -> String {
+    let p = 100.0 * x;
+    for digits in 1..=3 {
+        let s = format!("{p:.digits$}");
+        let r: f64 = s.parse().unwrap_or(p);
+        let hides =
+            ((r - 100.0).abs() < f64::EPSILON && p < 100.0) || (r.abs() < f64::EPSILON && p > 0.0);
+        if !hides {
+            return format!("{s}%");
+        }
+    }
+    if p < 100.0 && p > 50.0 {
+        ">99.999%".to_owned()
+    } else {
+        "<0.001%".to_owned()
+    }
+}
+
 /// A value in its unit, for people: `98.7%`, `12.34 USD/month`, `233 s`, `1.017`.
 pub fn fmt_value(x: f64, unit: Unit, currency: &str) -> String {
     match unit {
-        Unit::Percent => format!("{:.1}%", 100.0 * x),
+        Unit::Percent => pct(x),
         Unit::PerHour => format!("{x:.4} {currency}/h"),
         Unit::PerMonth => format!("{x:.2} {currency}/month"),
         Unit::Money => format!("{x:.2} {currency}"),
@@ -35,6 +55,13 @@ pub fn fmt_value(x: f64, unit: Unit, currency: &str) -> String {
 
 /// A value and its 95% half-width in its unit, compactly: `118.3 ±11.1`, `69.0% ±0.4`.
 fn fmt_ci(m: f64, h: f64, unit: Unit) -> String {
+    if unit == Unit::Percent {
+        return if h > 0.0 {
+            format!("{} ±{}", pct(m), pct(h))
+        } else {
+            pct(m)
+        };
+    }
     let (m, h, suffix) = match unit {
         Unit::Percent => (100.0 * m, 100.0 * h, "%"),
         _ => (m, h, ""),
@@ -76,10 +103,10 @@ pub fn service_warning(s: &Summary) -> Option<String> {
         return None;
     }
     Some(format!(
-        "NOT ALL CLAIMS WERE SERVED: {:.1}% of claim-hours served; {} claims left without \
+        "NOT ALL CLAIMS WERE SERVED: {} of claim-hours served; {} claims left without \
          ever being served; {:.1} claims waiting on average, {} at the end; p95 wait {} s. \
          Costs, savings and packing below cover only what was served.",
-        100.0 * s.served_fraction,
+        pct(s.served_fraction),
         s.rejections,
         s.claims_waiting_mean,
         s.pending_at_end,
@@ -104,8 +131,8 @@ pub fn summary_table(s: &Summary) -> String {
     } else {
         let _ = writeln!(
             out,
-            "served {:.2}% of claim-hours; {} of {} claims left before they were served",
-            100.0 * s.served_fraction,
+            "served {} of claim-hours; {} of {} claims left before they were served",
+            pct(s.served_fraction),
             s.rejections,
             s.arrivals
         );
@@ -139,14 +166,20 @@ pub fn summary_table(s: &Summary) -> String {
             "tenant", "weight", "served", "listener share", "fair share"
         );
         for (name, t) in &s.tenants {
+            // A tenant with no claims was not served 100%: it asked for nothing.
+            let served = if t.arrivals == 0 {
+                "n/a".to_owned()
+            } else {
+                pct(t.served_fraction)
+            };
             let _ = writeln!(
                 out,
-                "  {:<16} {:>6} {:>7.1}% {:>13.1}% {:>9.1}%",
+                "  {:<16} {:>6} {:>8} {:>14} {:>10}",
                 truncate(name, 16),
                 t.weight,
-                100.0 * t.served_fraction,
-                100.0 * t.listener_share,
-                100.0 * t.fair_share
+                served,
+                pct(t.listener_share),
+                pct(t.fair_share)
             );
         }
     }
@@ -361,27 +394,23 @@ pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
     }
     let _ = write!(
         out,
-        " — {:.1} LBs on average ({:.3}× the lower bound), {c:.2} {currency}/month, serving {:.1}% of claim-hours",
+        " — {:.1} LBs on average ({:.3}× the lower bound), {c:.2} {currency}/month, serving {} of claim-hours",
         mean(|s| s.lbs_mean),
         mean(|s| s.lbs_over_lower_bound),
-        100.0 * mean(|s| s.served_fraction),
+        pct(mean(|s| s.served_fraction)),
     );
     let savings: Vec<f64> = runs.iter().filter_map(|s| s.savings_fraction).collect();
     if !savings.is_empty() {
         let _ = write!(
             out,
-            "; saves {:.1}% against one LB per Service",
-            100.0 * savings.iter().sum::<f64>() / savings.len() as f64
+            "; saves {} against one LB per Service",
+            pct(savings.iter().sum::<f64>() / savings.len() as f64)
         );
     }
     if let Some((_, seed)) = groups.iter().find(|(g, _)| g.starts_with("seed")) {
         let b = cost(seed).0;
         if b > 0.0 && name != "seed" && !name.starts_with("seed:") {
-            let _ = write!(
-                out,
-                " and {:.1}% against the 2018 rule",
-                100.0 * (1.0 - c / b)
-            );
+            let _ = write!(out, " and {} against the 2018 rule", pct(1.0 - c / b));
         }
     }
     if ranked.len() < shared.len() {

@@ -547,8 +547,10 @@ fn compare_tables_fit_100_columns_with_percentages_alike() {
         if !n.starts_with(|c: char| c.is_ascii_digit()) || n == "95" {
             continue; // "±95%", "95% intervals": the intervals' level, not a figure
         }
+        // One decimal; more only where one would show 100.0% or 0.0% for what is not.
         assert!(
-            n.split('.').nth(1).is_some_and(|d| d.len() == 1),
+            n.split('.').nth(1).is_some_and(|d| d.len() == 1
+                || (d.len() <= 3 && (n.starts_with("99.") || n.starts_with("0.0")))),
             "percentage {w} not like 12.3%: {out}"
         );
     }
@@ -656,4 +658,41 @@ fn report_charts_are_responsive_with_integer_counts_and_currency() {
     assert!(page.contains("EUR / h"), "the cost axis names the currency");
     assert!(page.contains("@media (max-width:700px)"));
     assert!(page.contains("<dt>served</dt>"), "glossary at the foot");
+}
+
+#[test]
+fn best_only_when_the_intervals_do_not_overlap() {
+    use sharedlb_simulator::report::verdict;
+    let mut s =
+        sharedlb_simulator::Scenario::from_file(&examples().join("small-team.toml")).unwrap();
+    s.duration = sharedlb_simulator::scenario::Dur(2 * 86_400_000);
+    s.warmup = sharedlb_simulator::scenario::Dur(0);
+    let (template, _) = sharedlb_simulator::run(&s).unwrap();
+    let group = |name: &str, costs: &[f64]| {
+        let runs = costs
+            .iter()
+            .map(|&c| {
+                let mut x = template.clone();
+                x.policy = name.to_owned();
+                x.served_fraction = 1.0;
+                x.cost_per_month = c;
+                x
+            })
+            .collect::<Vec<_>>();
+        (name.to_owned(), runs)
+    };
+    let clear = verdict(&[
+        group("best-fit", &[100.0, 101.0, 99.0]),
+        group("first-fit", &[200.0, 201.0, 199.0]),
+    ]);
+    assert!(clear.contains("best: best-fit"), "{clear}");
+    assert!(!clear.contains("tied"), "{clear}");
+    let tie = verdict(&[
+        group("best-fit", &[100.0, 110.0, 90.0]),
+        group("first-fit", &[105.0, 115.0, 95.0]),
+    ]);
+    assert!(
+        tie.contains("cheapest: best-fit, tied with first-fit") && !tie.contains("best:"),
+        "{tie}"
+    );
 }
