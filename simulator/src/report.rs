@@ -20,24 +20,23 @@ pub struct RunGroup {
     pub samples: Vec<Sample>,
 }
 
-/// A fraction as a percentage, the same way everywhere: one decimal, more (up to three)
-/// only where one would round a value that is not 0% or 100% to 0.0% or 100.0%.
+/// A fraction as a percentage, the same way everywhere: one decimal; more (up to three)
+/// only where one would round a value below 100% up to 100.0%, which readers take for
+/// "all".
 pub fn pct(x: f64) -> String {
     let p = 100.0 * x;
+    if p.abs() < 0.05 {
+        // Also the rounding noise of float sums (1 − cost / baseline for `dedicated`).
+        return "0.0%".to_owned();
+    }
     for digits in 1..=3 {
         let s = format!("{p:.digits$}");
-        let r: f64 = s.parse().unwrap_or(p);
-        let hides =
-            ((r - 100.0).abs() < f64::EPSILON && p < 100.0) || (r.abs() < f64::EPSILON && p > 0.0);
-        if !hides {
+        let shown: f64 = s.parse().unwrap_or(p);
+        if p >= 100.0 || shown < 100.0 {
             return format!("{s}%");
         }
     }
-    if p < 100.0 && p > 50.0 {
-        ">99.999%".to_owned()
-    } else {
-        "<0.001%".to_owned()
-    }
+    ">99.999%".to_owned()
 }
 
 /// A value in its unit, for people: `98.7%`, `12.34 USD/month`, `233 s`, `1.017`.
