@@ -31,7 +31,11 @@ impl InputError {
     pub fn toml(origin: &str, src: &str, e: &toml::de::Error) -> InputError {
         let at = e.span().map(|s| s.start.min(src.len()));
         let line = at.map(|a| src[..a].matches('\n').count() + 1);
-        let field = at.map(|a| key_path_at(src, a)).unwrap_or_default();
+        let mut field = at.map(|a| key_path_at(src, a)).unwrap_or_default();
+        if field.chars().count() > 120 {
+            // A path nested past reading (`a.b.b.b...`): its start says where.
+            field = field.chars().take(117).collect::<String>() + "...";
+        }
         let message = words(e.message());
         // serde names the field in some messages already ("missing field `kind`").
         InputError::new(origin, line, &field, &message)
