@@ -38,7 +38,11 @@ fn the_kustomization_installs_every_manifest_but_the_samples() {
     let mut files: Vec<String> = std::fs::read_dir(repo().join("controller/deploy"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml" && f != "samples.yaml")
+        .filter(|f| {
+            Path::new(f).extension().is_some_and(|e| e == "yaml")
+                && f != "kustomization.yaml"
+                && f != "samples.yaml"
+        })
         .collect();
     files.sort_unstable();
     assert_eq!(resources, files);
