@@ -59,7 +59,7 @@ case "$wasm_path" in
     need=($(missing_debs rustc-web cargo-web rust-web-src lld-19))
     # An older rustc-web than the workspace's rust-version is upgraded.
     min=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
-    have=$(/usr/bin/rustc --version 2>/dev/null | awk '{print $2}')
+    have=$(/usr/bin/rustc --version 2>/dev/null | awk '{print $2}' || true)
     if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$min" "$have" | sort -V | head -1)" != "$min" ]; then
       need=(rustc-web cargo-web rust-web-src lld-19)
     fi
