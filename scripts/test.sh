@@ -5,6 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-2000}"
+. scripts/lib.sh
+
+# CI runs each time in a fresh clone on the same machine: there the compiled dependencies
+# are kept outside the clone, beside the tools, so that a repeat run compiles only the
+# workspace's own crates. (Wiped when it passes 20 GiB: cargo never prunes a target dir.)
+if [ "${CI:-}" = true ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  export CARGO_TARGET_DIR="$SHAREDLB_CACHE/ci-target"
+  if [ -d "$CARGO_TARGET_DIR" ] && [ "$(du -s --block-size=1G "$CARGO_TARGET_DIR" | cut -f1)" -gt 20 ]; then
+    rm -rf "$CARGO_TARGET_DIR"
+  fi
+  echo "CI: target directory $CARGO_TARGET_DIR"
+fi
 
 # --- stage runner ------------------------------------------------------------------------------
 # stage NAME COMMAND [ARGS...]: runs COMMAND (a program or a function defined below) in a
