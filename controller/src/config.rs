@@ -46,6 +46,28 @@ pub struct ControllerConfig {
     /// Leader election on (a Lease in `namespace`).
     #[serde(default = "yes")]
     pub leader_election: bool,
+    /// Consolidation of claims with `allowMigration`: how often and how many moves at most;
+    /// off when absent.
+    #[serde(default = "hourly_consolidation")]
+    pub consolidation: Option<ConsolidationConfig>,
+}
+
+/// When and how much to consolidate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsolidationConfig {
+    /// Seconds between runs (60 to 604800).
+    pub every_seconds: u64,
+    /// Most claims moved per run (1 to 1000).
+    pub max_moves: u32,
+}
+
+#[allow(clippy::unnecessary_wraps)] // serde's default for an optional field
+fn hourly_consolidation() -> Option<ConsolidationConfig> {
+    Some(ConsolidationConfig {
+        every_seconds: 3600,
+        max_moves: 10,
+    })
 }
 
 fn service_mode() -> Mode {
@@ -95,8 +117,16 @@ impl ControllerConfig {
         Ok(c)
     }
 
-    /// The allocator configuration, validated.
+    /// The allocator configuration, validated (with the controller's own settings).
     pub fn allocator_config(&self) -> anyhow::Result<Config> {
+        if let Some(c) = &self.consolidation {
+            if !(60..=604_800).contains(&c.every_seconds) {
+                anyhow::bail!("consolidation.every_seconds must be from 60 to 604800");
+            }
+            if !(1..=1000).contains(&c.max_moves) {
+                anyhow::bail!("consolidation.max_moves must be from 1 to 1000");
+            }
+        }
         if self.namespace.trim().is_empty() {
             anyhow::bail!("namespace must not be empty");
         }

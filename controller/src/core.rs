@@ -22,8 +22,14 @@ use crate::crd::{
 pub const MANAGER: &str = "sharedlb.io/controller";
 /// Label on every object the controller makes: the LB id.
 pub const LB_LABEL: &str = "sharedlb.io/lb";
-/// Label on mirrored EndpointSlices and claim Services: `namespace.name` of the claim.
-pub const CLAIM_LABEL: &str = "sharedlb.io/claim";
+/// Label on mirrored EndpointSlices and claim Services: the claim's UID (always a valid
+/// label value, unlike `namespace/name`).
+pub const CLAIM_LABEL: &str = "sharedlb.io/claim-uid";
+/// Label on every object the controller makes, with [`MANAGED_BY`]: objects without it are
+/// never adopted, overwritten or deleted.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "sharedlb";
 /// Annotation on LB Services: the profile.
 pub const PROFILE_ANNOTATION: &str = "sharedlb.io/profile";
 /// Annotation on LB Services: the pool (who may share it), as JSON.
@@ -181,7 +187,7 @@ pub fn desired_lb_service(lb: &LbInfo, namespace: &str) -> Service {
             namespace: Some(namespace.to_owned()),
             labels: Some(labels(&[
                 (LB_LABEL, lb.id.0.to_string()),
-                ("app.kubernetes.io/managed-by", "sharedlb".into()),
+                (MANAGED_BY_LABEL, MANAGED_BY.into()),
             ])),
             annotations: Some(labels(&[
                 (PROFILE_ANNOTATION, lb.profile.to_string()),
@@ -245,7 +251,10 @@ pub fn desired_backing_service(slb: &SharedLB, listeners: &[Listener]) -> Servic
         metadata: ObjectMeta {
             name: Some(backing_service_name(slb)),
             namespace: slb.namespace(),
-            labels: Some(labels(&[(CLAIM_LABEL, claim_label(slb))])),
+            labels: Some(labels(&[
+                (CLAIM_LABEL, claim_label(slb)),
+                (MANAGED_BY_LABEL, MANAGED_BY.into()),
+            ])),
             owner_references: owner(slb).map(|o| vec![o]),
             ..ObjectMeta::default()
         },
@@ -259,14 +268,113 @@ pub fn desired_backing_service(slb: &SharedLB, listeners: &[Listener]) -> Servic
     }
 }
 
-/// The backing Service's name.
+/// The name of a claim's own Service (the backing Service in service mode, its
+/// LoadBalancer Service in shared-IP mode): `<claim>-sharedlb` when that is a valid Service
+/// name (a DNS-1035 label of at most 63 characters), otherwise a shortened, cleaned name
+/// with a stable hash of the claim's name, so different claims never share one.
 pub fn backing_service_name(slb: &SharedLB) -> String {
-    format!("{}-sharedlb", slb.name_any())
+    service_name_for(&slb.name_any())
 }
 
-/// `namespace.name`, a valid label value for the claim.
+/// See [`backing_service_name`].
+pub fn service_name_for(claim: &str) -> String {
+    let plain = format!("{claim}-sharedlb");
+    if is_dns1035_label(&plain) {
+        return plain;
+    }
+    let hash = format!("{:08x}", fnv1a(claim.as_bytes()) as u32);
+    let mut base: String = claim
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() { c } else { '-' }
+        })
+        .collect();
+    if !base.starts_with(|c: char| c.is_ascii_lowercase()) {
+        base.insert(0, 's');
+    }
+    // "<base>-<hash>-slb" within 63 characters.
+    base.truncate(63 - 1 - hash.len() - 4);
+    let base = base.trim_end_matches('-');
+    format!("{base}-{hash}-slb")
+}
+
+/// Whether `s` is a DNS-1035 label: lower-case letters, digits and `-`, starting with a
+/// letter, ending with a letter or digit, at most 63 characters.
+pub fn is_dns1035_label(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// FNV-1a, 64 bits: a stable hash for derived names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The claim's label value: its UID (or, for an object without one, a hash of its name).
 pub fn claim_label(slb: &SharedLB) -> String {
-    format!("{}.{}", slb.namespace().unwrap_or_default(), slb.name_any())
+    slb.metadata
+        .uid
+        .clone()
+        .unwrap_or_else(|| format!("{:016x}", fnv1a(claim_id(slb).as_bytes())))
+}
+
+/// Whose an existing object is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Made by the controller for this claim: ours to update or delete.
+    ThisClaim,
+    /// Anyone else's: never adopted, overwritten or deleted.
+    Foreign,
+}
+
+/// Whether an existing claim Service is ours for `slb`: it carries the managed-by label and
+/// is owned (ownerReference, by UID) by this claim.
+pub fn owner_of(existing: &Service, slb: &SharedLB) -> Owner {
+    let labelled = existing
+        .labels()
+        .get(MANAGED_BY_LABEL)
+        .is_some_and(|v| v == MANAGED_BY);
+    let owned = slb.metadata.uid.as_ref().is_some_and(|uid| {
+        existing
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == *uid && o.kind == "SharedLB")
+    });
+    if labelled && owned {
+        Owner::ThisClaim
+    } else {
+        Owner::Foreign
+    }
+}
+
+/// A name for a mirrored EndpointSlice: readable when short enough, hashed otherwise
+/// (EndpointSlice names are DNS subdomains of at most 253 characters; kept to 63).
+fn slice_name(lb: LbId, slb: &SharedLB, family: &str) -> String {
+    let plain = format!(
+        "{}-{}-{}-{}",
+        lb_service_name(lb),
+        slb.namespace().unwrap_or_default(),
+        slb.name_any().replace('.', "-"),
+        family.to_ascii_lowercase()
+    );
+    if plain.len() <= 63 {
+        return plain;
+    }
+    format!(
+        "{}-{:016x}-{}",
+        lb_service_name(lb),
+        fnv1a(claim_id(slb).as_bytes()),
+        family.to_ascii_lowercase()
+    )
 }
 
 /// The EndpointSlices of the LB Service for one claim (service mode): the endpoints of the
@@ -296,18 +404,14 @@ pub fn mirrored_slices(
             }
             EndpointSlice {
                 metadata: ObjectMeta {
-                    name: Some(format!(
-                        "{}-{}-{}",
-                        lb_service_name(lb),
-                        claim_label(slb).replace('.', "-"),
-                        family.to_ascii_lowercase()
-                    )),
+                    name: Some(slice_name(lb, slb, &family)),
                     namespace: Some(namespace.to_owned()),
                     labels: Some(labels(&[
                         ("kubernetes.io/service-name", lb_service_name(lb)),
                         ("endpointslice.kubernetes.io/managed-by", MANAGER.into()),
                         (CLAIM_LABEL, claim_label(slb)),
                         (LB_LABEL, lb.0.to_string()),
+                        (MANAGED_BY_LABEL, MANAGED_BY.into()),
                     ])),
                     ..ObjectMeta::default()
                 },
@@ -367,6 +471,7 @@ pub fn desired_shared_ip_service(
             labels: Some(labels(&[
                 (CLAIM_LABEL, claim_label(slb)),
                 (LB_LABEL, lb.0.to_string()),
+                (MANAGED_BY_LABEL, MANAGED_BY.into()),
             ])),
             annotations: Some(ann),
             owner_references: owner(slb).map(|o| vec![o]),
@@ -401,6 +506,10 @@ pub fn service_address(svc: &Service) -> Option<String> {
 pub enum Outcome<'a> {
     /// The spec is invalid.
     Invalid(String),
+    /// The claim's Service name is held by an object the controller did not make.
+    NameTaken(String),
+    /// The cluster lacks what the controller's mode needs.
+    Unsupported(String),
     /// The allocator could not place it.
     Pending(PendingReason, String),
     /// Placed on `lb` with `listeners`; `address` once the LB has one.
@@ -420,6 +529,16 @@ pub fn status(slb: &SharedLB, outcome: &Outcome<'_>, now: &str, mode: Mode) -> S
     let generation = slb.metadata.generation;
     let (ready, reason, message) = match outcome {
         Outcome::Invalid(m) => (false, "InvalidSpec".to_owned(), m.clone()),
+        Outcome::NameTaken(name) => (
+            false,
+            "ServiceNameTaken".to_owned(),
+            format!(
+                "Service {name} exists and was not made by sharedlb for this claim; it is left \
+                 alone and the claim holds no listeners. Rename or delete that Service, or rename \
+                 the claim."
+            ),
+        ),
+        Outcome::Unsupported(m) => (false, "Unsupported".to_owned(), m.clone()),
         Outcome::Pending(r, m) => (false, r.as_str().to_owned(), m.clone()),
         Outcome::Placed {
             lb, address: None, ..

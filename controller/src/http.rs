@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sharedlb_allocator::{LbState, PendingReason};
 
-use crate::reconcile::Ctx;
+use crate::reconcile::{Ctx, Role};
 
 /// The router.
 pub fn router(ctx: &Arc<Ctx>) -> Router {
@@ -28,19 +28,43 @@ pub fn router(ctx: &Arc<Ctx>) -> Router {
     r
 }
 
+/// Why this replica does not serve, when it does not lead.
+fn not_leading(ctx: &Ctx) -> Option<String> {
+    match ctx.role() {
+        Role::Leader => None,
+        Role::Starting => Some("starting: rebuilding the state from the cluster".into()),
+        Role::Follower => Some(format!(
+            "following: {} leads; this replica waits for the lease",
+            ctx.leader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_else(|| "another replica".into())
+        )),
+        Role::Degraded => Some(format!(
+            "not serving: {}",
+            ctx.degraded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default()
+        )),
+    }
+}
+
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> Response {
-    if ctx.ready.load(Ordering::Relaxed) {
-        "ready".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: rebuilding state or not the leader",
-        )
-            .into_response()
+    match not_leading(&ctx) {
+        None => "ready: leading".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }
 
 async fn state(State(ctx): State<Arc<Ctx>>) -> Response {
+    let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    if let Some(why) = not_leading(&ctx) {
+        let body = serde_json::json!({"role": role_name(ctx.role()), "message": why});
+        return (StatusCode::SERVICE_UNAVAILABLE, cors, axum::Json(body)).into_response();
+    }
     let addresses = ctx
         .addresses
         .lock()
@@ -49,18 +73,45 @@ async fn state(State(ctx): State<Arc<Ctx>>) -> Response {
     let view = ctx
         .alloc
         .lock()
-        .await
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .state_view(|lb| addresses.get(&lb).cloned());
-    (
-        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
-        axum::Json(view),
-    )
-        .into_response()
+    (cors, axum::Json(view)).into_response()
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Starting => "starting",
+        Role::Degraded => "degraded",
+    }
 }
 
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
-    let alloc = ctx.alloc.lock().await;
     let mut out = String::new();
+    let role = ctx.role();
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_leader Whether this replica leads (only the leader reports allocator figures).\n# TYPE sharedlb_leader gauge\nsharedlb_leader {}",
+        u8::from(role == Role::Leader)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_degraded Whether the API server lacks what the mode needs.\n# TYPE sharedlb_degraded gauge\nsharedlb_degraded {}",
+        u8::from(role == Role::Degraded)
+    );
+    if role == Role::Leader {
+        allocator_metrics(&ctx, &mut out);
+    }
+    reconcile_metrics(&ctx, &mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn allocator_metrics(ctx: &Ctx, out: &mut String) {
+    let alloc = ctx
+        .alloc
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let counts = alloc.lb_counts();
     let _ = writeln!(
         out,
@@ -127,10 +178,12 @@ async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
     }
     let _ = writeln!(
         out,
-        "# HELP sharedlb_cost_per_hour Cost per hour of all live LBs.\n# TYPE sharedlb_cost_per_hour gauge"
+        "# HELP sharedlb_cost_per_hour Cost per hour of the billed LBs, in the profiles' currency.\n# TYPE sharedlb_cost_per_hour gauge"
     );
     let _ = writeln!(out, "sharedlb_cost_per_hour {}", alloc.cost_per_hour());
-    drop(alloc);
+}
+
+fn reconcile_metrics(ctx: &Ctx, out: &mut String) {
     let m = &ctx.metrics;
     let _ = writeln!(
         out,
@@ -143,13 +196,28 @@ async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
     );
     let _ = writeln!(
         out,
-        "# HELP sharedlb_reconcile_errors_total Failed reconciles.\n# TYPE sharedlb_reconcile_errors_total counter"
+        "# HELP sharedlb_reconcile_errors_total Failed reconciles, by kind of error.\n# TYPE sharedlb_reconcile_errors_total counter"
     );
-    let _ = writeln!(
-        out,
-        "sharedlb_reconcile_errors_total {}",
-        m.errors.load(Ordering::Relaxed)
-    );
+    let errors = m
+        .errors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for kind in [
+        "api",
+        "conflict",
+        "not_found",
+        "transport",
+        "allocator",
+        "fenced",
+        "invalid",
+    ] {
+        let _ = writeln!(
+            out,
+            "sharedlb_reconcile_errors_total{{kind=\"{kind}\"}} {}",
+            errors.get(kind).copied().unwrap_or(0)
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP sharedlb_reconcile_seconds_total Time spent reconciling.\n# TYPE sharedlb_reconcile_seconds_total counter"
@@ -159,5 +227,4 @@ async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
         "sharedlb_reconcile_seconds_total {}",
         m.reconcile_micros.load(Ordering::Relaxed) as f64 / 1e6
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

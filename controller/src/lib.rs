@@ -4,6 +4,7 @@
 pub mod config;
 pub mod core;
 pub mod crd;
+pub mod fence;
 pub mod http;
 pub mod leader;
 pub mod reconcile;

@@ -1,44 +1,73 @@
-//! The kube glue: reconcile a `SharedLB` by asking the allocator and applying what the pure
-//! core computes, with a finalizer for cleanup, server-side apply for objects and status,
-//! and events through a `Recorder`.
+//! The kube glue, level-triggered: every reconcile recomputes what the cluster should hold
+//! from the allocator's current state and applies it, so a failed write is retried and an
+//! out-of-band change is undone.
+//!
+//! Each reconcile has three phases, and the allocator's lock is never held across an API
+//! call (it is a `std::sync::Mutex`: holding its guard across an `.await` does not compile):
+//! 1. look: read what the claim's Service name holds (ownership);
+//! 2. decide, under the lock: feed the allocator (the shared driver, `Allocator::drive`)
+//!    and compute the desired objects from its state;
+//! 3. write, without the lock: apply or delete objects, write the status; outcomes the
+//!    allocator must know (an LB deleted, an LB with an address) are reported back under
+//!    the lock.
+//!
+//! Every write passes the [`Fence`]: a replica that cannot prove it still holds the lease
+//! writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use sharedlb_allocator::{Allocator, ClaimId, Decision, Event, LbId, Reports, Shell, Time};
-use tokio::sync::Mutex;
+use sharedlb_allocator::{
+    Allocator, ClaimId, Decision, Event, LbId, LbState, Listener, PendingReason, PoolKey, Reports,
+    Shell, Time,
+};
 
 use crate::config::ControllerConfig;
-use crate::core::{self, Mode, Outcome};
+use crate::core::{self, Mode, Outcome, Owner};
 use crate::crd::SharedLB;
+use crate::fence::Fence;
 
-/// Errors of one reconcile; all are retried with backoff.
+/// Errors of one reconcile; all are retried with back-off.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The API server said no.
     #[error("kube API: {0}")]
     Kube(#[from] kube::Error),
-    /// The finalizer helper failed.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The allocator refused an event (a bug in the shell).
     #[error("allocator: {0}")]
     Allocator(#[from] sharedlb_allocator::Error),
+    /// This replica may not write: it cannot prove it holds the lease.
+    #[error("not writing: this replica does not hold the leader lease")]
+    Fenced,
     /// A claim without a namespace.
     #[error("SharedLB has no namespace")]
     NoNamespace,
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(e)) if e.code == 404 => "not_found",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::Allocator(_) => "allocator",
+            Error::Fenced => "fenced",
+            Error::NoNamespace => "invalid",
+        }
+    }
 }
 
 /// Counters for `/metrics`.
@@ -46,10 +75,35 @@ pub enum Error {
 pub struct Metrics {
     /// Reconciles done.
     pub reconciles: AtomicU64,
-    /// Reconciles that failed.
-    pub errors: AtomicU64,
     /// Total reconcile time in microseconds.
     pub reconcile_micros: AtomicU64,
+    /// Failed reconciles by kind of error.
+    pub errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// What this replica is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// Starting: rebuilding state or checking the API.
+    Starting = 0,
+    /// Leading: allocating and writing.
+    Leader = 1,
+    /// Waiting for the lease.
+    Follower = 2,
+    /// The API server lacks what the mode needs: only deletions are served.
+    Degraded = 3,
+}
+
+impl Role {
+    fn from_u8(n: u8) -> Role {
+        match n {
+            1 => Role::Leader,
+            2 => Role::Follower,
+            3 => Role::Degraded,
+            _ => Role::Starting,
+        }
+    }
 }
 
 /// Shared state of the controller.
@@ -58,20 +112,122 @@ pub struct Ctx {
     pub client: Client,
     /// Configuration.
     pub config: ControllerConfig,
-    /// The allocator: one writer at a time.
+    /// The allocator. A `std` mutex on purpose: its guard cannot be held across an await.
     pub alloc: Mutex<Allocator>,
     /// LB addresses seen, for status and the state API.
-    pub addresses: std::sync::Mutex<BTreeMap<LbId, String>>,
-    /// Claims on each LB, for mapping LB Service changes to claims.
-    pub claims_on: std::sync::Mutex<BTreeMap<LbId, Vec<ObjectRef<SharedLB>>>>,
+    pub addresses: Mutex<BTreeMap<LbId, String>>,
+    /// The last pending message per claim, from the allocator's decisions.
+    pub messages: Mutex<BTreeMap<ClaimId, String>>,
+    /// Backing Service (namespace, name) → claim name, to map EndpointSlice changes.
+    pub backing: Mutex<HashMap<(String, String), String>>,
+    /// Failures per claim in a row, for back-off.
+    pub failures: Mutex<HashMap<String, u32>>,
     /// Asks the controller to reconcile other claims (placed by a retry, moved, ...).
     pub requeue: UnboundedSender<ObjectRef<SharedLB>>,
     /// Events.
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Metrics,
-    /// Ready to serve (state rebuilt, leader).
-    pub ready: AtomicBool,
+    /// Whether this replica may write.
+    pub fence: Arc<Fence>,
+    /// What this replica is doing.
+    pub role: AtomicU8,
+    /// Why the controller cannot serve its mode, when it cannot.
+    pub degraded: Mutex<Option<String>>,
+    /// Who leads, as far as a follower knows.
+    pub leader: Mutex<Option<String>>,
+}
+
+impl Ctx {
+    /// A fresh context with an empty allocator.
+    pub fn new(
+        client: Client,
+        config: ControllerConfig,
+        requeue: UnboundedSender<ObjectRef<SharedLB>>,
+        recorder: Recorder,
+        fence: Arc<Fence>,
+    ) -> Result<Ctx, sharedlb_allocator::Error> {
+        let alloc = Allocator::new(
+            config
+                .allocator_config()
+                .map_err(|e| sharedlb_allocator::Error::InvalidConfig(e.to_string()))?,
+        )?;
+        Ok(Ctx {
+            client,
+            config,
+            alloc: Mutex::new(alloc),
+            addresses: Mutex::default(),
+            messages: Mutex::default(),
+            backing: Mutex::default(),
+            failures: Mutex::default(),
+            requeue,
+            recorder,
+            metrics: Metrics::default(),
+            fence,
+            role: AtomicU8::new(Role::Starting as u8),
+            degraded: Mutex::default(),
+            leader: Mutex::default(),
+        })
+    }
+
+    /// Replaces the allocator (after a rebuild from the cluster).
+    pub fn set_allocator(&self, a: Allocator) {
+        *self.lock() = a;
+    }
+
+    /// The claims on an LB, for mapping LB Service changes to claims.
+    pub fn claims_on(&self, lb: LbId) -> Vec<ObjectRef<SharedLB>> {
+        self.lock()
+            .claims_on(lb)
+            .iter()
+            .filter_map(claim_ref)
+            .collect()
+    }
+
+    /// The claim whose backing Service this is.
+    pub fn claim_of_backing(&self, namespace: &str, service: &str) -> Option<ObjectRef<SharedLB>> {
+        guard(&self.backing)
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .map(|name| ObjectRef::new(name).within(namespace))
+    }
+
+    /// Why the mode cannot be served, if it cannot.
+    pub fn degraded_reason(&self) -> Option<String> {
+        guard(&self.degraded).clone()
+    }
+
+    /// What this replica is doing.
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Relaxed))
+    }
+
+    /// Sets the role.
+    pub fn set_role(&self, r: Role) {
+        self.role.store(r as u8, Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Allocator> {
+        self.alloc
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_allowed(&self) -> Result<(), Error> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            Err(Error::Fenced)
+        }
+    }
+
+    fn services(&self, ns: &str) -> Api<Service> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning (the data are plain maps).
+fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Logical time for the allocator: milliseconds of wall-clock time. The controller is a
@@ -94,59 +250,29 @@ fn claim_ref(id: &ClaimId) -> Option<ObjectRef<SharedLB>> {
     Some(ObjectRef::new(name).within(ns))
 }
 
-/// Reconciles one claim.
-pub async fn reconcile(slb: Arc<SharedLB>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    #[allow(clippy::disallowed_methods)] // measuring reconcile duration for /metrics
-    let start = std::time::Instant::now();
-    let ns = slb.namespace().ok_or(Error::NoNamespace)?;
-    let api: Api<SharedLB> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, core::FINALIZER, slb, |event| async {
-        match event {
-            Finalizer::Apply(slb) => apply(&slb, &ctx).await,
-            Finalizer::Cleanup(slb) => cleanup(&slb, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
-    ctx.metrics
-        .reconcile_micros
-        .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-    if result.is_err() {
-        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-    }
-    result
-}
-
-/// On error: retry with a growing delay (the controller's own backoff adds jitter).
-pub fn error_policy(_slb: Arc<SharedLB>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!("reconcile failed: {err}");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// What the allocator's decisions ask of the cluster, gathered by the controller's shell
-/// while the allocator decides; carried out once it has decided.
-#[derive(Default)]
-struct Effects {
-    mode: Option<Mode>,
+/// What the allocator's decisions ask of the cluster, gathered while it decides and carried
+/// out once the lock is released.
+#[derive(Debug, Default)]
+pub struct Effects {
+    shared_ip: bool,
     /// LBs whose Service must follow their listeners.
     touched: BTreeSet<LbId>,
     /// LBs to delete.
     deleted: Vec<LbId>,
     /// Claims to reconcile again (placed, moved, released, waiting).
     claims: BTreeSet<ClaimId>,
-    /// The last pending message per claim.
+    /// Pending messages per claim.
     messages: BTreeMap<ClaimId, String>,
 }
 
 impl Shell for Effects {
     fn carry_out(&mut self, _now: Time, d: Decision, reports: &mut Reports<'_>) {
-        tracing::info!(?d, "decision");
+        tracing::debug!(?d, "decision");
         match d {
             Decision::CreateLb { lb, profile } => {
                 self.touched.insert(lb);
-                tracing::info!(%lb, %profile, "creating shared LB");
-                if self.mode == Some(Mode::SharedIp) {
+                tracing::info!(%lb, %profile, "opening shared LB");
+                if self.shared_ip {
                     // A shared IP exists as soon as one claim's Service asks for it.
                     reports.report(Event::LbReady(lb));
                 }
@@ -166,130 +292,108 @@ impl Shell for Effects {
                 self.messages.insert(claim.clone(), message);
                 self.claims.insert(claim);
             }
-            Decision::DeleteLb { lb } => self.deleted.push(lb),
+            Decision::DeleteLb { lb } => {
+                tracing::info!(%lb, "deleting idle shared LB");
+                self.deleted.push(lb);
+            }
         }
     }
 }
 
-/// Feeds one event to the allocator and carries out what it decided.
-async fn drive(
-    ctx: &Ctx,
-    alloc: &mut Allocator,
-    event: Event,
-    current: Option<&ClaimId>,
-) -> Result<BTreeMap<ClaimId, String>, Error> {
+/// Feeds one event to the allocator (under the caller's lock), gathering effects.
+fn decide(ctx: &Ctx, alloc: &mut Allocator, event: Event, fx: &mut Effects) -> Result<(), Error> {
     let now = Time(now_ms().max(alloc.now().0));
-    let mut effects = Effects {
-        mode: Some(ctx.config.mode),
+    alloc.drive(now, event, fx)?;
+    guard(&ctx.messages).extend(std::mem::take(&mut fx.messages));
+    Ok(())
+}
+
+fn new_effects(ctx: &Ctx) -> Effects {
+    Effects {
+        shared_ip: ctx.config.mode == Mode::SharedIp,
         ..Effects::default()
-    };
-    alloc.drive(now, event, &mut effects)?;
-    let mut messages = BTreeMap::new();
+    }
+}
+
+/// The LB Services the effects touch, as they should be now (service mode).
+fn desired_lb_services(ctx: &Ctx, alloc: &Allocator, fx: &Effects) -> Vec<(LbId, Option<Service>)> {
+    if ctx.config.mode != Mode::Service {
+        return Vec::new();
+    }
+    fx.touched
+        .iter()
+        .filter(|lb| !fx.deleted.contains(lb))
+        .filter_map(|&lb| {
+            let info = alloc.lb(lb)?;
+            let svc = (!info.listeners.is_empty() && info.state != LbState::Draining)
+                .then(|| core::desired_lb_service(&info, &ctx.config.namespace));
+            Some((lb, svc))
+        })
+        .collect()
+}
+
+/// Carries out gathered effects without the lock: LB Services follow their listeners,
+/// deleted LBs go (and are reported), other claims are reconciled again. Loops while
+/// reports bring new effects.
+pub async fn carry_out(
+    ctx: &Ctx,
+    mut fx: Effects,
+    mut lb_services: Vec<(LbId, Option<Service>)>,
+    current: Option<&ClaimId>,
+) -> Result<(), Error> {
     loop {
-        messages.append(&mut effects.messages);
-        let deleted = std::mem::take(&mut effects.deleted);
-        carry_out(ctx, alloc, &effects, current).await?;
-        effects.touched.clear();
-        effects.claims.clear();
-        if deleted.is_empty() {
-            break;
+        for (lb, svc) in &lb_services {
+            if let Some(svc) = svc {
+                apply_lb_service(ctx, *lb, svc).await?;
+            }
         }
+        for c in std::mem::take(&mut fx.claims) {
+            if Some(&c) != current
+                && let Some(r) = claim_ref(&c)
+            {
+                let _ = ctx.requeue.unbounded_send(r);
+            }
+        }
+        let deleted = std::mem::take(&mut fx.deleted);
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let mut next = new_effects(ctx);
         for lb in deleted {
             delete_lb_service(ctx, lb).await?;
-            tracing::info!(%lb, "deleted idle shared LB");
-            let now = Time(now_ms().max(alloc.now().0));
-            alloc.drive(now, Event::LbDeleted(lb), &mut effects)?;
-        }
-    }
-    Ok(messages)
-}
-
-async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
-    let ns = slb.namespace().ok_or(Error::NoNamespace)?;
-    let mode = ctx.config.mode;
-    let id = core::claim_key(slb).ok_or(Error::NoNamespace)?;
-    let mut alloc = ctx.alloc.lock().await;
-    let claim = match core::claim_from_spec(&ns, &slb.name_any(), &slb.spec, mode) {
-        Ok(c) => c,
-        Err(msg) => {
-            // An invalid spec frees whatever the claim held and says why.
-            if alloc.claim(&id).is_some() {
-                drive(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), Some(&id)).await?;
+            let mut alloc = ctx.lock();
+            if alloc.lb(lb).is_some() {
+                decide(ctx, &mut alloc, Event::LbDeleted(lb), &mut next)?;
             }
-            drop(alloc);
-            publish(ctx, slb, EventType::Warning, "InvalidSpec", &msg).await;
-            patch_status(ctx, slb, &Outcome::Invalid(msg)).await?;
-            return Ok(Action::await_change());
         }
-    };
-    let event = match alloc.claim(&id) {
-        None => Event::ClaimAdded(claim),
-        Some(c) if *c != claim => Event::ClaimUpdated(claim),
-        Some(_) => Event::Tick,
-    };
-    let mut messages = drive(ctx, &mut alloc, event, Some(&id)).await?;
-    let message = messages.remove(&id);
-    let Some((lb, listeners)) = alloc.placement(&id).map(|(lb, ls)| (lb, ls.to_vec())) else {
-        let reason = alloc
-            .pending_reason(&id)
-            .unwrap_or(sharedlb_allocator::PendingReason::WaitingForCapacity);
-        drop(alloc);
-        // Keep the allocator's message while the reason stays the same.
-        let previous = slb
-            .status
-            .as_ref()
-            .and_then(|s| {
-                s.conditions
-                    .iter()
-                    .find(|c| c.type_ == "Pending" && c.reason == reason.as_str())
-            })
-            .map(|c| c.message.clone());
-        let message = message
-            .or(previous)
-            .unwrap_or_else(|| format!("waiting: {reason}"));
-        patch_status(ctx, slb, &Outcome::Pending(reason, message)).await?;
-        return Ok(Action::requeue(Duration::from_secs(300)));
-    };
-    let address = ensure_claim_objects(ctx, slb, lb, &listeners, &alloc).await?;
-    if address.is_some()
-        && alloc
-            .lb(lb)
-            .is_some_and(|l| l.state == sharedlb_allocator::LbState::Provisioning)
-    {
-        drive(ctx, &mut alloc, Event::LbReady(lb), Some(&id)).await?;
+        lb_services = {
+            let alloc = ctx.lock();
+            desired_lb_services(ctx, &alloc, &next)
+        };
+        fx = next;
     }
-    drop(alloc);
-    let placed = Outcome::Placed {
-        lb,
-        listeners: &listeners,
-        address,
-    };
-    patch_status(ctx, slb, &placed).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
-    let Some(id) = core::claim_key(slb) else {
-        return Ok(Action::await_change());
-    };
-    let mut alloc = ctx.alloc.lock().await;
-    if alloc.claim(&id).is_some() {
-        drive(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), Some(&id)).await?;
-    }
-    drop(alloc);
-    if ctx.config.mode == Mode::Service {
-        delete_mirrored(ctx, slb, None).await?;
-    }
-    publish(ctx, slb, EventType::Normal, "Released", "listeners freed").await;
-    Ok(Action::await_change())
+async fn apply_lb_service(ctx: &Ctx, lb: LbId, svc: &Service) -> Result<(), Error> {
+    ctx.write_allowed()?;
+    ctx.services(&ctx.config.namespace)
+        .patch(
+            &core::lb_service_name(lb),
+            &PatchParams::apply(core::MANAGER).force(),
+            &Patch::Apply(svc),
+        )
+        .await?;
+    Ok(())
 }
 
 async fn delete_lb_service(ctx: &Ctx, lb: LbId) -> Result<(), Error> {
+    guard(&ctx.addresses).remove(&lb);
     if ctx.config.mode != Mode::Service {
         return Ok(());
     }
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    match services
+    ctx.write_allowed()?;
+    match ctx
+        .services(&ctx.config.namespace)
         .delete(&core::lb_service_name(lb), &DeleteParams::default())
         .await
     {
@@ -299,122 +403,392 @@ async fn delete_lb_service(ctx: &Ctx, lb: LbId) -> Result<(), Error> {
     }
 }
 
-/// Carries out gathered effects: LB Services follow their listeners, other claims that
-/// moved are reconciled again.
-async fn carry_out(
-    ctx: &Ctx,
-    alloc: &Allocator,
-    effects: &Effects,
-    current: Option<&ClaimId>,
-) -> Result<(), Error> {
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    for lb in &effects.touched {
-        if effects.deleted.contains(lb) {
-            continue;
+/// Reconciles one claim: the finalizer first, then the claim's objects and status.
+pub async fn reconcile(slb: Arc<SharedLB>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    #[allow(clippy::disallowed_methods)] // measuring reconcile duration for /metrics
+    let start = std::time::Instant::now();
+    let result = reconcile_inner(&slb, &ctx).await;
+    ctx.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics
+        .reconcile_micros
+        .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+    let key = core::claim_id(&slb);
+    match &result {
+        Ok(_) => {
+            guard(&ctx.failures).remove(&key);
         }
-        if let (Mode::Service, Some(info)) = (ctx.config.mode, alloc.lb(*lb))
-            && !info.listeners.is_empty()
-        {
-            let svc = core::desired_lb_service(&info, &ctx.config.namespace);
-            services
-                .patch(
-                    &core::lb_service_name(*lb),
-                    &PatchParams::apply(core::MANAGER).force(),
-                    &Patch::Apply(&svc),
-                )
-                .await?;
+        Err(e) => {
+            *guard(&ctx.metrics.errors).entry(e.kind()).or_default() += 1;
         }
     }
-    // Index claims per LB for the LB Service watch, and requeue the others touched.
+    result
+}
+
+async fn reconcile_inner(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
+    slb.namespace().ok_or(Error::NoNamespace)?;
+    let deleting = slb.metadata.deletion_timestamp.is_some();
+    let has_finalizer = slb.finalizers().iter().any(|f| f == core::FINALIZER);
+    if let Some(why) = ctx.degraded_reason() {
+        return degraded(slb, ctx, &why, deleting, has_finalizer).await;
+    }
+    if deleting {
+        if has_finalizer {
+            cleanup(slb, ctx).await?;
+            remove_finalizer(slb, ctx).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !has_finalizer {
+        add_finalizer(slb, ctx).await?;
+    }
+    apply(slb, ctx).await
+}
+
+/// On error: retry with exponential back-off (5 s doubling to 5 min) per claim.
+#[allow(clippy::needless_pass_by_value)] // the signature kube's Controller calls
+pub fn error_policy(slb: Arc<SharedLB>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    let key = core::claim_id(&slb);
+    let n = {
+        let mut f = guard(&ctx.failures);
+        let n = f.entry(key.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let delay = backoff(n);
+    if matches!(err, Error::Fenced) {
+        tracing::debug!(claim = %key, "not writing: no lease");
+    } else {
+        tracing::warn!(claim = %key, failures = n, retry_in = ?delay, "reconcile failed: {err}");
+    }
+    Action::requeue(delay)
+}
+
+/// The delay after `n` failures in a row: 5 s, 10 s, 20 s, ... at most 5 minutes.
+pub fn backoff(n: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << n.saturating_sub(1).min(10));
+    Duration::from_secs(secs.min(300))
+}
+
+async fn add_finalizer(slb: &SharedLB, ctx: &Ctx) -> Result<(), Error> {
+    ctx.write_allowed()?;
+    let api: Api<SharedLB> =
+        Api::namespaced(ctx.client.clone(), &slb.namespace().unwrap_or_default());
+    let mut finalizers = slb.finalizers().to_vec();
+    finalizers.push(core::FINALIZER.to_owned());
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": slb.resource_version()}});
+    api.patch(
+        &slb.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove_finalizer(slb: &SharedLB, ctx: &Ctx) -> Result<(), Error> {
+    ctx.write_allowed()?;
+    let api: Api<SharedLB> =
+        Api::namespaced(ctx.client.clone(), &slb.namespace().unwrap_or_default());
+    let finalizers: Vec<&String> = slb
+        .finalizers()
+        .iter()
+        .filter(|f| *f != core::FINALIZER)
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": slb.resource_version()}});
+    match api
+        .patch(
+            &slb.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
     {
-        let mut on = ctx
-            .claims_on
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        on.clear();
-        for (c, p) in alloc.claims() {
-            if let (Ok((lb, _)), Some(r)) = (p, claim_ref(c.id())) {
-                on.entry(lb).or_default().push(r);
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The API server lacks what the mode needs: let deletions through, explain otherwise.
+async fn degraded(
+    slb: &SharedLB,
+    ctx: &Ctx,
+    why: &str,
+    deleting: bool,
+    has_finalizer: bool,
+) -> Result<Action, Error> {
+    if deleting {
+        if has_finalizer {
+            delete_claim_objects(slb, ctx, None).await?;
+            remove_finalizer(slb, ctx).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    patch_status(ctx, slb, &Outcome::Unsupported(why.to_owned())).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// What the claim's Service name holds now.
+async fn name_owner(slb: &SharedLB, ctx: &Ctx) -> Result<Option<Owner>, Error> {
+    let ns = slb.namespace().ok_or(Error::NoNamespace)?;
+    let name = core::backing_service_name(slb);
+    Ok(ctx
+        .services(&ns)
+        .get_opt(&name)
+        .await?
+        .map(|svc| core::owner_of(&svc, slb)))
+}
+
+/// What one reconcile decided for the claim.
+enum Plan {
+    /// Not in the allocator (invalid, or its Service name is taken).
+    Out(Outcome<'static>),
+    /// Waiting.
+    Waiting(PendingReason, String),
+    /// Placed.
+    Placed {
+        lb: LbId,
+        listeners: Vec<Listener>,
+        pool: PoolKey,
+        lb_ready: bool,
+    },
+}
+
+async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
+    let ns = slb.namespace().ok_or(Error::NoNamespace)?;
+    let id = core::claim_key(slb).ok_or(Error::NoNamespace)?;
+    // 1. Look.
+    let owner = name_owner(slb, ctx).await?;
+    let taken = owner == Some(Owner::Foreign);
+    // 2. Decide, under the lock.
+    let spec = core::claim_from_spec(&ns, &slb.name_any(), &slb.spec, ctx.config.mode);
+    let mut fx = new_effects(ctx);
+    let (plan, lb_services) = {
+        let mut alloc = ctx.lock();
+        let plan = match (spec, taken) {
+            (Err(msg), _) => {
+                if alloc.claim(&id).is_some() {
+                    decide(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), &mut fx)?;
+                }
+                Plan::Out(Outcome::Invalid(msg))
             }
+            (Ok(_), true) => {
+                if alloc.claim(&id).is_some() {
+                    decide(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), &mut fx)?;
+                }
+                Plan::Out(Outcome::NameTaken(core::backing_service_name(slb)))
+            }
+            (Ok(claim), false) => {
+                let event = match alloc.claim(&id) {
+                    None => Some(Event::ClaimAdded(claim)),
+                    Some(c) if *c != claim => Some(Event::ClaimUpdated(claim)),
+                    Some(_) => None,
+                };
+                if let Some(e) = event {
+                    decide(ctx, &mut alloc, e, &mut fx)?;
+                }
+                if let Some((lb, ls)) = alloc.placement(&id) {
+                    let info = alloc.lb(lb);
+                    Plan::Placed {
+                        lb,
+                        listeners: ls.to_vec(),
+                        pool: info.as_ref().map_or(PoolKey::Open, |l| l.pool.clone()),
+                        lb_ready: info.is_some_and(|l| l.state == LbState::Ready),
+                    }
+                } else {
+                    let reason = alloc
+                        .pending_reason(&id)
+                        .unwrap_or(PendingReason::WaitingForCapacity);
+                    let message = guard(&ctx.messages)
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| format!("waiting: {reason}"));
+                    Plan::Waiting(reason, message)
+                }
+            }
+        };
+        // The LBs of this claim's placement are level-triggered too: always re-applied.
+        if let Plan::Placed { lb, .. } = &plan {
+            fx.touched.insert(*lb);
+        }
+        let lb_services = desired_lb_services(ctx, &alloc, &fx);
+        (plan, lb_services)
+    };
+    // 3. Write.
+    carry_out(ctx, fx, lb_services, Some(&id)).await?;
+    let outcome = match plan {
+        Plan::Out(outcome) => {
+            delete_claim_objects(slb, ctx, owner).await?;
+            outcome
+        }
+        Plan::Waiting(reason, message) => {
+            // Nothing held: the claim's objects go (in shared-IP mode its Service would
+            // keep a port and a share of an address it no longer has).
+            delete_claim_objects(slb, ctx, owner).await?;
+            Outcome::Pending(reason, message)
+        }
+        Plan::Placed {
+            lb,
+            listeners,
+            pool,
+            lb_ready,
+        } => {
+            let address = ensure_claim_objects(ctx, slb, lb, &listeners, &pool).await?;
+            if address.is_some() && !lb_ready {
+                let mut fx = new_effects(ctx);
+                let lb_services = {
+                    let mut alloc = ctx.lock();
+                    if alloc
+                        .lb(lb)
+                        .is_some_and(|l| l.state == LbState::Provisioning)
+                    {
+                        decide(ctx, &mut alloc, Event::LbReady(lb), &mut fx)?;
+                    }
+                    desired_lb_services(ctx, &alloc, &fx)
+                };
+                carry_out(ctx, fx, lb_services, Some(&id)).await?;
+            }
+            let status = core::status(
+                slb,
+                &Outcome::Placed {
+                    lb,
+                    listeners: &listeners,
+                    address,
+                },
+                &now_rfc3339(),
+                ctx.config.mode,
+            );
+            write_status(ctx, slb, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    };
+    patch_status(ctx, slb, &outcome).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<(), Error> {
+    if let Some(id) = core::claim_key(slb) {
+        let mut fx = new_effects(ctx);
+        let lb_services = {
+            let mut alloc = ctx.lock();
+            if alloc.claim(&id).is_some() {
+                decide(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), &mut fx)?;
+            }
+            desired_lb_services(ctx, &alloc, &fx)
+        };
+        carry_out(ctx, fx, lb_services, Some(&id)).await?;
+        guard(&ctx.messages).remove(&id);
+    }
+    let owner = name_owner(slb, ctx).await?;
+    delete_claim_objects(slb, ctx, owner).await?;
+    publish(ctx, slb, EventType::Normal, "Released", "listeners freed").await;
+    Ok(())
+}
+
+/// Deletes what the controller made for this claim: its Service (only when ours) and its
+/// mirrored EndpointSlices.
+async fn delete_claim_objects(
+    slb: &SharedLB,
+    ctx: &Ctx,
+    owner: Option<Owner>,
+) -> Result<(), Error> {
+    let ns = slb.namespace().ok_or(Error::NoNamespace)?;
+    if owner == Some(Owner::ThisClaim) {
+        ctx.write_allowed()?;
+        match ctx
+            .services(&ns)
+            .delete(&core::backing_service_name(slb), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    for c in &effects.claims {
-        if Some(c) != current
-            && let Some(r) = claim_ref(c)
-        {
-            let _ = ctx.requeue.unbounded_send(r);
-        }
+    if ctx.config.mode == Mode::Service && ctx.degraded_reason().is_none() {
+        delete_mirrored(ctx, slb, None).await?;
     }
     Ok(())
 }
 
-/// Ensures the claim's own objects exist and returns the LB's address when it has one.
+/// Ensures the claim's own objects exist as they should and returns the LB's address when
+/// it has one.
 async fn ensure_claim_objects(
     ctx: &Ctx,
     slb: &SharedLB,
     lb: LbId,
-    listeners: &[sharedlb_allocator::Listener],
-    alloc: &Allocator,
+    listeners: &[Listener],
+    pool: &PoolKey,
 ) -> Result<Option<String>, Error> {
     let ns = slb.namespace().ok_or(Error::NoNamespace)?;
-    let claim_services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let claim_services = ctx.services(&ns);
     let pp = PatchParams::apply(core::MANAGER).force();
+    let name = core::backing_service_name(slb);
     let address = match ctx.config.mode {
         Mode::Service => {
             let backing = core::desired_backing_service(slb, listeners);
-            claim_services
-                .patch(
-                    &core::backing_service_name(slb),
-                    &pp,
-                    &Patch::Apply(&backing),
-                )
-                .await?;
+            apply_claim_service(ctx, &claim_services, &name, &backing).await?;
+            guard(&ctx.backing).insert((ns.clone(), name.clone()), slb.name_any());
             let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
             let source = slices
-                .list(&ListParams::default().labels(&format!(
-                    "kubernetes.io/service-name={}",
-                    core::backing_service_name(slb)
-                )))
+                .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
                 .await?;
             let mirrors: Api<EndpointSlice> =
                 Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
             for s in core::mirrored_slices(slb, lb, listeners, &source.items, &ctx.config.namespace)
             {
+                ctx.write_allowed()?;
                 mirrors.patch(&s.name_any(), &pp, &Patch::Apply(&s)).await?;
             }
             delete_mirrored(ctx, slb, Some(lb)).await?;
-            let lb_services: Api<Service> =
-                Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-            lb_services
+            ctx.services(&ctx.config.namespace)
                 .get_opt(&core::lb_service_name(lb))
                 .await?
                 .as_ref()
                 .and_then(core::service_address)
         }
         Mode::SharedIp => {
-            let pool = alloc
-                .lb(lb)
-                .map_or(sharedlb_allocator::PoolKey::Open, |l| l.pool);
             let svc = core::desired_shared_ip_service(
                 slb,
                 lb,
-                &pool,
+                pool,
                 listeners,
                 ctx.config.shared_ip_impl,
             );
-            let got = claim_services
-                .patch(&core::backing_service_name(slb), &pp, &Patch::Apply(&svc))
-                .await?;
+            let got = apply_claim_service(ctx, &claim_services, &name, &svc).await?;
             core::service_address(&got)
         }
     };
     if let Some(a) = &address {
-        ctx.addresses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(lb, a.clone());
+        guard(&ctx.addresses).insert(lb, a.clone());
     }
     Ok(address)
+}
+
+/// Creates the claim's Service, or updates it when it is ours. The ownership was checked
+/// before deciding; a Service that appears in between is caught by the create's conflict.
+async fn apply_claim_service(
+    ctx: &Ctx,
+    api: &Api<Service>,
+    name: &str,
+    svc: &Service,
+) -> Result<Service, Error> {
+    ctx.write_allowed()?;
+    match api.get_opt(name).await? {
+        None => match api.create(&PostParams::default(), svc).await {
+            Ok(s) => Ok(s),
+            Err(e) => Err(e.into()),
+        },
+        Some(_) => Ok(api
+            .patch(
+                name,
+                &PatchParams::apply(core::MANAGER).force(),
+                &Patch::Apply(svc),
+            )
+            .await?),
+    }
 }
 
 /// Deletes the claim's mirrored EndpointSlices, except those for `keep`.
@@ -430,6 +804,7 @@ async fn delete_mirrored(ctx: &Ctx, slb: &SharedLB, keep: Option<LbId>) -> Resul
         .await?
         .items
     {
+        ctx.write_allowed()?;
         match mirrors
             .delete(&s.name_any(), &DeleteParams::default())
             .await
@@ -440,6 +815,113 @@ async fn delete_mirrored(ctx: &Ctx, slb: &SharedLB, keep: Option<LbId>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Repairs drift of the LB Services (service mode): every LB the allocator has gets its
+/// Service as it should be (one deleted or changed by someone else is put back); an LB
+/// Service of ours the allocator does not know, or is deleting, is deleted. Also reports
+/// LBs that got an address as ready.
+pub async fn resync_lbs(ctx: &Ctx) -> Result<(), Error> {
+    if ctx.config.mode != Mode::Service || ctx.degraded_reason().is_some() {
+        return Ok(());
+    }
+    let api = ctx.services(&ctx.config.namespace);
+    let actual: BTreeMap<LbId, Service> = api
+        .list(&ListParams::default().labels(&format!(
+            "{},{}={}",
+            core::LB_LABEL,
+            core::MANAGED_BY_LABEL,
+            core::MANAGED_BY
+        )))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|s| Some((core::lb_from_name(&s.name_any())?, s)))
+        .collect();
+    let (desired, draining): (Vec<(LbId, Service, LbState)>, BTreeSet<LbId>) = {
+        let alloc = ctx.lock();
+        let mut desired = Vec::new();
+        let mut draining = BTreeSet::new();
+        for info in alloc.lbs() {
+            if info.state == LbState::Draining {
+                draining.insert(info.id);
+            } else if !info.listeners.is_empty() {
+                desired.push((
+                    info.id,
+                    core::desired_lb_service(&info, &ctx.config.namespace),
+                    info.state,
+                ));
+            }
+        }
+        (desired, draining)
+    };
+    let mut fx = new_effects(ctx);
+    let mut ready = Vec::new();
+    for (lb, svc, state) in &desired {
+        // Applied whether it drifted, was deleted by someone else, or is as it should be:
+        // server-side apply of an unchanged object changes nothing.
+        apply_lb_service(ctx, *lb, svc).await?;
+        if let Some(addr) = actual.get(lb).and_then(core::service_address) {
+            guard(&ctx.addresses).insert(*lb, addr);
+            if *state == LbState::Provisioning {
+                ready.push(*lb);
+            }
+        }
+    }
+    for lb in actual.keys() {
+        let known = desired.iter().any(|(d, _, _)| d == lb);
+        if !known {
+            // Ours and not wanted: being deleted, idle, or unknown (an orphan).
+            let idle = !draining.contains(lb) && ctx.lock().lb(*lb).is_some();
+            if !idle {
+                delete_lb_service(ctx, *lb).await?;
+                if draining.contains(lb) {
+                    fx.deleted.push(*lb);
+                }
+            }
+        }
+    }
+    for lb in &draining {
+        if !actual.contains_key(lb) {
+            fx.deleted.push(*lb);
+        }
+    }
+    let lb_services = {
+        let mut alloc = ctx.lock();
+        for lb in ready {
+            if alloc
+                .lb(lb)
+                .is_some_and(|l| l.state == LbState::Provisioning)
+            {
+                decide(ctx, &mut alloc, Event::LbReady(lb), &mut fx)?;
+                for c in alloc.claims_on(lb) {
+                    fx.claims.insert(c);
+                }
+            }
+        }
+        desired_lb_services(ctx, &alloc, &fx)
+    };
+    carry_out(ctx, fx, lb_services, None).await
+}
+
+/// Sends the allocator a tick (idle deletion on time, waiting claims retried) and, when
+/// `consolidate` is given, a consolidation with that move budget; carries out the result.
+pub async fn tick(ctx: &Ctx, consolidate: Option<u32>) -> Result<(), Error> {
+    let mut fx = new_effects(ctx);
+    let lb_services = {
+        let mut alloc = ctx.lock();
+        decide(ctx, &mut alloc, Event::Tick, &mut fx)?;
+        if let Some(max_moves) = consolidate {
+            decide(ctx, &mut alloc, Event::Consolidate { max_moves }, &mut fx)?;
+        }
+        desired_lb_services(ctx, &alloc, &fx)
+    };
+    carry_out(ctx, fx, lb_services, None).await
+}
+
+/// When the allocator next wants a tick.
+pub fn next_wakeup(ctx: &Ctx) -> Option<Time> {
+    ctx.lock().next_wakeup()
 }
 
 async fn patch_status(ctx: &Ctx, slb: &SharedLB, outcome: &Outcome<'_>) -> Result<(), Error> {
@@ -455,6 +937,7 @@ async fn write_status(
     if slb.status.as_ref() == Some(&status) {
         return Ok(());
     }
+    ctx.write_allowed()?;
     let was_ready = slb.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()
@@ -464,16 +947,7 @@ async fn write_status(
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    let reason = status
-        .conditions
-        .first()
-        .map(|c| c.reason.clone())
-        .unwrap_or_default();
-    let message = status
-        .conditions
-        .first()
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let first = status.conditions.first().cloned();
     let ns = slb.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<SharedLB> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = json!({
@@ -487,18 +961,29 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
-    if ready != was_ready || !ready {
+    let changed_reason = slb
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.first())
+        .map(|c| c.reason.as_str())
+        != first.as_ref().map(|c| c.reason.as_str());
+    if (ready != was_ready || changed_reason)
+        && let Some(c) = first
+    {
         let kind = if ready {
             EventType::Normal
         } else {
             EventType::Warning
         };
-        publish(ctx, slb, kind, &reason, &message).await;
+        publish(ctx, slb, kind, &c.reason, &c.message).await;
     }
     Ok(())
 }
 
 async fn publish(ctx: &Ctx, slb: &SharedLB, type_: EventType, reason: &str, note: &str) {
+    if ctx.write_allowed().is_err() {
+        return;
+    }
     let ev = KubeEvent {
         type_,
         reason: reason.to_owned(),
@@ -508,5 +993,19 @@ async fn publish(ctx: &Ctx, slb: &SharedLB, type_: EventType, reason: &str, note
     };
     if let Err(e) = ctx.recorder.publish(&ev, &slb.object_ref(&())).await {
         tracing::debug!("event not recorded: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(4), Duration::from_secs(40));
+        assert_eq!(backoff(9), Duration::from_secs(300));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
     }
 }

@@ -3,7 +3,6 @@
 //! in-memory store, records every request, and can fail on demand.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
@@ -15,7 +14,8 @@ use sharedlb_allocator::{Allocator, LbId};
 use sharedlb_controller::config::ControllerConfig;
 use sharedlb_controller::core::{self, Mode};
 use sharedlb_controller::crd::SharedLB;
-use sharedlb_controller::reconcile::{Ctx, Metrics, reconcile};
+use sharedlb_controller::fence::Fence;
+use sharedlb_controller::reconcile::{self, Ctx, Role, reconcile};
 
 type Key = (String, String, String); // (resource path prefix, namespace, name)
 
@@ -25,6 +25,9 @@ struct Store {
     trace: Vec<String>,
     /// Fail the next request whose "METHOD path" contains the key, with this code.
     fail_next: Vec<(String, u16)>,
+    /// Writes (anything but GET) seen so far, and the index of one to fail with a 500.
+    total_writes: usize,
+    fail_write: Option<usize>,
 }
 
 /// Splits `/api/v1/namespaces/ns/services/name/status` into (prefix/resource, ns, name, sub).
@@ -98,6 +101,13 @@ fn respond(
     let mut s = store.lock().unwrap();
     let line = format!("{method} {}", uri.path());
     s.trace.push(line.clone());
+    if method != Method::GET {
+        let n = s.total_writes;
+        s.total_writes += 1;
+        if s.fail_write == Some(n) {
+            return (500, status_body(500, "InjectedFailure"));
+        }
+    }
     if let Some(i) = s
         .fail_next
         .iter()
@@ -149,11 +159,24 @@ fn respond(
         ("PATCH", Some(name)) => {
             let key = (resource, ns, name);
             let mut obj = s.objects.get(&key).cloned().unwrap_or(Value::Null);
+            if obj.is_null() && !content_type.contains("apply-patch") {
+                return (404, status_body(404, "NotFound"));
+            }
             if content_type.contains("json-patch") {
                 let patch: json_patch::Patch = serde_json::from_value(body).unwrap();
                 if json_patch::patch(&mut obj, &patch).is_err() {
                     return (422, status_body(422, "Invalid"));
                 }
+            } else if content_type.contains("merge-patch") {
+                let want = body["metadata"]["resourceVersion"].clone();
+                if !want.is_null() && want != obj["metadata"]["resourceVersion"] {
+                    return (409, status_body(409, "Conflict"));
+                }
+                let mut body = body;
+                if let Some(m) = body["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+                json_patch::merge(&mut obj, &body);
             } else if sub_status {
                 obj["status"] = body["status"].clone();
             } else {
@@ -181,6 +204,10 @@ struct Harness {
 }
 
 fn harness(mode: Mode) -> Harness {
+    harness_with(mode, |_| {})
+}
+
+fn harness_with(mode: Mode, tweak: impl FnOnce(&mut ControllerConfig)) -> Harness {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let store = Arc::new(Mutex::new(Store::default()));
     let served = store.clone();
@@ -204,32 +231,35 @@ fn harness(mode: Mode) -> Harness {
         }
     });
     let client = Client::new(svc, "default");
-    let config = ControllerConfig {
+    let mut config = ControllerConfig {
         mode,
         leader_election: false,
         ..ControllerConfig::default()
     };
+    tweak(&mut config);
     let (requeue, requeued) = futures::channel::mpsc::unbounded();
     // Requeues of other claims are not driven here; keep the receiver alive.
     std::mem::forget(requeued);
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        alloc: tokio::sync::Mutex::new(Allocator::new(config.allocator_config().unwrap()).unwrap()),
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "test".into(),
+            instance: None,
+        },
+    );
+    let ctx = Ctx::new(
+        client,
         config,
-        addresses: std::sync::Mutex::default(),
-        claims_on: std::sync::Mutex::default(),
         requeue,
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "test".into(),
-                instance: None,
-            },
-        ),
-        metrics: Metrics::default(),
-        ready: AtomicBool::new(true),
-    });
-    Harness { ctx, store }
+        recorder,
+        Arc::new(Fence::unelected()),
+    )
+    .unwrap();
+    ctx.set_role(Role::Leader);
+    Harness {
+        ctx: Arc::new(ctx),
+        store,
+    }
 }
 
 impl Harness {
@@ -264,6 +294,72 @@ impl Harness {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+
+    fn with_alloc<T>(&self, f: impl FnOnce(&mut Allocator) -> T) -> T {
+        f(&mut self.ctx.alloc.lock().unwrap())
+    }
+
+    /// Marks a claim deleted (the API server sets deletionTimestamp; finalizers hold it).
+    fn delete_claim(&self, ns: &str, name: &str) {
+        let mut c = self.get(CLAIMS, ns, name).unwrap();
+        c["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");
+        self.put(CLAIMS, ns, name, c);
+    }
+
+    /// Plays the cloud: gives an LB Service an address.
+    fn give_address(&self, lb: &str, host: &str) {
+        let mut svc = self.get(SERVICES, "sharedlb-system", lb).unwrap();
+        svc["status"] = json!({"loadBalancer": {"ingress": [{"hostname": host}]}});
+        self.put(SERVICES, "sharedlb-system", lb, svc);
+    }
+
+    /// Reconciles every claim, the LBs and the clock until a round changes nothing and
+    /// fails nothing (level-triggered: unchanged objects are applied again, changing
+    /// nothing); returns the rounds it took.
+    async fn converge(&self) -> usize {
+        for round in 1..=12 {
+            let before = self.state();
+            let claims: Vec<(String, String)> = self
+                .store
+                .lock()
+                .unwrap()
+                .objects
+                .keys()
+                .filter(|(r, _, _)| r == CLAIMS)
+                .map(|(_, ns, n)| (ns.clone(), n.clone()))
+                .collect();
+            let mut failed = false;
+            for (ns, n) in claims {
+                if self.get(CLAIMS, &ns, &n).is_some() {
+                    failed |= self.reconcile(&ns, &n).await.is_err();
+                }
+            }
+            failed |= reconcile::resync_lbs(&self.ctx).await.is_err();
+            failed |= reconcile::tick(&self.ctx, None).await.is_err();
+            let trace = self.trace();
+            if !failed && self.state() == before {
+                return round;
+            }
+            if round == 12 {
+                println!("last round:\n  {}", trace.join("\n  "));
+            }
+        }
+        panic!("no convergence in 12 rounds");
+    }
+
+    /// The objects, without events and condition timestamps.
+    fn state(&self) -> BTreeMap<Key, Value> {
+        let mut out = self.store.lock().unwrap().objects.clone();
+        out.retain(|(r, _, _), _| !r.contains("events"));
+        for v in out.values_mut() {
+            if let Some(cs) = v["status"]["conditions"].as_array_mut() {
+                for c in cs {
+                    c["lastTransitionTime"] = Value::Null;
+                }
+            }
+        }
+        out
+    }
 }
 
 const CLAIMS: &str = "apis/sharedlb.io/v1alpha1/sharedlbs";
@@ -276,7 +372,7 @@ fn claim_json(ns: &str, name: &str, ports: Value) -> Value {
         "apiVersion": "sharedlb.io/v1alpha1",
         "kind": "SharedLB",
         "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1,
-                     "finalizers": [core::FINALIZER]},
+                     "resourceVersion": "1"},
         "spec": {"ports": ports, "selector": {"app": name}},
     })
 }
@@ -289,9 +385,23 @@ fn ready(status: &Value) -> &str {
         .unwrap_or("")
 }
 
+fn reason(status: &Value) -> &str {
+    status["conditions"][0]["reason"].as_str().unwrap_or("")
+}
+
+fn web_slice(h: &Harness) {
+    h.put(SLICES, "shop", "web-sharedlb-x1", json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-sharedlb-x1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web-sharedlb"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.1.0.5"]}],
+        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+    }));
+}
+
 #[tokio::test]
 async fn two_claims_share_an_lb_then_cleanup_deletes_it() {
-    let h = harness(Mode::Service);
+    let h = harness_with(Mode::Service, |c| c.idle_timeout_seconds = 0);
     h.put(
         CLAIMS,
         "shop",
@@ -302,13 +412,7 @@ async fn two_claims_share_an_lb_then_cleanup_deletes_it() {
             json!([{"name": "https", "protocol": "TCP", "port": 443, "targetPort": 8443}]),
         ),
     );
-    h.put(SLICES, "shop", "web-sharedlb-x1", json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "web-sharedlb-x1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web-sharedlb"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.1.0.5"]}],
-        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
-    }));
+    web_slice(&h);
     h.reconcile("shop", "web").await.unwrap();
     let trace = h.trace();
     println!("reconcile shop/web:\n  {}", trace.join("\n  "));
@@ -317,41 +421,39 @@ async fn two_claims_share_an_lb_then_cleanup_deletes_it() {
         .expect("LB Service created");
     assert_eq!(lb_svc["spec"]["type"], "LoadBalancer");
     assert_eq!(lb_svc["spec"]["ports"][0]["name"], "tcp-443");
-    assert!(
-        h.get(SERVICES, "shop", "web-sharedlb").is_some(),
-        "backing Service"
-    );
+    let backing = h
+        .get(SERVICES, "shop", "web-sharedlb")
+        .expect("backing Service");
+    assert_eq!(backing["metadata"]["ownerReferences"][0]["uid"], "uid-web");
     let mirror = h
         .get(SLICES, "sharedlb-system", "sharedlb-lb-1-shop-web-ipv4")
         .expect("mirrored slice");
     assert_eq!(mirror["ports"][0]["name"], "tcp-443");
     assert_eq!(mirror["ports"][0]["port"], 8443);
     assert_eq!(mirror["endpoints"][0]["addresses"][0], "10.1.0.5");
-    let st = &h.get(CLAIMS, "shop", "web").unwrap()["status"];
+    let c = h.get(CLAIMS, "shop", "web").unwrap();
+    assert_eq!(c["metadata"]["finalizers"], json!([core::FINALIZER]));
+    let st = &c["status"];
     assert_eq!(ready(st), "False", "the LB has no address yet: {st}");
-    assert_eq!(st["conditions"][0]["reason"], "WaitingForLoadBalancer");
+    assert_eq!(reason(st), "WaitingForLoadBalancer");
     assert_eq!(st["loadBalancer"], "sharedlb-lb-1");
 
     // The cloud gives the LB an address; the next reconcile marks the claim Ready.
-    let mut svc = h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1").unwrap();
-    svc["status"] = json!({"loadBalancer": {"ingress": [{"hostname": "lb-1.example.net"}]}});
-    h.put(SERVICES, "sharedlb-system", "sharedlb-lb-1", svc);
+    h.give_address("sharedlb-lb-1", "lb-1.example.net");
     h.reconcile("shop", "web").await.unwrap();
     let st = &h.get(CLAIMS, "shop", "web").unwrap()["status"];
     assert_eq!(ready(st), "True", "{st}");
     assert_eq!(st["address"], "lb-1.example.net");
-    let trace = h.trace();
     assert!(
-        trace
+        h.trace()
             .iter()
             .any(|t| t.starts_with("POST") && t.contains("events")),
-        "an event is recorded: {trace:?}"
+        "an event is recorded"
     );
 
     // A second claim shares the LB: the LB Service now holds both claims' listeners.
     h.put(CLAIMS, "shop", "dns", claim_json("shop", "dns", json!([{"name": "dns", "protocol": "UDP", "port": 53}, {"name": "dns-tcp", "protocol": "TCP", "port": 53}])));
     h.reconcile("shop", "dns").await.unwrap();
-    println!("reconcile shop/dns:\n  {}", h.trace().join("\n  "));
     let lb_svc = h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1").unwrap();
     let names: Vec<&str> = lb_svc["spec"]["ports"]
         .as_array()
@@ -363,11 +465,6 @@ async fn two_claims_share_an_lb_then_cleanup_deletes_it() {
     let st = &h.get(CLAIMS, "shop", "dns").unwrap()["status"];
     assert_eq!(ready(st), "True", "the LB already has its address: {st}");
     assert_eq!(st["portSummary"], "53/UDP,53/TCP");
-    assert!(
-        h.get(SERVICES, "sharedlb-system", "sharedlb-lb-2")
-            .is_none(),
-        "no second LB"
-    );
 
     // A conflicting fixed port (443 again) gets another LB.
     h.put(
@@ -384,17 +481,10 @@ async fn two_claims_share_an_lb_then_cleanup_deletes_it() {
     h.trace();
 
     // Deleting both claims on lb-1: cleanup frees the listeners, removes the mirrored
-    // slices and the finalizer, and the empty LB is deleted once idle (timeout 0 here).
-    {
-        let mut a = h.ctx.alloc.lock().await;
-        let mut snap = a.snapshot();
-        snap.config.idle_timeout_ms = 0;
-        *a = Allocator::restore(snap).unwrap().allocator;
-    }
+    // slices and the finalizer; the empty LB goes at its idle timeout (0 here), on the
+    // allocator's clock.
     for name in ["web", "dns"] {
-        let mut c = h.get(CLAIMS, "shop", name).unwrap();
-        c["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");
-        h.put(CLAIMS, "shop", name, c);
+        h.delete_claim("shop", name);
         h.reconcile("shop", name).await.unwrap();
         let c = h.get(CLAIMS, "shop", name).unwrap();
         assert_eq!(
@@ -403,19 +493,50 @@ async fn two_claims_share_an_lb_then_cleanup_deletes_it() {
             "finalizer removed from {name}"
         );
     }
-    println!("cleanup:\n  {}", h.trace().join("\n  "));
     assert!(
         h.get(SLICES, "sharedlb-system", "sharedlb-lb-1-shop-web-ipv4")
-            .is_none(),
-        "mirror deleted"
+            .is_none()
     );
+    reconcile::tick(&h.ctx, None).await.unwrap();
+    println!("cleanup:\n  {}", h.trace().join("\n  "));
     assert!(
         h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1")
             .is_none(),
         "idle LB deleted"
     );
-    assert!(h.ctx.alloc.lock().await.lb(LbId(1)).is_none());
-    h.ctx.alloc.lock().await.check_invariants().unwrap();
+    h.with_alloc(|a| {
+        assert!(a.lb(LbId(1)).is_none());
+        a.check_invariants().unwrap();
+    });
+}
+
+#[tokio::test]
+async fn an_empty_lb_is_deleted_at_its_idle_timeout_by_the_clock_alone() {
+    let h = harness_with(Mode::Service, |c| c.idle_timeout_seconds = 1);
+    h.put(
+        CLAIMS,
+        "shop",
+        "web",
+        claim_json("shop", "web", json!([{"name": "https", "port": 443}])),
+    );
+    h.reconcile("shop", "web").await.unwrap();
+    h.delete_claim("shop", "web");
+    h.reconcile("shop", "web").await.unwrap();
+    let wake = reconcile::next_wakeup(&h.ctx).expect("the allocator asks to be woken");
+    assert!(
+        h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1")
+            .is_some(),
+        "kept while idle"
+    );
+    // No claim is reconciled again: only the clock ticks, at the wake-up.
+    while reconcile::now_ms() < wake.0 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    reconcile::tick(&h.ctx, None).await.unwrap();
+    assert!(
+        h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -426,7 +547,7 @@ async fn bad_spec_gets_a_condition_not_a_panic() {
     h.put(CLAIMS, "shop", "bad", c);
     h.reconcile("shop", "bad").await.unwrap();
     let st = &h.get(CLAIMS, "shop", "bad").unwrap()["status"];
-    assert_eq!(st["conditions"][0]["reason"], "InvalidSpec");
+    assert_eq!(reason(st), "InvalidSpec");
     assert!(
         st["conditions"][0]["message"]
             .as_str()
@@ -442,6 +563,113 @@ async fn bad_spec_gets_a_condition_not_a_panic() {
 }
 
 #[tokio::test]
+async fn a_spec_turning_invalid_releases_its_listeners_and_objects() {
+    let h = harness(Mode::SharedIp);
+    let ports = json!([{"name": "https", "port": 443}]);
+    h.put(CLAIMS, "shop", "a", claim_json("shop", "a", ports.clone()));
+    h.reconcile("shop", "a").await.unwrap();
+    assert!(h.get(SERVICES, "shop", "a-sharedlb").is_some());
+    // Its spec turns invalid: port 0 without a targetPort.
+    let mut c = h.get(CLAIMS, "shop", "a").unwrap();
+    c["spec"]["ports"] = json!([{"name": "https", "port": 0}]);
+    h.put(CLAIMS, "shop", "a", c);
+    h.reconcile("shop", "a").await.unwrap();
+    assert_eq!(
+        reason(&h.get(CLAIMS, "shop", "a").unwrap()["status"]),
+        "InvalidSpec"
+    );
+    assert!(
+        h.get(SERVICES, "shop", "a-sharedlb").is_none(),
+        "its Service is gone"
+    );
+    // Another claim now gets 443 on the same shared IP, and only one Service holds it.
+    h.put(CLAIMS, "shop", "b", claim_json("shop", "b", ports));
+    h.reconcile("shop", "b").await.unwrap();
+    let holders = h
+        .store
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .filter(|((r, _, _), o)| r == SERVICES && o["spec"]["ports"][0]["port"] == 443)
+        .count();
+    assert_eq!(holders, 1);
+}
+
+#[tokio::test]
+async fn a_users_service_with_the_derived_name_is_never_taken_over() {
+    let h = harness(Mode::SharedIp);
+    let users = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web-sharedlb", "namespace": "shop", "labels": {"team": "web"}},
+        "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    });
+    h.put(SERVICES, "shop", "web-sharedlb", users.clone());
+    h.put(
+        CLAIMS,
+        "shop",
+        "web",
+        claim_json("shop", "web", json!([{"name": "https", "port": 443}])),
+    );
+    h.reconcile("shop", "web").await.unwrap();
+    assert_eq!(
+        h.get(SERVICES, "shop", "web-sharedlb").unwrap(),
+        users,
+        "left as it was"
+    );
+    let st = &h.get(CLAIMS, "shop", "web").unwrap()["status"];
+    assert_eq!(reason(st), "ServiceNameTaken", "{st}");
+    h.with_alloc(|a| assert_eq!(a.claim_count(), 0, "it holds no listeners"));
+    assert!(
+        h.trace()
+            .iter()
+            .any(|t| t.starts_with("POST") && t.contains("events"))
+    );
+    // Deleting the claim leaves the user's Service alone too.
+    h.delete_claim("shop", "web");
+    h.reconcile("shop", "web").await.unwrap();
+    assert_eq!(h.get(SERVICES, "shop", "web-sharedlb").unwrap(), users);
+    // Once the user's Service is gone, the claim is placed.
+    h.store.lock().unwrap().objects.remove(&(
+        SERVICES.into(),
+        "shop".into(),
+        "web-sharedlb".into(),
+    ));
+    let mut c = h.get(CLAIMS, "shop", "web").unwrap();
+    c["metadata"]["deletionTimestamp"] = Value::Null;
+    h.put(CLAIMS, "shop", "web", c);
+    h.reconcile("shop", "web").await.unwrap();
+    assert_eq!(
+        reason(&h.get(CLAIMS, "shop", "web").unwrap()["status"]),
+        "WaitingForLoadBalancer"
+    );
+}
+
+#[tokio::test]
+async fn claim_names_that_are_no_service_names_get_valid_derived_names() {
+    let h = harness(Mode::SharedIp);
+    let long = "n".repeat(70);
+    for name in ["web.v2", "2fa", long.as_str()] {
+        h.put(
+            CLAIMS,
+            "shop",
+            name,
+            claim_json(
+                "shop",
+                name,
+                json!([{"name": "p", "port": 0, "targetPort": 80}]),
+            ),
+        );
+        h.reconcile("shop", name).await.unwrap();
+        let st = &h.get(CLAIMS, "shop", name).unwrap()["status"];
+        assert_eq!(reason(st), "WaitingForLoadBalancer", "{name}: {st}");
+        let svc = core::service_name_for(name);
+        assert!(core::is_dns1035_label(&svc), "{svc}");
+        assert!(h.get(SERVICES, "shop", &svc).is_some(), "{name} → {svc}");
+    }
+}
+
+#[tokio::test]
 async fn api_errors_fail_the_reconcile_and_the_retry_converges() {
     let h = harness(Mode::Service);
     h.put(
@@ -450,55 +678,253 @@ async fn api_errors_fail_the_reconcile_and_the_retry_converges() {
         "web",
         claim_json("shop", "web", json!([{"name": "https", "port": 443}])),
     );
-    h.store.lock().unwrap().fail_next = vec![(
-        "PATCH /api/v1/namespaces/shop/services/web-sharedlb".into(),
-        500,
-    )];
+    h.store.lock().unwrap().fail_next = vec![("POST /api/v1/namespaces/shop/services".into(), 500)];
     let err = h.reconcile("shop", "web").await.unwrap_err();
     assert!(
         err.contains("500") || err.contains("InjectedFailure"),
         "{err}"
     );
-    assert_eq!(
-        h.ctx
-            .metrics
-            .errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(h.ctx.metrics.errors.lock().unwrap().get("api"), Some(&1));
     h.store.lock().unwrap().fail_next = vec![("/status".into(), 409)];
     assert!(
         h.reconcile("shop", "web").await.is_err(),
         "a 409 on status is retried too"
     );
-    // The controller requeues with backoff; the retry converges on the same LB.
+    assert_eq!(
+        h.ctx.metrics.errors.lock().unwrap().get("conflict"),
+        Some(&1)
+    );
+    // The controller requeues with back-off; the retry converges on the same LB.
     h.reconcile("shop", "web").await.unwrap();
     let st = &h.get(CLAIMS, "shop", "web").unwrap()["status"];
     assert_eq!(st["loadBalancer"], "sharedlb-lb-1", "{st}");
     assert!(
         h.get(SERVICES, "sharedlb-system", "sharedlb-lb-2")
             .is_none(),
-        "no LB leaked by the failures"
+        "no LB leaked"
+    );
+    assert!(h.get(SERVICES, "shop", "web-sharedlb").is_some());
+}
+
+/// Sets up two claims sharing an LB and a third on another, with the cloud playing along.
+async fn shop(h: &Harness) {
+    h.put(
+        CLAIMS,
+        "shop",
+        "web",
+        claim_json(
+            "shop",
+            "web",
+            json!([{"name": "https", "port": 443, "targetPort": 8443}]),
+        ),
+    );
+    web_slice(h);
+    h.put(
+        CLAIMS,
+        "shop",
+        "dns",
+        claim_json(
+            "shop",
+            "dns",
+            json!([{"name": "dns", "protocol": "UDP", "port": 53}]),
+        ),
+    );
+    h.put(
+        CLAIMS,
+        "shop",
+        "web2",
+        claim_json("shop", "web2", json!([{"name": "https", "port": 443}])),
+    );
+    h.converge().await;
+    for lb in ["sharedlb-lb-1", "sharedlb-lb-2"] {
+        if h.get(SERVICES, "sharedlb-system", lb).is_some() {
+            h.give_address(lb, &format!("{lb}.example.net"));
+        }
+    }
+    h.converge().await;
+}
+
+/// Checks that the cluster is consistent with itself and the allocator: every claim Ready
+/// on an LB whose Service carries exactly the listeners of the claims on it, each claim's
+/// Service ours, mirrored slices only on the claim's own LB, no other LB Service. Returns
+/// the number of LB Services.
+fn consistent(h: &Harness) -> usize {
+    let objects = h.store.lock().unwrap().objects.clone();
+    let mut per_lb: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((r, ns, name), o) in &objects {
+        if r != CLAIMS {
+            continue;
+        }
+        let st = &o["status"];
+        assert_eq!(ready(st), "True", "{ns}/{name}: {st}");
+        let lb = st["loadBalancer"].as_str().unwrap().to_owned();
+        for p in st["ports"].as_array().unwrap() {
+            let proto = p["protocol"].as_str().unwrap().to_ascii_lowercase();
+            per_lb
+                .entry(lb.clone())
+                .or_default()
+                .push(format!("{proto}-{}", p["port"]));
+        }
+        let svc = &objects[&(SERVICES.to_owned(), ns.clone(), format!("{name}-sharedlb"))];
+        assert_eq!(
+            svc["metadata"]["ownerReferences"][0]["uid"],
+            o["metadata"]["uid"]
+        );
+        let mirrors: Vec<&String> = objects
+            .iter()
+            .filter(|((r, ns, _), m)| {
+                r == SLICES
+                    && ns == "sharedlb-system"
+                    && m["metadata"]["labels"][core::CLAIM_LABEL] == o["metadata"]["uid"]
+            })
+            .map(|((_, _, n), _)| n)
+            .collect();
+        if name == "web" {
+            assert_eq!(
+                mirrors,
+                vec![&format!("{lb}-shop-web-ipv4")],
+                "web's mirror follows its LB"
+            );
+        } else {
+            assert!(mirrors.is_empty(), "{name}: {mirrors:?}");
+        }
+    }
+    let lb_services: BTreeMap<&String, &Value> = objects
+        .iter()
+        .filter(|((r, ns, _), _)| r == SERVICES && ns == "sharedlb-system")
+        .map(|((_, _, n), o)| (n, o))
+        .collect();
+    assert_eq!(
+        lb_services.keys().map(|n| (*n).clone()).collect::<Vec<_>>(),
+        per_lb.keys().cloned().collect::<Vec<_>>()
+    );
+    for (lb, mut want) in per_lb {
+        want.sort();
+        let mut got: Vec<String> = lb_services[&lb]["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{lb}");
+    }
+    h.with_alloc(|a| a.check_invariants().unwrap());
+    lb_services.len()
+}
+
+#[tokio::test]
+async fn a_failure_at_any_write_converges() {
+    let clean = harness(Mode::Service);
+    shop(&clean).await;
+    let lbs = consistent(&clean);
+    assert_eq!(lbs, 2);
+    let writes = clean.store.lock().unwrap().total_writes;
+    assert!(writes >= 10, "{writes} writes");
+    // Each write of the clean run fails in turn (a 500). Retries may order placements
+    // differently, but must end in a consistent cluster with as many LBs and nothing leaked.
+    for i in 0..writes {
+        let h = harness(Mode::Service);
+        h.store.lock().unwrap().fail_write = Some(i);
+        shop(&h).await;
+        assert_eq!(consistent(&h), lbs, "write {i} of {writes} failed");
+    }
+}
+
+#[tokio::test]
+async fn drift_is_repaired() {
+    let h = harness(Mode::Service);
+    shop(&h).await;
+    let want = h.state();
+    // Someone edits an LB Service's ports, deletes another, and leaves an orphan.
+    let mut lb1 = h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1").unwrap();
+    lb1["spec"]["ports"] = json!([{"name": "tcp-1", "port": 1, "protocol": "TCP"}]);
+    h.put(SERVICES, "sharedlb-system", "sharedlb-lb-1", lb1);
+    h.store.lock().unwrap().objects.remove(&(
+        SERVICES.into(),
+        "sharedlb-system".into(),
+        "sharedlb-lb-2".into(),
+    ));
+    h.put(SERVICES, "sharedlb-system", "sharedlb-lb-9", json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "sharedlb-lb-9", "namespace": "sharedlb-system",
+                     "labels": {core::LB_LABEL: "9", core::MANAGED_BY_LABEL: core::MANAGED_BY}},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "tcp-1", "port": 1, "protocol": "TCP"}]},
+    }));
+    reconcile::resync_lbs(&h.ctx).await.unwrap();
+    let lb1 = h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1").unwrap();
+    assert_eq!(lb1["spec"]["ports"].as_array().unwrap().len(), 2, "{lb1}");
+    assert!(
+        h.get(SERVICES, "sharedlb-system", "sharedlb-lb-2")
+            .is_some(),
+        "put back"
+    );
+    assert!(
+        h.get(SERVICES, "sharedlb-system", "sharedlb-lb-9")
+            .is_none(),
+        "orphan deleted"
+    );
+    // A user's Service without our labels is never touched.
+    assert!(
+        want.keys()
+            .all(|(r, ns, _)| r != SERVICES || ns != "default")
     );
 }
 
 #[tokio::test]
-async fn restart_rebuilds_state_and_writes_nothing_new() {
+async fn a_fenced_replica_writes_nothing() {
     let h = harness(Mode::Service);
+    let fenced = Ctx::new(
+        h.ctx.client.clone(),
+        h.ctx.config.clone(),
+        futures::channel::mpsc::unbounded().0,
+        Recorder::new(
+            h.ctx.client.clone(),
+            Reporter {
+                controller: "t".into(),
+                instance: None,
+            },
+        ),
+        Arc::new(Fence::elected()),
+    )
+    .unwrap();
+    let fenced = Arc::new(fenced);
     h.put(
         CLAIMS,
         "shop",
         "web",
         claim_json("shop", "web", json!([{"name": "https", "port": 443}])),
     );
-    h.reconcile("shop", "web").await.unwrap();
-    let before = h.store.lock().unwrap().objects.clone();
+    let err = reconcile(h.claim("shop", "web"), fenced.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, reconcile::Error::Fenced), "{err}");
+    let _ = reconcile::tick(&fenced, None).await;
+    let _ = reconcile::resync_lbs(&fenced).await;
+    let trace = h.trace();
+    assert!(
+        trace.iter().all(|t| t.starts_with("GET")),
+        "only reads: {trace:?}"
+    );
+}
+
+#[tokio::test]
+async fn restart_rebuilds_state_and_writes_nothing_new() {
+    let h = harness(Mode::Service);
+    shop(&h).await;
+    let before = h.state();
     h.trace();
-    // A new controller process: rebuild from what the (fake) cluster records.
+    // A claim created while the controller was down.
+    h.put(
+        CLAIMS,
+        "shop",
+        "late",
+        claim_json("shop", "late", json!([{"name": "p", "port": 8080}])),
+    );
     let rebuilt = sharedlb_controller::startup::rebuild(
         &h.ctx.client,
         &h.ctx.config,
-        sharedlb_allocator::Time(u64::MAX / 4),
+        sharedlb_allocator::Time(reconcile::now_ms()),
     )
     .await
     .unwrap();
@@ -506,15 +932,57 @@ async fn restart_rebuilds_state_and_writes_nothing_new() {
         rebuilt.placement(&"shop/web".parse().unwrap()).map(|p| p.0),
         Some(LbId(1))
     );
-    *h.ctx.alloc.lock().await = rebuilt;
+    h.ctx.set_allocator(rebuilt);
+    // The first tick (the wake-up is now) places the late claim on lb-1, which has room.
+    assert!(reconcile::next_wakeup(&h.ctx).is_some_and(|w| w.0 <= reconcile::now_ms()));
+    reconcile::tick(&h.ctx, None).await.unwrap();
+    h.with_alloc(|a| {
+        assert_eq!(
+            a.placement(&"shop/late".parse().unwrap()).map(|p| p.0),
+            Some(LbId(1))
+        );
+    });
+    // It goes again (through its finalizer); what the restart had is unchanged.
+    h.converge().await;
+    h.delete_claim("shop", "late");
+    h.reconcile("shop", "late").await.unwrap();
+    h.store
+        .lock()
+        .unwrap()
+        .objects
+        .remove(&(CLAIMS.into(), "shop".into(), "late".into()));
+    h.converge().await;
+    assert_eq!(h.state(), before, "a restart changes nothing it had");
+}
+
+#[tokio::test]
+async fn degraded_service_mode_explains_and_lets_deletions_through() {
+    let h = harness(Mode::Service);
+    *h.ctx.degraded.lock().unwrap() = Some("service mode needs discovery.k8s.io/v1".into());
+    h.ctx.set_role(Role::Degraded);
+    let mut c = claim_json("shop", "web", json!([{"name": "https", "port": 443}]));
+    c["metadata"]["finalizers"] = json!([core::FINALIZER]);
+    h.put(CLAIMS, "shop", "web", c);
     h.reconcile("shop", "web").await.unwrap();
-    let trace = h.trace();
+    let st = &h.get(CLAIMS, "shop", "web").unwrap()["status"];
+    assert_eq!(reason(st), "Unsupported", "{st}");
     assert!(
-        !trace.iter().any(|t| t.contains("/status")),
-        "status unchanged, not rewritten: {trace:?}"
+        st["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("discovery.k8s.io/v1")
     );
-    let after = h.store.lock().unwrap().objects.clone();
-    assert_eq!(before, after, "a reconcile after restart changes nothing");
+    assert!(
+        h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1")
+            .is_none(),
+        "no orphan made"
+    );
+    h.delete_claim("shop", "web");
+    h.reconcile("shop", "web").await.unwrap();
+    assert_eq!(
+        h.get(CLAIMS, "shop", "web").unwrap()["metadata"]["finalizers"],
+        json!([])
+    );
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -539,8 +1007,14 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
+fn json_of(body: &str) -> Value {
+    let start = body.find('{').unwrap_or(0);
+    let end = body.rfind('}').map_or(body.len(), |i| i + 1);
+    serde_json::from_str(&body[start..end]).unwrap()
+}
+
 #[tokio::test]
-async fn http_serves_health_metrics_and_state() {
+async fn http_serves_health_metrics_and_state_and_a_follower_says_so() {
     let h = harness(Mode::Service);
     h.put(
         CLAIMS,
@@ -570,34 +1044,40 @@ async fn http_serves_health_metrics_and_state() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
     assert_eq!(http_get(addr, "/readyz").await.0, 200);
-    h.ctx
-        .ready
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(http_get(addr, "/readyz").await.0, 503);
     let (code, metrics) = http_get(addr, "/metrics").await;
     assert_eq!(code, 200);
-    assert!(
-        metrics.contains("sharedlb_lbs{state=\"provisioning\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("sharedlb_listeners_used{lb=\"lb-1\",profile=\"aws-nlb\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("sharedlb_pending_claims{reason=\"TooLarge\"} 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("sharedlb_reconciles_total 2"), "{metrics}");
+    for want in [
+        "sharedlb_leader 1",
+        "sharedlb_lbs{state=\"provisioning\"} 1",
+        "sharedlb_listeners_used{lb=\"lb-1\",profile=\"aws-nlb\"} 1",
+        "sharedlb_pending_claims{reason=\"TooLarge\"} 1",
+        "sharedlb_reconciles_total 2",
+        "sharedlb_reconcile_errors_total{kind=\"api\"} 0",
+    ] {
+        assert!(metrics.contains(want), "{want} missing: {metrics}");
+    }
     let (code, body) = http_get(addr, "/api/v1/state").await;
     assert_eq!(code, 200);
-    let json_body = body.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c.is_whitespace());
-    let end = json_body.rfind('}').map_or(json_body.len(), |i| i + 1);
     let state: sharedlb_allocator::view::StateView =
-        serde_json::from_str(&json_body[..end]).unwrap();
+        serde_json::from_value(json_of(&body)).unwrap();
     assert_eq!(state.lbs.len(), 1);
     assert_eq!(state.lbs[0].listeners[0].claim, "shop/web");
     assert_eq!(state.pending[0].reason, "TooLarge");
+    // A follower says it follows: no empty state, no zero gauges.
+    h.ctx.set_role(Role::Follower);
+    *h.ctx.leader.lock().unwrap() = Some("replica-a".into());
+    assert_eq!(http_get(addr, "/readyz").await.0, 503);
+    let (code, body) = http_get(addr, "/api/v1/state").await;
+    assert_eq!(code, 503);
+    let v = json_of(&body);
+    assert_eq!(v["role"], "follower");
+    assert!(v["message"].as_str().unwrap().contains("replica-a"), "{v}");
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    assert!(metrics.contains("sharedlb_leader 0"), "{metrics}");
+    assert!(
+        !metrics.contains("sharedlb_lbs{"),
+        "no allocator figures: {metrics}"
+    );
 }
 
 #[tokio::test]
@@ -638,8 +1118,5 @@ async fn shared_ip_mode_writes_one_annotated_service_per_claim() {
     );
     let st = &h.get(CLAIMS, "games", "b").unwrap()["status"];
     assert_eq!(st["ports"][0]["port"], 30001);
-    assert_eq!(
-        st["conditions"][0]["reason"], "WaitingForLoadBalancer",
-        "no IP yet: {st}"
-    );
+    assert_eq!(reason(st), "WaitingForLoadBalancer", "no IP yet: {st}");
 }

@@ -261,7 +261,7 @@ fn two_claims_share_one_lb_service_with_mirrored_slices() {
         m.labels()["endpointslice.kubernetes.io/managed-by"],
         core::MANAGER
     );
-    assert_eq!(m.labels()[core::CLAIM_LABEL], "shop.web");
+    assert_eq!(m.labels()[core::CLAIM_LABEL], "uid-web");
     let mp = &m.ports.as_ref().unwrap()[0];
     assert_eq!((mp.name.as_deref(), mp.port), (Some("tcp-443"), Some(8443)));
     let addrs: Vec<&str> = m
@@ -511,5 +511,68 @@ fn checked_in_crd_is_current() {
     assert!(
         generated == checked_in,
         "deploy/crd.yaml is stale: run `cargo run -p sharedlb-controller -- crd > controller/deploy/crd.yaml`"
+    );
+}
+
+#[test]
+fn derived_service_names_are_always_valid_and_distinct() {
+    // Valid claim names (DNS-1123 subdomains) that are not valid Service names.
+    let long = "a".repeat(60);
+    let longer = format!("{long}b");
+    let names = [
+        "web",
+        "web.v2",
+        "2fa",
+        long.as_str(),
+        longer.as_str(),
+        "x.y.z.very-long-name-with-many-parts-and-dots.example.com",
+    ];
+    let derived: Vec<String> = names.iter().map(|n| core::service_name_for(n)).collect();
+    for (n, d) in names.iter().zip(&derived) {
+        assert!(core::is_dns1035_label(d), "{n} → {d}");
+    }
+    assert_eq!(derived[0], "web-sharedlb", "readable when it can be");
+    let distinct: std::collections::BTreeSet<&String> = derived.iter().collect();
+    assert_eq!(distinct.len(), derived.len(), "{derived:?}");
+    assert_eq!(
+        core::service_name_for("web.v2"),
+        core::service_name_for("web.v2"),
+        "stable"
+    );
+    assert!(!core::is_dns1035_label("9lives"));
+    assert!(!core::is_dns1035_label("ends-"));
+    assert!(!core::is_dns1035_label(&"a".repeat(64)));
+}
+
+#[test]
+fn only_objects_made_for_the_claim_are_ours() {
+    let web = slb(
+        "shop",
+        "web",
+        vec![port("https", PortProtocol::Tcp, 443, None)],
+    );
+    let mine =
+        core::desired_backing_service(&web, &[sharedlb_allocator::Listener::tcp(443).unwrap()]);
+    assert_eq!(core::owner_of(&mine, &web), core::Owner::ThisClaim);
+    let mut users = mine.clone();
+    users.metadata.owner_references = None;
+    assert_eq!(
+        core::owner_of(&users, &web),
+        core::Owner::Foreign,
+        "no owner"
+    );
+    let mut other = mine.clone();
+    other.metadata.labels = None;
+    assert_eq!(
+        core::owner_of(&other, &web),
+        core::Owner::Foreign,
+        "not labelled"
+    );
+    let mut twin = web.clone();
+    twin.metadata.uid = Some("another-uid".into());
+    assert_eq!(
+        core::owner_of(&mine, &twin),
+        core::Owner::Foreign,
+        "another claim of that name"
     );
 }
