@@ -220,8 +220,13 @@ pub fn key_path_at(src: &str, at: usize) -> String {
     if let Some(p) = open.or_else(|| all.last().cloned()) {
         return p;
     }
+    // An error at a table header (a field missing from the table): the table's path.
+    let line = src[line_start..].lines().next().unwrap_or("");
+    if let Some(h) = walk.header(line) {
+        return h;
+    }
     // An error at a key itself (`colour = ...`, an unknown key): that key.
-    let k = clean_key(src[line_start..].split('=').next().unwrap_or(""));
+    let k = clean_key(line.split('=').next().unwrap_or(""));
     match (walk.header.is_empty(), k.is_empty()) {
         (_, true) => walk.header,
         (true, false) => k,
@@ -277,5 +282,12 @@ mod tests {
         assert_eq!(key_path_at(src, at("x }")), "workload.arrival.bursts.size");
         assert_eq!(key_path_at(src, at("'b'")), "profiles[1].name");
         assert_eq!(key_path_at(src, at("1\n")), "a");
+        // serde reports a missing field at the table's header: the path is the table's,
+        // not the header line and the next key run together.
+        assert_eq!(key_path_at(src, at("[workload]")), "workload");
+        assert_eq!(
+            key_path_at(src, src.rfind("[[profiles]]").unwrap()),
+            "profiles[1]"
+        );
     }
 }
