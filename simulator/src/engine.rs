@@ -109,7 +109,7 @@ impl Cloud {
             if !t.served {
                 t.served = true;
                 if t.arrived >= self.warmup {
-                    self.waits.record(self.now - t.arrived);
+                    self.waits.record(self.now.saturating_sub(t.arrived));
                 }
             }
         } else {
@@ -472,7 +472,8 @@ impl Simulation {
                     self.add(claim);
                 }
                 let next = now.saturating_add(b.every.ms());
-                if next <= self.end {
+                // `next > now`: a saturated clock must not schedule the same instant forever.
+                if next <= self.end && next > now {
                     self.cloud.queue.push(next, Ev::Burst);
                 }
             }
@@ -518,7 +519,7 @@ impl Simulation {
                     max_moves: u32::try_from(c.max_moves).unwrap_or(u32::MAX),
                 });
                 let next = now.saturating_add(c.every.ms());
-                if next <= self.end {
+                if next <= self.end && next > now {
                     self.cloud.queue.push(next, Ev::Consolidate);
                 }
             }
@@ -590,7 +591,7 @@ impl Simulation {
         i.used += al.listeners_used() as f64 * dt;
         i.capacity += al.listener_capacity() as f64 * dt;
         for (tenant, u) in al.tenants() {
-            let live = f64::from(u.claims + u.waiting_claims);
+            let live = f64::from(u.claims) + f64::from(u.waiting_claims);
             if live == 0.0 {
                 continue;
             }

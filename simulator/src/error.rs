@@ -1,5 +1,5 @@
 //! Input errors: bad scenarios, traces and Service lists, each naming the place and the
-//! problem. The CLI exits with code 2 on them.
+//! problem in the user's words. The CLI exits with code 2 on them.
 
 use std::fmt;
 
@@ -27,12 +27,18 @@ impl InputError {
         }
     }
 
-    /// From a TOML parse error, with its line.
+    /// From a TOML parse error: its line, the field at that place, the message in words.
     pub fn toml(origin: &str, src: &str, e: &toml::de::Error) -> InputError {
-        let line = e
-            .span()
-            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1);
-        InputError::new(origin, line, "", e.message())
+        let at = e.span().map(|s| s.start.min(src.len()));
+        let line = at.map(|a| src[..a].matches('\n').count() + 1);
+        let mut field = at.map(|a| key_path_at(src, a)).unwrap_or_default();
+        if field.chars().count() > 120 {
+            // A path nested past reading (`a.b.b.b...`): its start says where.
+            field = field.chars().take(117).collect::<String>() + "...";
+        }
+        let message = words(e.message());
+        // serde names the field in some messages already ("missing field `kind`").
+        InputError::new(origin, line, &field, &message)
     }
 }
 
@@ -50,3 +56,226 @@ impl fmt::Display for InputError {
 }
 
 impl std::error::Error for InputError {}
+
+/// A deserializer's message in the user's words: no Rust type names.
+pub fn words(msg: &str) -> String {
+    const PLAIN: &[(&str, &str)] = &[
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a sequence", "expected a list [ ... ]"),
+        ("expected a map", "expected a table { ... }"),
+        ("expected a boolean", "expected true or false"),
+        ("floating point `", "number `"),
+        (
+            "expected struct Quota",
+            "expected a table such as { max_listeners = 100, max_claims = 50, max_dedicated_lbs = 5 }",
+        ),
+        (
+            "expected struct Budget",
+            "expected a table such as { max_lbs = 400, max_cost_per_hour = 20.0 }",
+        ),
+        (
+            "expected struct TenantConfig",
+            "expected a table such as { weight = 2 }",
+        ),
+    ];
+    let mut out = msg.trim().to_owned();
+    for (from, to) in PLAIN {
+        out = out.replace(from, to);
+    }
+    // Whatever type names are left: `struct Foo`, `enum Foo`, `untagged enum Foo`.
+    for (kind, said) in [
+        ("expected struct ", "expected a table"),
+        (
+            "expected internally tagged enum ",
+            "expected a table with a `kind`",
+        ),
+        ("any variant of untagged enum ", "any of the accepted forms"),
+        ("expected enum ", "expected one of the accepted words"),
+    ] {
+        while let Some(i) = out.find(kind) {
+            let rest = &out[i + kind.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            out = format!("{}{said}{}", &out[..i], &rest[end..]);
+        }
+    }
+    out
+}
+
+/// Walks a TOML text line by line, knowing the table each line is in; arrays of tables
+/// are numbered from 0 (`profiles[1]`).
+#[derive(Default)]
+pub(crate) struct TomlWalk {
+    header: String,
+    counts: std::collections::HashMap<String, usize>,
+}
+
+impl TomlWalk {
+    /// Takes one line; returns the table's path when the line is a table header.
+    pub(crate) fn header(&mut self, raw: &str) -> Option<String> {
+        let line = strip_comment(raw).trim();
+        if let Some(h) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            let name = clean_key(h);
+            let n = self.counts.entry(name.clone()).or_insert(0);
+            self.header = format!("{name}[{n}]");
+            *n += 1;
+            return Some(self.header.clone());
+        }
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = clean_key(h);
+            // A sub-table of the latest element of an array of tables.
+            let parent = self
+                .counts
+                .iter()
+                .filter(|(k, _)| name.starts_with(&format!("{k}.")))
+                .max_by_key(|(k, _)| k.len());
+            self.header = match parent {
+                Some((k, n)) => format!("{k}[{}]{}", n - 1, &name[k.len()..]),
+                None => name,
+            };
+            return Some(self.header.clone());
+        }
+        None
+    }
+
+    /// The key paths set on a (non-header) line, in order, inline tables included; and
+    /// the path of the last key whose value is still open at the end of `text`.
+    pub(crate) fn keys(&self, text: &str) -> (Vec<String>, Option<String>) {
+        let mut stack: Vec<String> = Vec::new();
+        let mut key = String::new();
+        let mut last: Option<String> = None;
+        let mut in_str: Option<char> = None;
+        let mut all = Vec::new();
+        let path = |stack: &[String], k: &str| {
+            let mut parts: Vec<&str> = Vec::new();
+            if !self.header.is_empty() {
+                parts.push(&self.header);
+            }
+            parts.extend(stack.iter().map(String::as_str));
+            parts.push(k);
+            parts.join(".")
+        };
+        for c in text.chars() {
+            if let Some(q) = in_str {
+                if c == q {
+                    in_str = None;
+                }
+                continue;
+            }
+            match c {
+                '"' | '\'' => in_str = Some(c),
+                '#' => break,
+                '=' => {
+                    let k = clean_key(&key);
+                    all.push(path(&stack, &k));
+                    last = Some(k);
+                    key.clear();
+                }
+                '{' => {
+                    if let Some(k) = last.take() {
+                        stack.push(k);
+                    }
+                    key.clear();
+                }
+                '}' => {
+                    stack.pop();
+                    last = None;
+                    key.clear();
+                }
+                ',' | '[' | ']' => {
+                    last = None;
+                    key.clear();
+                }
+                _ => key.push(c),
+            }
+        }
+        let open = last.map(|k| path(&stack, &k));
+        (all, open)
+    }
+}
+
+/// The dotted path of the key whose value starts at byte `at` of a TOML text: the table
+/// header above it, then the keys of the inline tables it sits in, then its own key.
+pub fn key_path_at(src: &str, at: usize) -> String {
+    let at = floor_char_boundary(src, at);
+    let before = &src[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let mut walk = TomlWalk::default();
+    for raw in before[..line_start].lines() {
+        walk.header(raw);
+    }
+    let text = &src[line_start..at];
+    let (all, open) = walk.keys(text);
+    if let Some(p) = open.or_else(|| all.last().cloned()) {
+        return p;
+    }
+    // An error at a key itself (`colour = ...`, an unknown key): that key.
+    let k = clean_key(src[line_start..].split('=').next().unwrap_or(""));
+    match (walk.header.is_empty(), k.is_empty()) {
+        (_, true) => walk.header,
+        (true, false) => k,
+        (false, false) => format!("{}.{k}", walk.header),
+    }
+}
+
+fn clean_key(k: &str) -> String {
+    k.split('.')
+        .map(|p| p.trim().trim_matches(|c| c == '"' || c == '\''))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn strip_comment(line: &str) -> &str {
+    // Good enough for headers: `[x] # note`.
+    line.split(" #").next().unwrap_or(line)
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_become_words() {
+        assert_eq!(
+            words("invalid type: integer `5`, expected struct Bursts"),
+            "invalid type: integer `5`, expected a table"
+        );
+        assert_eq!(
+            words("data did not match any variant of untagged enum TimeRepr"),
+            "data did not match any of the accepted forms"
+        );
+        assert!(!words("invalid value: integer `-1`, expected u32").contains("u32"));
+    }
+
+    #[test]
+    fn key_paths() {
+        let src = "a = 1\n[workload]\narrival = { rate_per_hour = 1e300, bursts = { size = x } }\n[[profiles]]\nname = 'a'\n[[profiles]]\nname = 'b'\n";
+        let at = |needle: &str| src.find(needle).unwrap();
+        assert_eq!(
+            key_path_at(src, at("1e300")),
+            "workload.arrival.rate_per_hour"
+        );
+        assert_eq!(key_path_at(src, at("x }")), "workload.arrival.bursts.size");
+        assert_eq!(key_path_at(src, at("'b'")), "profiles[1].name");
+        assert_eq!(key_path_at(src, at("1\n")), "a");
+    }
+}

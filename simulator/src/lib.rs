@@ -6,6 +6,8 @@
 
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod plan;
 pub mod queue;

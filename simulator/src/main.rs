@@ -28,7 +28,10 @@ fn all_policies() -> String {
 #[command(
     name = "sharedlb-sim",
     version,
-    about = "How many shared L4 load balancers, and what they cost"
+    about = "How many shared L4 load balancers, and what they cost",
+    after_help = "Exit codes: 0 done; 1 an error of the machine (a file that cannot be written); \
+                  2 bad input, named as FILE:LINE: field: problem or by its flag; 3 `plan \
+                  --strict` found Services that cannot be placed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -87,12 +90,19 @@ enum Command {
     },
     /// Plan a real cluster: Services of type LoadBalancer today vs shared.
     Plan {
-        /// `kubectl get svc -A -o json` output.
+        /// `kubectl get svc -A -o json` (or `-o yaml`) output.
         #[arg(long)]
         services: PathBuf,
         /// LB profile.
         #[arg(long, default_value = "aws-nlb")]
         profile: String,
+        /// Who a Service's tenant is: `namespace`, `label:KEY` or `annotation:KEY` (Services
+        /// without that label or annotation fall back to their namespace).
+        #[arg(long, default_value = "namespace")]
+        tenant_by: String,
+        /// Exit with code 3 when some Service cannot be placed at all (default: a warning).
+        #[arg(long)]
+        strict: bool,
         /// Terminal output.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -150,6 +160,9 @@ fn main() -> ExitCode {
             if let Some(input) = e.downcast_ref::<InputError>() {
                 eprintln!("error: {input}");
                 ExitCode::from(2)
+            } else if let Some(u) = e.downcast_ref::<Unplaceable>() {
+                eprintln!("error: {u}");
+                ExitCode::from(3)
             } else {
                 eprintln!("error: {e:#}");
                 ExitCode::from(1)
@@ -196,8 +209,10 @@ fn dispatch(cmd: Option<Command>) -> Result<()> {
         Some(Command::Plan {
             services,
             profile,
+            tenant_by,
+            strict,
             format,
-        }) => cmd_plan(&services, &profile, format),
+        }) => cmd_plan(&services, &profile, &tenant_by, strict, format),
         Some(Command::Replay {
             trace,
             scenario,
@@ -562,26 +577,51 @@ fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Resu
     Ok(())
 }
 
-fn cmd_plan(services: &Path, profile: &str, format: Format) -> Result<()> {
+/// `plan --strict` found Services that cannot be placed: exit code 3.
+#[derive(Debug)]
+struct Unplaceable(String);
+
+impl std::fmt::Display for Unplaceable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unplaceable {}
+
+fn cmd_plan(
+    services: &Path,
+    profile: &str,
+    tenant_by: &str,
+    strict: bool,
+    format: Format,
+) -> Result<()> {
+    let tenant_by: plan::TenantBy = tenant_by
+        .parse()
+        .map_err(|m: String| InputError::new("--tenant-by", None, "", &m))?;
+    let p = builtin_profile(profile).ok_or_else(|| unknown_profile("--profile", profile))?;
     let origin = services.display().to_string();
     let src = std::fs::read_to_string(services)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
-    let claims = plan::claims_from_services(&src, &origin)?;
-    let p = builtin_profile(profile).ok_or_else(|| unknown_profile("--profile", profile))?;
-    let r =
-        plan::plan(&claims, &p).map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
+    let svcs = plan::services(&src, &origin, &tenant_by)?;
+    let r = plan::plan_services(&svcs, &p)
+        .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         Format::Table => print!("{}", plan::plan_table(&r)),
     }
-    if !r.plan.unplaced.is_empty() {
-        eprintln!(
-            "warning: {} of {} Services cannot be placed on {} LBs; they are left out of both \
-             sides of the comparison (see above)",
-            r.plan.unplaced.len(),
+    if !r.unplaced.is_empty() {
+        let msg = format!(
+            "{} of {} Services cannot be placed on {} LBs; they are left out of both sides of \
+             the comparison (see above)",
+            r.unplaced.len(),
             r.services,
             r.profile
         );
+        if strict {
+            return Err(Unplaceable(msg).into());
+        }
+        eprintln!("warning: {msg}");
     }
     Ok(())
 }
@@ -592,8 +632,13 @@ fn cmd_replay(
     policy: Option<&str>,
     output: &Output,
 ) -> Result<()> {
-    let s = load_scenario(scenario_path, policy, None)?;
+    let mut s = load_scenario(scenario_path, policy, None)?;
     let origin = trace_path.display().to_string();
+    // The report names what ran: this trace, with the scenario's allocator and profiles.
+    let file = trace_path
+        .file_name()
+        .map_or_else(|| origin.clone(), |f| f.to_string_lossy().into_owned());
+    s.name = format!("replay of {file}");
     let src = std::fs::read_to_string(trace_path)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     let events = trace::parse_trace(&src, &origin)?;
@@ -611,6 +656,8 @@ const SWEEP_CHUNK: u64 = 64;
 
 fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path) -> Result<()> {
     let (src, origin) = scenario_source(Some(path))?;
+    // The file alone first: its own problems are named by its lines.
+    Scenario::from_toml(&src, &origin)?;
     let base: toml::Table =
         toml::from_str(&src).map_err(|e| InputError::toml(&origin, &src, &e))?;
     let axes = params
@@ -630,7 +677,7 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
         }
         let params: Vec<String> = point.iter().map(|(p, v)| format!("{p}={v}")).collect();
         let label = params.join(" ");
-        let s = Scenario::from_table(table, &src, &format!("--param {label}"))?;
+        let s = Scenario::from_table(&table, &format!("--param {label}"))?;
         Ok((params, s))
     };
     // Every point is checked before any runs: a bad value fails at once, not after hours.
@@ -726,9 +773,9 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
             |f: fn(&Summary) -> f64| report::mean_ci(&runs.iter().map(f).collect::<Vec<_>>()).0;
         let currency = runs.first().map_or("", |s| s.currency.as_str());
         println!(
-            "{label}: n={} served {:.1}%, LBs {:.2}, {:.2} {currency}/month, LBs/bound {:.3}, wait p95 {:.1} s",
+            "{label}: n={} served {}, LBs {:.2}, {:.2} {currency}/month, LBs/bound {:.3}, wait p95 {:.1} s",
             runs.len(),
-            100.0 * get(|s| s.served_fraction),
+            report::pct(get(|s| s.served_fraction)),
             get(|s| s.lbs_mean),
             get(|s| s.cost_per_month),
             get(|s| s.lbs_over_lower_bound),

@@ -1,20 +1,39 @@
-//! Planning from a real cluster: `kubectl get svc -A -o json` → claims → a shared packing
-//! compared with one LB per Service.
+//! Planning from a real cluster: `kubectl get svc -A -o json` (or `-o yaml`) → claims →
+//! a shared packing compared with what the cluster pays today.
+//!
+//! Today is one LB per Service of type LoadBalancer, except Services that already share
+//! an IP: those with the same `metallb.universe.tf/allow-shared-ip` (or
+//! `metallb.io/allow-shared-ip`) key count as one LB, and so do those with the same
+//! `lbipam.cilium.io/sharing-key` in one namespace (in any namespace when they also carry
+//! `lbipam.cilium.io/sharing-cross-namespace`).
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 
 use serde::Deserialize;
 use serde::Serialize;
-use sharedlb_allocator::offline::{OfflinePlan, plan_offline};
-use sharedlb_allocator::{Claim, LbProfile, PortRequest, Protocol};
+use sharedlb_allocator::offline::plan_offline;
+use sharedlb_allocator::{Claim, ClaimId, LbProfile, PortRequest, Protocol, TenantId};
 
-use crate::error::InputError;
+use crate::error::{InputError, words};
 use crate::report::reason_words;
+
+/// MetalLB's sharing annotations (current and legacy), cluster-wide keys.
+pub const METALLB_SHARING: &[&str] = &[
+    "metallb.io/allow-shared-ip",
+    "metallb.universe.tf/allow-shared-ip",
+];
+/// Cilium LB-IPAM's sharing key, per namespace unless cross-namespace sharing is allowed.
+pub const CILIUM_SHARING: &str = "lbipam.cilium.io/sharing-key";
+/// Cilium LB-IPAM's cross-namespace sharing annotation.
+pub const CILIUM_CROSS_NAMESPACE: &str = "lbipam.cilium.io/sharing-cross-namespace";
 
 #[derive(Deserialize)]
 struct List {
     kind: Option<String>,
     items: Option<Vec<Service>>,
+    metadata: Option<Meta>,
+    spec: Option<Spec>,
 }
 
 #[derive(Deserialize)]
@@ -25,9 +44,13 @@ struct Service {
 
 #[derive(Deserialize)]
 struct Meta {
-    name: String,
+    name: Option<String>,
     #[serde(default = "default_ns")]
     namespace: String,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 fn default_ns() -> String {
@@ -40,78 +63,255 @@ struct Spec {
     #[serde(rename = "type")]
     kind: Option<String>,
     #[serde(default)]
-    ports: Vec<SvcPort>,
+    ports: Option<Vec<SvcPort>>,
 }
 
 #[derive(Deserialize)]
 struct SvcPort {
-    port: u32,
-    #[serde(default = "default_proto")]
-    protocol: String,
+    port: i64,
+    #[serde(default)]
+    protocol: Option<String>,
 }
 
-fn default_proto() -> String {
-    "TCP".into()
+/// Who a Service's tenant is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantBy {
+    /// Its namespace (the default).
+    Namespace,
+    /// The value of this label; the namespace when the Service has no such label.
+    Label(String),
+    /// The value of this annotation; the namespace when the Service has none.
+    Annotation(String),
 }
 
-/// The Services of type LoadBalancer in a Service list, as claims (namespace = tenant).
-pub fn claims_from_services(json: &str, origin: &str) -> Result<Vec<Claim>, InputError> {
-    let list: List = serde_json::from_str(json).map_err(|e| {
-        InputError::new(
-            origin,
-            Some(e.line()),
-            "",
-            &format!("not a Service list: {e}"),
-        )
-    })?;
-    if list
-        .kind
-        .as_deref()
-        .is_some_and(|k| k != "List" && k != "ServiceList")
-    {
-        return Err(InputError::new(
-            origin,
-            None,
-            "kind",
-            "expected a List of Services (kubectl get svc -A -o json)",
-        ));
+impl std::str::FromStr for TenantBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TenantBy, String> {
+        let key = |k: &str| {
+            let k = k.trim();
+            if k.is_empty() {
+                Err(format!("{s:?}: the key must not be empty"))
+            } else {
+                Ok(k.to_owned())
+            }
+        };
+        if s == "namespace" {
+            Ok(TenantBy::Namespace)
+        } else if let Some(k) = s.strip_prefix("label:") {
+            Ok(TenantBy::Label(key(k)?))
+        } else if let Some(k) = s.strip_prefix("annotation:") {
+            Ok(TenantBy::Annotation(key(k)?))
+        } else {
+            Err(format!(
+                "{s:?} is not namespace, label:KEY or annotation:KEY (e.g. label:team)"
+            ))
+        }
     }
-    let Some(items) = list.items else {
-        return Err(InputError::new(
-            origin,
-            None,
-            "items",
-            "missing: not a Service list",
-        ));
+}
+
+/// The Services of type LoadBalancer of a cluster, as claims.
+#[derive(Clone, Debug, Default)]
+pub struct Services {
+    /// One claim per Service, tenant as asked.
+    pub claims: Vec<Claim>,
+    /// Each Service's existing sharing key, if it shares an IP today.
+    pub sharing_today: BTreeMap<ClaimId, String>,
+    /// Services whose tenant fell back to the namespace (no such label or annotation).
+    pub tenant_fallbacks: usize,
+}
+
+/// Reads `kubectl get svc -A -o json` or `-o yaml` output (a List of Services, or one
+/// Service): the Services of type LoadBalancer, as claims.
+pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Services, InputError> {
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let json = src.trim_start().starts_with(['{', '[']);
+    let list: List = if json {
+        serde_json::from_str(src).map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            InputError::new(
+                origin,
+                Some(e.line()),
+                "",
+                &format!(
+                    "not a Service list (kubectl get svc -A -o json): {}",
+                    words(&msg)
+                ),
+            )
+        })?
+    } else {
+        serde_yaml::from_str(src).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            InputError::new(
+                origin,
+                line,
+                "",
+                &format!(
+                    "not a Service list (kubectl get svc -A -o yaml): {}",
+                    words(&msg)
+                ),
+            )
+        })?
     };
-    let mut claims = Vec::new();
+    let items = match list.kind.as_deref() {
+        Some("List" | "ServiceList") | None => list
+            .items
+            .ok_or_else(|| InputError::new(origin, None, "items", "missing: not a Service list"))?,
+        Some("Service") => {
+            let metadata = list.metadata.ok_or_else(|| {
+                InputError::new(origin, None, "metadata", "missing: not a Service")
+            })?;
+            vec![Service {
+                metadata,
+                spec: list.spec,
+            }]
+        }
+        Some(other) => {
+            return Err(InputError::new(
+                origin,
+                None,
+                "kind",
+                &format!(
+                    "{other:?}: expected a List of Services (kubectl get svc -A -o json or -o yaml)"
+                ),
+            ));
+        }
+    };
+    let mut out = Services::default();
+    let mut seen = HashSet::new();
     for (i, svc) in items.into_iter().enumerate() {
         let Some(spec) = svc.spec else { continue };
         if spec.kind.as_deref() != Some("LoadBalancer") {
             continue;
         }
-        let field = format!("items[{i}].spec.ports");
+        let m = &svc.metadata;
+        let name = m.name.as_deref().unwrap_or("");
+        let id = format!("{}/{name}", m.namespace);
+        let err = |field: &str, msg: &str| {
+            InputError::new(origin, None, &format!("items[{i}]{field} ({id})"), msg)
+        };
+        if name.trim().is_empty() {
+            return Err(err(".metadata.name", "missing or empty"));
+        }
         let ports = spec
             .ports
+            .unwrap_or_default()
             .iter()
-            .map(|p| {
-                let proto: Protocol = p
-                    .protocol
-                    .parse()
-                    .map_err(|e: sharedlb_allocator::Error| e.to_string())?;
-                PortRequest::from_number(proto, p.port).map_err(|e| e.to_string())
+            .enumerate()
+            .map(|(j, p)| {
+                let f = format!(".spec.ports[{j}]");
+                let proto = p.protocol.as_deref().unwrap_or("TCP");
+                let proto: Protocol = match proto {
+                    "TCP" => Protocol::Tcp,
+                    "UDP" => Protocol::Udp,
+                    "SCTP" => Protocol::Sctp,
+                    other => {
+                        return Err(err(
+                            &format!("{f}.protocol"),
+                            &format!("{other:?} is not a Service protocol (TCP, UDP or SCTP)"),
+                        ));
+                    }
+                };
+                // Kubernetes requires 1 to 65535 for a Service port: 0 is not "any port".
+                let n = u32::try_from(p.port)
+                    .ok()
+                    .filter(|n| (1..=65_535).contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            &format!("{f}.port"),
+                            &format!(
+                                "{} is not a valid Service port (Kubernetes requires 1 to 65535)",
+                                p.port
+                            ),
+                        )
+                    })?;
+                PortRequest::from_number(proto, n).map_err(|e| err(&f, &e.to_string()))
             })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|m| InputError::new(origin, None, &field, &m))?;
-        let id = format!("{}/{}", svc.metadata.namespace, svc.metadata.name);
-        let claim = Claim::new(&id, ports)
-            .map_err(|e| InputError::new(origin, None, &field, &e.to_string()))?;
-        claims.push(claim);
+            .collect::<Result<Vec<_>, InputError>>()?;
+        let mut claim = Claim::new(&id, ports).map_err(|e| err(".spec.ports", &e.to_string()))?;
+        if !seen.insert(claim.id().clone()) {
+            return Err(err(".metadata", &format!("Service {id} is listed twice")));
+        }
+        let (source, key) = match tenant_by {
+            TenantBy::Namespace => (None, ""),
+            TenantBy::Label(k) => (m.labels.as_ref(), k.as_str()),
+            TenantBy::Annotation(k) => (m.annotations.as_ref(), k.as_str()),
+        };
+        if *tenant_by != TenantBy::Namespace {
+            match source
+                .and_then(|s| s.get(key))
+                .filter(|v| !v.trim().is_empty())
+            {
+                Some(v) => {
+                    let t = TenantId::new(v).map_err(|e| err(".metadata", &e.to_string()))?;
+                    claim = claim.with_tenant(t);
+                }
+                None => out.tenant_fallbacks += 1,
+            }
+        }
+        if let Some(key) = sharing_key(m) {
+            out.sharing_today.insert(claim.id().clone(), key);
+        }
+        out.claims.push(claim);
     }
-    Ok(claims)
+    Ok(out)
 }
 
-/// Today (one LB per Service) against a shared packing, over the Services both can serve.
+/// The key under which a Service shares an IP today, scoped so that equal keys mean one
+/// LB: MetalLB keys are cluster-wide, Cilium keys per namespace unless cross-namespace.
+fn sharing_key(m: &Meta) -> Option<String> {
+    let a = m.annotations.as_ref()?;
+    let value = |k: &str| a.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let Some(v) = METALLB_SHARING.iter().find_map(|k| value(k)) {
+        return Some(format!("metallb:{v}"));
+    }
+    let v = value(CILIUM_SHARING)?;
+    if value(CILIUM_CROSS_NAMESPACE).is_some() {
+        Some(format!("cilium:{v}"))
+    } else {
+        Some(format!("cilium:{}:{v}", m.namespace))
+    }
+}
+
+/// The claims of a Service list (namespace = tenant); see [`services`].
+pub fn claims_from_services(src: &str, origin: &str) -> Result<Vec<Claim>, InputError> {
+    Ok(services(src, origin, &TenantBy::Namespace)?.claims)
+}
+
+/// A Service on a planned LB.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlannedService {
+    /// `namespace/name`.
+    pub service: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its listeners on the LB, e.g. `443/TCP`.
+    pub ports: Vec<String>,
+}
+
+/// One LB of the shared plan.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlannedLb {
+    /// The LB's name in the plan.
+    pub lb: String,
+    /// The Services on it.
+    pub services: Vec<PlannedService>,
+}
+
+/// A Service no LB of the profile can hold.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnplacedService {
+    /// `namespace/name`.
+    pub service: String,
+    /// Why, machine-readable.
+    pub reason: String,
+    /// Why, for people.
+    pub message: String,
+}
+
+/// Today against a shared packing, over the Services both can serve.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
     /// Profile used.
@@ -122,7 +322,9 @@ pub struct PlanReport {
     pub services: usize,
     /// Services that can be placed (the comparison covers these).
     pub placeable: usize,
-    /// LBs today for the placeable Services: one each.
+    /// Placeable Services that already share an IP today (MetalLB or Cilium annotations).
+    pub sharing_today: usize,
+    /// LBs today for the placeable Services: one each, one per existing sharing key.
     pub lbs_today: usize,
     /// Monthly cost today, rounded to cents.
     pub monthly_cost_today: f64,
@@ -135,8 +337,13 @@ pub struct PlanReport {
     /// Lower bound on shared LBs for the placeable Services (capacity, per-listener and
     /// clique bounds).
     pub lower_bound: u64,
-    /// The assignment, and the Services that cannot be placed with why.
-    pub plan: OfflinePlan,
+    /// Services whose tenant is their namespace because they lack the label or annotation
+    /// asked for.
+    pub tenant_fallbacks: usize,
+    /// Each shared LB and the Services on it.
+    pub lbs: Vec<PlannedLb>,
+    /// The Services that cannot be placed, with why; left out of both sides.
+    pub unplaced: Vec<UnplacedService>,
 }
 
 fn cents(x: f64) -> f64 {
@@ -149,27 +356,84 @@ pub fn plan(
     claims: &[Claim],
     profile: &LbProfile,
 ) -> Result<PlanReport, sharedlb_allocator::Error> {
+    plan_services(
+        &Services {
+            claims: claims.to_vec(),
+            ..Services::default()
+        },
+        profile,
+    )
+}
+
+/// Plans a cluster's Services onto `profile`; see [`plan`].
+pub fn plan_services(
+    svcs: &Services,
+    profile: &LbProfile,
+) -> Result<PlanReport, sharedlb_allocator::Error> {
+    let claims = &svcs.claims;
     let p = plan_offline(claims, profile)?;
+    let unplaced_ids: HashSet<&ClaimId> = p.unplaced.iter().map(|u| &u.claim).collect();
     let placeable: Vec<&Claim> = claims
         .iter()
-        .filter(|c| !p.unplaced.iter().any(|u| u.claim == *c.id()))
+        .filter(|c| !unplaced_ids.contains(c.id()))
         .collect();
     let bound = sharedlb_allocator::bounds::lower_bound(placeable.iter().copied(), profile).total;
+    let keys: BTreeSet<&String> = placeable
+        .iter()
+        .filter_map(|c| svcs.sharing_today.get(c.id()))
+        .collect();
+    let sharing_today = placeable
+        .iter()
+        .filter(|c| svcs.sharing_today.contains_key(c.id()))
+        .count();
+    let lbs_today = placeable.len() - sharing_today + keys.len();
     let month = profile.price_per_month();
-    let today = cents(placeable.len() as f64 * month);
+    let today = cents(lbs_today as f64 * month);
     let shared = cents(p.lbs.len() as f64 * month);
+    let tenant_of: BTreeMap<&ClaimId, &TenantId> =
+        claims.iter().map(|c| (c.id(), c.tenant())).collect();
+    let lbs = p
+        .lbs
+        .iter()
+        .map(|(lb, cs)| PlannedLb {
+            lb: lb.to_string(),
+            services: cs
+                .iter()
+                .map(|(c, ls)| PlannedService {
+                    service: c.to_string(),
+                    tenant: tenant_of
+                        .get(c)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    ports: ls.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let unplaced = p
+        .unplaced
+        .iter()
+        .map(|u| UnplacedService {
+            service: u.claim.to_string(),
+            reason: u.reason.as_str().to_owned(),
+            message: u.message.clone(),
+        })
+        .collect();
     Ok(PlanReport {
         profile: profile.name.to_string(),
         currency: profile.currency.to_string(),
         services: claims.len(),
         placeable: placeable.len(),
-        lbs_today: placeable.len(),
+        sharing_today,
+        lbs_today,
         monthly_cost_today: today,
         lbs_shared: p.lbs.len(),
         monthly_cost_shared: shared,
         savings_fraction: (today > 0.0).then(|| 1.0 - shared / today),
         lower_bound: bound,
-        plan: p,
+        tenant_fallbacks: svcs.tenant_fallbacks,
+        lbs,
+        unplaced,
     })
 }
 
@@ -182,55 +446,92 @@ pub fn plan_table(r: &PlanReport) -> String {
         "{} Services of type LoadBalancer, profile {}",
         r.services, r.profile
     );
-    if !r.plan.unplaced.is_empty() {
+    if r.tenant_fallbacks > 0 {
+        let _ = writeln!(
+            out,
+            "  {} of them lack the tenant label or annotation: their namespace is their tenant",
+            r.tenant_fallbacks
+        );
+    }
+    if !r.unplaced.is_empty() {
         let _ = writeln!(
             out,
             "  {} of them cannot be placed on a {} LB at all and are left out of the comparison:",
-            r.plan.unplaced.len(),
+            r.unplaced.len(),
             r.profile
         );
-        for u in &r.plan.unplaced {
-            let _ = writeln!(
-                out,
+        for u in &r.unplaced {
+            let line = format!(
                 "    {}: {} ({})",
-                u.claim,
-                reason_words(u.reason.as_str()),
+                u.service,
+                reason_words(&u.reason),
                 u.message
             );
+            let _ = writeln!(out, "{}", crate::report::wrap(&line, 96));
         }
+    }
+    let today = if r.sharing_today > 0 {
+        "today (see below):"
+    } else {
+        "today (one LB per Service):"
+    };
+    let _ = writeln!(
+        out,
+        "  {today:<27} {:>5} LBs  {:>10.2} {c}/month",
+        r.lbs_today, r.monthly_cost_today
+    );
+    if r.sharing_today > 0 {
+        let note = format!(
+            "    one LB per Service, except that the {} Services already sharing an IP \
+             (MetalLB or Cilium annotations) count as one LB per sharing key",
+            r.sharing_today
+        );
+        let _ = writeln!(out, "{}", crate::report::wrap(&note, 96));
     }
     let _ = writeln!(
         out,
-        "  today (one LB per Service): {:>5} LBs  {:>10.2} {c}/month",
-        r.lbs_today, r.monthly_cost_today
-    );
-    let _ = writeln!(
-        out,
-        "  shared:                     {:>5} LBs  {:>10.2} {c}/month  (lower bound {})",
-        r.lbs_shared, r.monthly_cost_shared, r.lower_bound
+        "  {:<27} {:>5} LBs  {:>10.2} {c}/month  (lower bound {})",
+        "shared:", r.lbs_shared, r.monthly_cost_shared, r.lower_bound
     );
     match r.savings_fraction {
         Some(s) => {
             let _ = writeln!(
                 out,
-                "  savings: {:.1}% over the {} Services both can serve",
-                100.0 * s,
+                "  savings: {} over the {} Services both can serve",
+                crate::report::pct(s),
                 r.placeable
             );
         }
-        None => {
+        None if r.placeable == 0 => {
             let _ = writeln!(out, "  savings: n/a (no Service can be placed)");
         }
+        None => {
+            let fewer = if r.lbs_today > 0 {
+                format!(
+                    ", {} fewer LBs",
+                    crate::report::pct(1.0 - r.lbs_shared as f64 / r.lbs_today as f64)
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  savings: n/a in money ({} LBs cost nothing); {} LBs instead of {}{fewer}",
+                r.profile, r.lbs_shared, r.lbs_today
+            );
+        }
     }
-    for (lb, cs) in &r.plan.lbs {
-        let items: Vec<String> = cs
+    for lb in &r.lbs {
+        let items: Vec<String> = lb
+            .services
             .iter()
-            .map(|(c, ls)| {
-                let ports: Vec<String> = ls.iter().map(ToString::to_string).collect();
-                format!("{c} [{}]", ports.join(" "))
-            })
+            .map(|s| format!("{} [{}]", s.service, s.ports.join(" ")))
             .collect();
-        let _ = writeln!(out, "  {lb}: {}", items.join(", "));
+        let _ = writeln!(
+            out,
+            "{}",
+            crate::report::wrap(&format!("  {}: {}", lb.lb, items.join(", ")), 96)
+        );
     }
     out
 }

@@ -20,10 +20,29 @@ pub struct RunGroup {
     pub samples: Vec<Sample>,
 }
 
+/// A fraction as a percentage, the same way everywhere: one decimal; more (up to three)
+/// only where one would round a value below 100% up to 100.0%, which readers take for
+/// "all".
+pub fn pct(x: f64) -> String {
+    let p = 100.0 * x;
+    if p.abs() < 0.05 {
+        // Also the rounding noise of float sums (1 − cost / baseline for `dedicated`).
+        return "0.0%".to_owned();
+    }
+    for digits in 1..=3 {
+        let s = format!("{p:.digits$}");
+        let shown: f64 = s.parse().unwrap_or(p);
+        if p >= 100.0 || shown < 100.0 {
+            return format!("{s}%");
+        }
+    }
+    ">99.999%".to_owned()
+}
+
 /// A value in its unit, for people: `98.7%`, `12.34 USD/month`, `233 s`, `1.017`.
 pub fn fmt_value(x: f64, unit: Unit, currency: &str) -> String {
     match unit {
-        Unit::Percent => format!("{:.1}%", 100.0 * x),
+        Unit::Percent => pct(x),
         Unit::PerHour => format!("{x:.4} {currency}/h"),
         Unit::PerMonth => format!("{x:.2} {currency}/month"),
         Unit::Money => format!("{x:.2} {currency}"),
@@ -35,6 +54,13 @@ pub fn fmt_value(x: f64, unit: Unit, currency: &str) -> String {
 
 /// A value and its 95% half-width in its unit, compactly: `118.3 ±11.1`, `69.0% ±0.4`.
 fn fmt_ci(m: f64, h: f64, unit: Unit) -> String {
+    if unit == Unit::Percent {
+        return if h > 0.0 {
+            format!("{} ±{}", pct(m), pct(h))
+        } else {
+            pct(m)
+        };
+    }
     let (m, h, suffix) = match unit {
         Unit::Percent => (100.0 * m, 100.0 * h, "%"),
         _ => (m, h, ""),
@@ -53,7 +79,7 @@ fn fmt_ci(m: f64, h: f64, unit: Unit) -> String {
         }
     };
     if h > 0.0 {
-        format!("{m:.digits$}{suffix} ±{h:.digits$}")
+        format!("{m:.digits$}{suffix} ±{h:.digits$}{suffix}")
     } else {
         format!("{m:.digits$}{suffix}")
     }
@@ -76,10 +102,10 @@ pub fn service_warning(s: &Summary) -> Option<String> {
         return None;
     }
     Some(format!(
-        "NOT ALL CLAIMS WERE SERVED: {:.1}% of claim-hours served; {} claims left without \
+        "NOT ALL CLAIMS WERE SERVED: {} of claim-hours served; {} claims left without \
          ever being served; {:.1} claims waiting on average, {} at the end; p95 wait {} s. \
          Costs, savings and packing below cover only what was served.",
-        100.0 * s.served_fraction,
+        pct(s.served_fraction),
         s.rejections,
         s.claims_waiting_mean,
         s.pending_at_end,
@@ -90,18 +116,22 @@ pub fn service_warning(s: &Summary) -> Option<String> {
 /// A run's results as one table: metric, value.
 pub fn summary_table(s: &Summary) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
+    let head = format!(
         "scenario {}  policy {}  seed {}  {:.0} h simulated ({:.0} h measured)",
         s.scenario, s.policy, s.seed, s.duration_h, s.measured_h
     );
+    if head.chars().count() > 96 {
+        let _ = writeln!(out, "{}", wrap(&head, 96));
+    } else {
+        let _ = writeln!(out, "{head}");
+    }
     if let Some(w) = service_warning(s) {
         let _ = writeln!(out, "{}", wrap(&w, 96));
     } else {
         let _ = writeln!(
             out,
-            "served {:.2}% of claim-hours; {} of {} claims left before they were served",
-            100.0 * s.served_fraction,
+            "served {} of claim-hours; {} of {} claims left before they were served",
+            pct(s.served_fraction),
             s.rejections,
             s.arrivals
         );
@@ -135,14 +165,20 @@ pub fn summary_table(s: &Summary) -> String {
             "tenant", "weight", "served", "listener share", "fair share"
         );
         for (name, t) in &s.tenants {
+            // A tenant with no claims was not served 100%: it asked for nothing.
+            let served = if t.arrivals == 0 {
+                "n/a".to_owned()
+            } else {
+                pct(t.served_fraction)
+            };
             let _ = writeln!(
                 out,
-                "  {:<16} {:>6} {:>7.1}% {:>13.1}% {:>9.1}%",
+                "  {:<16} {:>6} {:>8} {:>14} {:>10}",
                 truncate(name, 16),
                 t.weight,
-                100.0 * t.served_fraction,
-                100.0 * t.listener_share,
-                100.0 * t.fair_share
+                served,
+                pct(t.listener_share),
+                pct(t.fair_share)
             );
         }
     }
@@ -357,27 +393,23 @@ pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
     }
     let _ = write!(
         out,
-        " — {:.1} LBs on average ({:.3}× the lower bound), {c:.2} {currency}/month, serving {:.1}% of claim-hours",
+        " — {:.1} LBs on average ({:.3}× the lower bound), {c:.2} {currency}/month, serving {} of claim-hours",
         mean(|s| s.lbs_mean),
         mean(|s| s.lbs_over_lower_bound),
-        100.0 * mean(|s| s.served_fraction),
+        pct(mean(|s| s.served_fraction)),
     );
     let savings: Vec<f64> = runs.iter().filter_map(|s| s.savings_fraction).collect();
     if !savings.is_empty() {
         let _ = write!(
             out,
-            "; saves {:.1}% against one LB per Service",
-            100.0 * savings.iter().sum::<f64>() / savings.len() as f64
+            "; saves {} against one LB per Service",
+            pct(savings.iter().sum::<f64>() / savings.len() as f64)
         );
     }
     if let Some((_, seed)) = groups.iter().find(|(g, _)| g.starts_with("seed")) {
         let b = cost(seed).0;
         if b > 0.0 && name != "seed" && !name.starts_with("seed:") {
-            let _ = write!(
-                out,
-                " and {:.1}% against the 2018 rule",
-                100.0 * (1.0 - c / b)
-            );
+            let _ = write!(out, " and {} against the 2018 rule", pct(1.0 - c / b));
         }
     }
     if ranked.len() < shared.len() {
@@ -406,8 +438,9 @@ pub fn samples_csv(samples: &[Sample]) -> String {
     out
 }
 
-/// Colours that stay apart for colour-blind readers (Okabe–Ito), with dash patterns so that
-/// identical series stay visible.
+/// Colours that stay apart for colour-blind readers (Okabe–Ito, its pale yellow swapped for
+/// a dark grey that shows on white), with dash patterns so that identical series stay
+/// visible.
 const COLOURS: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
@@ -416,8 +449,27 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
-    RGBColor(240, 228, 66),
+    RGBColor(110, 110, 110),
 ];
+
+/// The series drawn as a reference rather than a policy: grey, thick, dotted, always the
+/// same whatever its position.
+pub const LOWER_BOUND: &str = "lower bound";
+const BOUND_COLOUR: RGBColor = RGBColor(120, 120, 120);
+const BOUND_DASH: (u32, u32) = (3, 4);
+
+/// A series' colour, dash (0 = solid) and width.
+fn series_style(i: usize, name: &str) -> (RGBColor, (u32, u32), u32) {
+    if name == LOWER_BOUND {
+        (BOUND_COLOUR, BOUND_DASH, 4)
+    } else {
+        (
+            COLOURS[i % COLOURS.len()],
+            DASHES[(i / 2) % DASHES.len()],
+            2,
+        )
+    }
+}
 
 /// Dash length and gap per series (0 = solid).
 const DASHES: [(u32, u32); 4] = [(0, 0), (8, 4), (2, 3), (12, 4)];
@@ -431,15 +483,16 @@ pub enum Axis {
     Decimal,
 }
 
-/// A line chart as a responsive SVG string, with its legend below it in HTML (never over
-/// the data).
-pub fn line_chart(
+/// One drawing of a chart, `w`×`h`, scaled to its container's width.
+fn svg_chart(
     title: &str,
     x_desc: &str,
     y_desc: &str,
     axis: Axis,
     series: &[(String, Vec<(f64, f64)>)],
-) -> String {
+    (w, h): (u32, u32),
+    x_labels: usize,
+) -> Result<String, String> {
     let mut svg = String::new();
     let x_max = series
         .iter()
@@ -454,18 +507,24 @@ pub fn line_chart(
         Axis::Count => (y_top * 1.1).ceil().max(1.0),
         Axis::Decimal => (y_top * 1.1).max(1e-6),
     };
-    let (w, h) = (860u32, 320u32);
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
             root.fill(&WHITE)?;
             let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(70)
+                .caption(title, ("sans-serif", 21))
+                .margin(14)
+                .x_label_area_size(48)
+                .y_label_area_size(84)
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-            let count_label = |v: &f64| format!("{v:.0}");
+            // Counts are labelled at whole numbers only.
+            let count_label = |v: &f64| {
+                if (v - v.round()).abs() < 1e-9 {
+                    format!("{v:.0}")
+                } else {
+                    String::new()
+                }
+            };
             let decimal_label = |v: &f64| {
                 if y_max >= 10.0 {
                     format!("{v:.0}")
@@ -477,7 +536,10 @@ pub fn line_chart(
             let mut mesh = chart.configure_mesh();
             mesh.x_desc(x_desc)
                 .y_desc(y_desc)
+                .label_style(("sans-serif", 16))
+                .axis_desc_style(("sans-serif", 16))
                 .light_line_style(WHITE)
+                .x_labels(x_labels)
                 .x_label_formatter(&|v| format!("{v:.0}"));
             match axis {
                 Axis::Count => mesh
@@ -486,9 +548,9 @@ pub fn line_chart(
                 Axis::Decimal => mesh.y_label_formatter(&decimal_label),
             };
             mesh.draw()?;
-            for (i, (_, pts)) in series.iter().enumerate() {
-                let style = COLOURS[i % COLOURS.len()].stroke_width(2);
-                let (dash, gap) = DASHES[(i / 2) % DASHES.len()];
+            for (i, (name, pts)) in series.iter().enumerate() {
+                let (colour, (dash, gap), width) = series_style(i, name);
+                let style = colour.stroke_width(width);
                 if dash == 0 {
                     chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
                 } else {
@@ -503,20 +565,44 @@ pub fn line_chart(
             root.present()?;
             Ok(())
         })();
-        if let Err(e) = drawn {
+        drawn.map_err(|e| e.to_string())?;
+    }
+    // Responsive: scale to the page's width, keep the aspect ratio (plotters writes the
+    // viewBox itself; add it only if it did not).
+    let size = if svg.contains("viewBox=") {
+        String::new()
+    } else {
+        format!("viewBox=\"0 0 {w} {h}\" ")
+    };
+    Ok(svg.replacen(
+        &format!("width=\"{w}\" height=\"{h}\""),
+        &format!("{size}width=\"100%\" preserveAspectRatio=\"xMidYMid meet\""),
+        1,
+    ))
+}
+
+/// A line chart as a responsive SVG string, with its legend below it in HTML (never over
+/// the data).
+pub fn line_chart(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    axis: Axis,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    // Two drawings: a wide one, and a narrow one for phones, where the wide one's text
+    // would shrink below reading size. The page shows the one that fits.
+    let wide = svg_chart(title, x_desc, y_desc, axis, series, (860, 340), 10);
+    let narrow = svg_chart(title, x_desc, y_desc, axis, series, (480, 320), 5);
+    let (wide, narrow) = match (wide, narrow) {
+        (Ok(w), Ok(n)) => (w, n),
+        (Err(e), _) | (_, Err(e)) => {
             return format!("<p>chart {} could not be drawn: {e}</p>", escape(title));
         }
-    }
-    // Responsive: scale to the page's width, keep the aspect ratio.
-    let svg = svg.replacen(
-        &format!("width=\"{w}\" height=\"{h}\""),
-        &format!("viewBox=\"0 0 {w} {h}\" width=\"100%\" preserveAspectRatio=\"xMidYMid meet\""),
-        1,
-    );
+    };
     let mut legend = String::from("<p class=\"legend\">");
     for (i, (name, _)) in series.iter().enumerate() {
-        let c = COLOURS[i % COLOURS.len()];
-        let (dash, gap) = DASHES[(i / 2) % DASHES.len()];
+        let (c, (dash, gap), width) = series_style(i, name);
         let dasharray = if dash == 0 {
             String::new()
         } else {
@@ -525,15 +611,18 @@ pub fn line_chart(
         let _ = write!(
             legend,
             "<span><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" x2=\"28\" y2=\"5\" \
-             stroke=\"rgb({},{},{})\" stroke-width=\"3\"{dasharray}/></svg> {}</span>",
+             stroke=\"rgb({},{},{})\" stroke-width=\"{}\"{dasharray}/></svg> {}</span>",
             c.0,
             c.1,
             c.2,
+            width + 1,
             escape(name)
         );
     }
     legend.push_str("</p>");
-    format!("<figure>{svg}{legend}</figure>")
+    format!(
+        "<figure><div class=\"wide\">{wide}</div><div class=\"narrow\">{narrow}</div>{legend}</figure>"
+    )
 }
 
 fn escape(s: &str) -> String {
@@ -566,7 +655,7 @@ pub fn html_report(title: &str, groups: &[RunGroup]) -> String {
     let mut lbs = series(&|x| x.lbs() as f64);
     if let Some(g) = groups.first() {
         lbs.push((
-            "lower bound".into(),
+            LOWER_BOUND.into(),
             g.samples
                 .iter()
                 .map(|x| (x.t_hours, x.lower_bound as f64))
@@ -580,7 +669,9 @@ pub fn html_report(title: &str, groups: &[RunGroup]) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title>\
          <style>body{{font-family:sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}}\
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
-         th:first-child,td:first-child{{text-align:left}}figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}\
+         th:first-child,td:first-child{{text-align:left}}td:not(:first-child){{white-space:nowrap}}\
+         figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}.narrow{{display:none}}\
+         @media (max-width:700px){{.wide{{display:none}}.narrow{{display:block}}}}\
          .legend span{{margin-right:1.5em;white-space:nowrap}}.warn{{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em}}\
          dt{{font-weight:bold;margin-top:.5em}}.table{{overflow-x:auto}}</style>\
          </head><body><h1>{t}</h1>",

@@ -1,6 +1,6 @@
 //! Scenarios: a TOML description of a cluster's workload, its tenants and the allocator's
-//! settings. Unknown keys are rejected, every value is validated, and errors name the file,
-//! the line and the field.
+//! settings. Unknown keys are rejected, every value is checked against its documented
+//! range ([`RANGES`]), and errors name the file, the line and the field.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,21 +12,47 @@ use sharedlb_allocator::{
     TenantId, builtin_profile,
 };
 
-use crate::error::InputError;
+use crate::error::{InputError, TomlWalk};
 
 /// The scenario embedded in the binary, run when no file is given.
 pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
 
-/// A duration written as a number of seconds or as text with a unit: `90s`, `15m`, `2h`, `30d`, `250ms`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "DurationRepr", into = "String")]
+/// Longest duration anywhere in a scenario or a trace: 100 years (36525d), in ms.
+pub const MAX_DURATION_MS: u64 = 36_525 * 86_400_000;
+
+/// What a duration looks like, for error messages.
+pub const DURATION_FORMS: &str =
+    "a duration such as \"250ms\", \"90s\", \"15m\", \"2h\", \"30d\" or a number of seconds";
+
+/// A duration written as a number of seconds or as text with a unit: `90s`, `15m`, `2h`,
+/// `30d`, `250ms`; from 0 to 100 years.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
 pub struct Dur(pub u64);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationRepr {
-    Secs(f64),
-    Text(String),
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(DURATION_FORMS)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+                Dur::from_secs(v as f64).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
+                Dur::from_secs(v as f64).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
+                Dur::from_secs(v).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                Dur::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Dur {
@@ -40,16 +66,20 @@ impl Dur {
         self.0 as f64 / 3_600_000.0
     }
 
-    /// Parses `250ms`, `90s`, `15m`, `2h`, `30d` or a bare number of seconds.
+    /// Parses `250ms`, `90s`, `15m`, `2h`, `30d`, `2w` or a bare number of seconds; from 0
+    /// to 100 years.
     pub fn parse(s: &str) -> Result<Dur, String> {
         let s = s.trim();
+        if s.starts_with('-') {
+            return Err(format!("{s:?}: a duration cannot be negative"));
+        }
         let split = s
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let n: f64 = num
             .parse()
-            .map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 15m, 2h, 30d)"))?;
+            .map_err(|_| format!("{s:?} is not {DURATION_FORMS}"))?;
         let scale = match unit.trim() {
             "ms" => 1.0,
             "" | "s" => 1_000.0,
@@ -59,26 +89,24 @@ impl Dur {
             "w" => 7.0 * 86_400_000.0,
             u => {
                 return Err(format!(
-                    "unknown duration unit {u:?} in {s:?} (ms, s, m, h, d, w)"
+                    "unknown duration unit {u:?} in {s:?} (units: ms, s, m, h, d, w)"
                 ));
             }
         };
-        Dur::from_f64_ms(n * scale).ok_or_else(|| format!("{s:?} is out of range"))
+        Dur::from_ms_f64(n * scale).map_err(|m| format!("{s:?}: {m}"))
     }
 
-    fn from_f64_ms(ms: f64) -> Option<Dur> {
-        (0.0..1e15).contains(&ms).then(|| Dur(ms.round() as u64))
+    fn from_secs(s: f64) -> Result<Dur, String> {
+        Dur::from_ms_f64(s * 1000.0).map_err(|m| format!("{s} s: {m}"))
     }
-}
 
-impl TryFrom<DurationRepr> for Dur {
-    type Error = String;
-    fn try_from(r: DurationRepr) -> Result<Self, String> {
-        match r {
-            DurationRepr::Secs(s) => {
-                Dur::from_f64_ms(s * 1000.0).ok_or_else(|| format!("{s} s is not a valid duration"))
-            }
-            DurationRepr::Text(t) => Dur::parse(&t),
+    fn from_ms_f64(ms: f64) -> Result<Dur, String> {
+        if ms.is_nan() || ms < 0.0 {
+            Err("a duration cannot be negative".into())
+        } else if ms.round() > MAX_DURATION_MS as f64 {
+            Err("longer than 100 years (36525d), the longest duration accepted".into())
+        } else {
+            Ok(Dur(ms.round() as u64))
         }
     }
 }
@@ -109,6 +137,9 @@ impl fmt::Display for Dur {
 /// A distribution of durations (lifetimes, provisioning delays).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    expecting = "a distribution such as { kind = \"exponential\", mean = \"8h\" } (kinds: fixed, exponential, lognormal, pareto, mix)"
+)]
 pub enum DurationDist {
     /// Always the same.
     Fixed {
@@ -124,19 +155,19 @@ pub enum DurationDist {
     Lognormal {
         /// Median.
         median: Dur,
-        /// Shape (standard deviation of the log).
+        /// Shape (standard deviation of the log): 0 to 10.
         sigma: f64,
     },
     /// Pareto (heavy-tailed) with this minimum and tail index `shape`.
     Pareto {
         /// Minimum (scale).
         scale: Dur,
-        /// Tail index; mean is finite for shape > 1.
+        /// Tail index, 0.1 to 100; the mean is finite for shape > 1.
         shape: f64,
     },
     /// A two-class mix: short-lived services with probability `short_fraction`, else long-lived.
     Mix {
-        /// Probability of drawing from `short`.
+        /// Probability of drawing from `short`: 0 to 1.
         short_fraction: f64,
         /// The short-lived class.
         short: Box<DurationDist>,
@@ -169,32 +200,35 @@ impl DurationDist {
         }
     }
 
-    fn validate(&self, field: &str) -> Result<(), (String, String)> {
-        let err = |f: &str, m: &str| Err((format!("{field}.{f}"), m.to_owned()));
+    /// Checks every parameter against its range; `depth` counts enclosing mixes.
+    fn validate(&self, field: &str, depth: usize) -> Result<(), (String, String)> {
+        let f = |k: &str| format!("{field}.{k}");
         match self {
-            DurationDist::Exponential { mean } if mean.ms() == 0 => err("mean", "must be > 0"),
-            DurationDist::Lognormal { median, .. } if median.ms() == 0 => {
-                err("median", "must be > 0")
+            DurationDist::Fixed { value } => dur_in(&f("value"), *value, 0, MAX_DURATION_MS),
+            DurationDist::Exponential { mean } => dur_in(&f("mean"), *mean, 1, MAX_DURATION_MS),
+            DurationDist::Lognormal { median, sigma } => {
+                dur_in(&f("median"), *median, 1, MAX_DURATION_MS)?;
+                num_in(&f("sigma"), *sigma, 0.0, 10.0)
             }
-            DurationDist::Lognormal { sigma, .. } if !(sigma.is_finite() && *sigma >= 0.0) => {
-                err("sigma", "must be a finite number >= 0")
-            }
-            DurationDist::Pareto { scale, .. } if scale.ms() == 0 => err("scale", "must be > 0"),
-            DurationDist::Pareto { shape, .. } if !(shape.is_finite() && *shape > 0.0) => {
-                err("shape", "must be a finite number > 0")
+            DurationDist::Pareto { scale, shape } => {
+                dur_in(&f("scale"), *scale, 1, MAX_DURATION_MS)?;
+                num_in(&f("shape"), *shape, 0.1, 100.0)
             }
             DurationDist::Mix {
                 short_fraction,
                 short,
                 long,
             } => {
-                if !(0.0..=1.0).contains(short_fraction) {
-                    return err("short_fraction", "must be between 0 and 1");
+                if depth >= MAX_MIX_DEPTH {
+                    return Err((
+                        field.to_owned(),
+                        format!("mixes nest more than {MAX_MIX_DEPTH} deep"),
+                    ));
                 }
-                short.validate(&format!("{field}.short"))?;
-                long.validate(&format!("{field}.long"))
+                num_in(&f("short_fraction"), *short_fraction, 0.0, 1.0)?;
+                short.validate(&f("short"), depth + 1)?;
+                long.validate(&f("long"), depth + 1)
             }
-            _ => Ok(()),
         }
     }
 }
@@ -202,18 +236,20 @@ impl DurationDist {
 /// Periodic bursts of arrivals (a batch deploy, a game launch).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a table such as { every = \"1d\", size = 60 }")]
 pub struct Bursts {
-    /// Time between bursts.
+    /// Time between bursts: 1s to 100 years.
     pub every: Dur,
-    /// Claims per burst.
+    /// Claims per burst: 0 to 1000000.
     pub size: u32,
 }
 
 /// How claims arrive.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a table such as { rate_per_hour = 4.0, diurnal_amplitude = 0.5 }")]
 pub struct Arrival {
-    /// Mean Poisson arrivals per hour.
+    /// Mean Poisson arrivals per hour: 0 to 1000000 (and at most 1e8 arrivals per run).
     pub rate_per_hour: f64,
     /// Daily variation: rate × (1 + A·sin(2πt/day)), 0 ≤ A ≤ 1.
     #[serde(default)]
@@ -226,8 +262,9 @@ pub struct Arrival {
 /// A popular port and its protocol.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a port such as { port = 443 } or { port = 53, protocol = \"UDP\" }")]
 pub struct PopularPort {
-    /// Port number.
+    /// Port number: 1 to 65535.
     pub port: u16,
     /// Protocol.
     #[serde(default = "tcp")]
@@ -269,30 +306,31 @@ pub fn default_popular_ports() -> Vec<PopularPort> {
 /// The claims a cluster generates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a [workload] table with arrival and lifetime")]
 pub struct Workload {
     /// Arrival process.
     pub arrival: Arrival,
     /// Lifetime distribution.
     pub lifetime: DurationDist,
-    /// Fewest listeners per claim.
+    /// Fewest listeners per claim: 1 to 1000.
     #[serde(default = "one")]
     pub min_listeners: u32,
-    /// Most listeners per claim (uniform between).
+    /// Most listeners per claim (uniform between): min_listeners to 1000.
     #[serde(default = "one")]
     pub max_listeners: u32,
-    /// Probability that a port is `Any` (port 0: "pick one").
+    /// Probability that a port is `Any` (port 0: "pick one"): 0 to 1.
     #[serde(default)]
     pub any_fraction: f64,
-    /// Probability that an `Any` port is UDP.
+    /// Probability that an `Any` port is UDP: 0 to 1.
     #[serde(default)]
     pub udp_fraction: f64,
-    /// Zipf exponent over the popular ports (0 = uniform).
+    /// Zipf exponent over the popular ports (0 = uniform): 0 to 10.
     #[serde(default = "zipf_default")]
     pub zipf_exponent: f64,
-    /// Fixed ports to choose from, most popular first.
+    /// Fixed ports to choose from, most popular first: at most 10000, none twice.
     #[serde(default = "default_popular_ports")]
     pub popular_ports: Vec<PopularPort>,
-    /// Fraction of claims that allow migration.
+    /// Fraction of claims that allow migration: 0 to 1.
     #[serde(default)]
     pub migration_fraction: f64,
 }
@@ -307,13 +345,14 @@ fn zipf_default() -> f64 {
 /// A tenant of the simulated cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a tenant such as { name = \"shop\", weight = 2, share = 0.5 }")]
 pub struct TenantSpec {
     /// Name (used as namespace).
     pub name: String,
-    /// Weight for fair admission.
+    /// Weight for fair admission: 1 to 1000000.
     #[serde(default = "one")]
     pub weight: u32,
-    /// Relative share of arrivals.
+    /// Relative share of arrivals: 0 to 1000000.
     #[serde(default = "one_f")]
     pub share: f64,
     /// Limits.
@@ -335,19 +374,20 @@ fn tenant_sharing() -> String {
 /// simulated behaviour.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a profile such as { name = \"aws-nlb\" }")]
 pub struct ProfileSpec {
     /// Built-in profile name (`aws-nlb`, `hetzner-lb11`, ...).
     pub name: String,
-    /// Override: listeners per LB.
+    /// Override: listeners per LB, 1 to 196605.
     #[serde(default)]
     pub max_listeners: Option<u32>,
-    /// Override: price per hour.
+    /// Override: price per hour, 0 to 1000000 in the profile's currency.
     #[serde(default)]
     pub hourly_price: Option<f64>,
     /// Provisioning delay.
     #[serde(default = "default_provisioning")]
     pub provisioning: DurationDist,
-    /// Failures per LB per day (Poisson); a failed LB's claims are placed again.
+    /// Failures per LB per day (Poisson), 0 to 24; a failed LB's claims are placed again.
     #[serde(default)]
     pub failures_per_day: f64,
 }
@@ -359,24 +399,26 @@ fn default_provisioning() -> DurationDist {
 /// Periodic consolidation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a table such as { every = \"1h\", max_moves = 50 }")]
 pub struct Consolidation {
-    /// Period.
+    /// Period: 1s to 100 years, at most 1000000 runs.
     pub every: Dur,
-    /// Most moves per run.
+    /// Most moves per run: 0 to 100000.
     pub max_moves: usize,
 }
 
 /// The allocator's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "an [allocator] table")]
 pub struct AllocatorSpec {
     /// Packing policy (`best-fit`, `seed:10`, ...).
     #[serde(default = "best_fit")]
     pub policy: PolicyKind,
-    /// How long an empty LB lives before deletion.
+    /// How long an empty LB lives before deletion: 0 to 100 years.
     #[serde(default = "ten_minutes")]
     pub idle_timeout: Dur,
-    /// Most LBs provisioning at once.
+    /// Most LBs provisioning at once: 1 to 4294967295.
     #[serde(default)]
     pub max_provisioning: Option<u32>,
     /// Global budget.
@@ -408,27 +450,28 @@ impl Default for AllocatorSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// Name for reports.
+    /// Name for reports: at most 200 characters.
     #[serde(default = "unnamed")]
     pub name: String,
-    /// Random seed.
+    /// Random seed: 0 to 9223372036854775807 (TOML's integers).
     #[serde(default)]
     pub seed: u64,
-    /// Simulated time.
+    /// Simulated time: 1ms to 100 years.
     pub duration: Dur,
-    /// Time excluded from statistics at the start.
+    /// Time excluded from statistics at the start: shorter than `duration`.
     #[serde(default)]
     pub warmup: Dur,
-    /// Sampling period of the time series.
+    /// Sampling period of the time series: at most 1000000 samples per run.
     #[serde(default = "one_hour")]
     pub sample_every: Dur,
     /// Allocator settings.
     #[serde(default)]
     pub allocator: AllocatorSpec,
-    /// Tenants (default: one tenant `default`).
+    /// Tenants (default: one tenant `default`): at most 1000.
     #[serde(default)]
     pub tenants: Vec<TenantSpec>,
-    /// Profiles (default: `aws-nlb`). The first is the baseline for savings.
+    /// Profiles (default: `aws-nlb`), at most 64, each once. The first is the baseline for
+    /// savings.
     #[serde(default)]
     pub profiles: Vec<ProfileSpec>,
     /// The workload.
@@ -444,12 +487,13 @@ pub struct Scenario {
 /// Which currency costs are reported in, and how other currencies convert to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a [currency] table such as { report = \"USD\", rates = { EUR = 1.08 } }")]
 pub struct CurrencySpec {
     /// The report's currency (default: that of the first profile).
     #[serde(default)]
     pub report: Option<Currency>,
     /// Units of the report's currency per unit of each other currency, e.g. `EUR = 1.08`
-    /// when reporting in USD. Say where the rate is from: prices move.
+    /// when reporting in USD, 0.0001 to 10000. Say where the rate is from: prices move.
     #[serde(default)]
     pub rates: BTreeMap<Currency, f64>,
 }
@@ -483,11 +527,19 @@ impl Scenario {
             .unwrap_or_else(|e| unreachable!("the built-in scenario is valid: {e}"))
     }
 
-    /// Builds from a parsed table (after overrides); `src` locates fields for errors.
-    pub fn from_table(table: toml::Table, src: &str, origin: &str) -> Result<Scenario, InputError> {
-        let s: Scenario = Scenario::deserialize(toml::Value::Table(table))
-            .map_err(|e| InputError::new(origin, None, "", e.message()))?;
-        s.checked(src, origin)
+    /// Builds from a parsed table (after `--param` overrides); errors name `origin` (the
+    /// overrides) and the field, never a line of a file the value did not come from.
+    pub fn from_table(table: &toml::Table, origin: &str) -> Result<Scenario, InputError> {
+        // Through the text, so that a type error names its field.
+        let text = toml::to_string(table)
+            .map_err(|e| InputError::new(origin, None, "", &e.to_string()))?;
+        let s: Scenario = toml::from_str(&text).map_err(|e| {
+            let mut err = InputError::toml(origin, &text, &e);
+            err.line = None;
+            err
+        })?;
+        s.check(origin)?;
+        Ok(s)
     }
 
     /// Validates a scenario built in code (a form, overrides), naming `origin` in errors.
@@ -504,141 +556,123 @@ impl Scenario {
         Ok(self)
     }
 
+    /// Every value against its documented range ([`RANGES`]), then the total work.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
-        if self.duration.ms() == 0 {
-            return err("duration", "must be > 0");
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return err(
+                "name",
+                &format!("is longer than {MAX_NAME_CHARS} characters"),
+            );
         }
+        dur_in("duration", self.duration, 1, MAX_DURATION_MS)?;
         if self.warmup >= self.duration {
             return err("warmup", "must be shorter than duration");
         }
-        if self.sample_every.ms() == 0 {
-            return err("sample_every", "must be > 0");
-        }
-        if self.duration.ms() / self.sample_every.ms() > 1_000_000 {
+        dur_in("sample_every", self.sample_every, 1, MAX_DURATION_MS)?;
+        if self.duration.ms() / self.sample_every.ms() > MAX_SAMPLES {
             return err(
                 "sample_every",
-                "gives more than a million samples; make it longer",
+                &format!(
+                    "gives {} samples over {}; at most {MAX_SAMPLES} are kept: make it longer",
+                    self.duration.ms() / self.sample_every.ms(),
+                    self.duration
+                ),
             );
         }
-        let w = &self.workload;
-        if !(w.arrival.rate_per_hour.is_finite() && w.arrival.rate_per_hour >= 0.0) {
+        self.validate_workload()?;
+        if self.tenants.len() > MAX_TENANTS {
             return err(
-                "workload.arrival.rate_per_hour",
-                "must be a finite number >= 0",
+                "tenants",
+                &format!(
+                    "{} tenants listed, at most {MAX_TENANTS} are simulated",
+                    self.tenants.len()
+                ),
             );
         }
-        if !(0.0..=1.0).contains(&w.arrival.diurnal_amplitude) {
-            return err(
-                "workload.arrival.diurnal_amplitude",
-                "must be between 0 and 1",
-            );
-        }
-        if let Some(b) = &w.arrival.bursts
-            && b.every.ms() == 0
-        {
-            return err("workload.arrival.bursts.every", "must be > 0");
-        }
-        w.lifetime.validate("workload.lifetime")?;
-        if w.min_listeners == 0 {
-            return err("workload.min_listeners", "must be >= 1");
-        }
-        if w.max_listeners < w.min_listeners {
-            return err("workload.max_listeners", "must be >= min_listeners");
-        }
-        for (f, v) in [
-            ("any_fraction", w.any_fraction),
-            ("udp_fraction", w.udp_fraction),
-            ("migration_fraction", w.migration_fraction),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return err(&format!("workload.{f}"), "must be between 0 and 1");
-            }
-        }
-        if !(w.zipf_exponent.is_finite() && w.zipf_exponent >= 0.0) {
-            return err("workload.zipf_exponent", "must be a finite number >= 0");
-        }
-        if w.popular_ports.is_empty() && w.any_fraction < 1.0 {
-            return err(
-                "workload.popular_ports",
-                "must not be empty unless any_fraction = 1",
-            );
-        }
-        if let Some(p) = w.popular_ports.iter().find(|p| p.port == 0) {
-            return err(
-                "workload.popular_ports",
-                &format!("port {} is out of range (1..=65535)", p.port),
-            );
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for t in &self.tenants {
+        let mut names = BTreeMap::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            let f = |k: &str| format!("tenants[{i}].{k}");
             if t.name.trim().is_empty() || t.name.contains('/') {
-                return err("tenants.name", "must be non-empty and contain no '/'");
+                return err(&f("name"), "must be non-empty and contain no '/'");
             }
-            if !names.insert(&t.name) {
-                return err("tenants.name", &format!("tenant {} appears twice", t.name));
-            }
-            if t.weight == 0 {
-                return err("tenants.weight", "must be >= 1");
-            }
-            if !(t.share.is_finite() && t.share >= 0.0) {
-                return err("tenants.share", "must be a finite number >= 0");
-            }
-            parse_sharing(&t.sharing).map_err(|m| ("tenants.sharing".to_owned(), m))?;
-        }
-        if !self.tenants.is_empty() && self.tenants.iter().all(|t| t.share == 0.0) {
-            return err("tenants.share", "at least one tenant needs a share > 0");
-        }
-        for p in &self.profiles {
-            if builtin_profile(&p.name).is_none() {
-                let known: Vec<String> = sharedlb_allocator::builtin_profiles()
-                    .into_iter()
-                    .map(|p| p.name.to_string())
-                    .collect();
+            if t.name.len() > MAX_TENANT_NAME_BYTES {
                 return err(
-                    "profiles.name",
-                    &format!("unknown profile {:?} (known: {})", p.name, known.join(", ")),
+                    &f("name"),
+                    &format!("is longer than {MAX_TENANT_NAME_BYTES} bytes"),
                 );
             }
-            p.provisioning.validate("profiles.provisioning")?;
-            if !(p.failures_per_day.is_finite() && p.failures_per_day >= 0.0) {
-                return err("profiles.failures_per_day", "must be a finite number >= 0");
+            if let Some(first) = names.insert(&t.name, i) {
+                return err(
+                    &f("name"),
+                    &format!("tenant {} appears twice (also tenants[{first}])", t.name),
+                );
             }
-            if p.max_listeners == Some(0) {
-                return err("profiles.max_listeners", "must be >= 1");
-            }
-            if p.hourly_price.is_some_and(|x| !(x.is_finite() && x >= 0.0)) {
-                return err("profiles.hourly_price", "must be a finite number >= 0");
-            }
+            int_in(&f("weight"), u64::from(t.weight), 1, 1_000_000)?;
+            num_in(&f("share"), t.share, 0.0, 1e6)?;
+            parse_sharing(&t.sharing).map_err(|m| (f("sharing"), m))?;
         }
-        if let Some(c) = &self.consolidation
-            && c.every.ms() == 0
-        {
-            return err("consolidation.every", "must be > 0");
+        if !self.tenants.is_empty() && self.tenants.iter().all(|t| t.share == 0.0) {
+            return err("tenants[0].share", "at least one tenant needs a share > 0");
+        }
+        self.validate_profiles()?;
+        let a = &self.allocator;
+        dur_in("allocator.idle_timeout", a.idle_timeout, 0, MAX_DURATION_MS)?;
+        if let Some(m) = a.max_provisioning {
+            int_in(
+                "allocator.max_provisioning",
+                u64::from(m),
+                1,
+                u64::from(u32::MAX),
+            )?;
+        }
+        if let Some(c) = a.budget.max_cost_per_hour {
+            num_in("allocator.budget.max_cost_per_hour", c, 0.0, 1e9)?;
+        }
+        if let Some(c) = &self.consolidation {
+            dur_in("consolidation.every", c.every, 1_000, MAX_DURATION_MS)?;
+            int_in("consolidation.max_moves", c.max_moves as u64, 0, 100_000)?;
+            if self.duration.ms() / c.every.ms() > MAX_SAMPLES {
+                return err(
+                    "consolidation.every",
+                    &format!(
+                        "gives more than {MAX_SAMPLES} consolidation runs over {}: make it longer",
+                        self.duration
+                    ),
+                );
+            }
         }
         if let Some(c) = &self.currency {
             for (cur, rate) in &c.rates {
-                if !(rate.is_finite() && (1e-4..=1e4).contains(rate)) {
-                    return err(
-                        &format!("currency.rates.{cur}"),
-                        "must be a number from 0.0001 to 10000",
-                    );
-                }
+                num_in(&format!("currency.rates.{cur}"), *rate, 1e-4, 1e4)?;
             }
         }
         let report = self.report_currency();
-        for p in self.profile_specs() {
+        for (i, p) in self.profile_specs().iter().enumerate() {
             if let Some(b) = builtin_profile(&p.name)
                 && b.currency != report
                 && self.rate(b.currency).is_none()
             {
+                let field = if self.currency.is_some() || self.profiles.is_empty() {
+                    "currency".to_owned()
+                } else {
+                    format!("profiles[{i}].name")
+                };
+                return err(&field, &currency_message(&p.name, b.currency, report));
+            }
+        }
+        for (i, p) in self.profiles.iter().enumerate() {
+            if let (Some(h), Some(b)) = (p.hourly_price, builtin_profile(&p.name))
+                && let Some(rate) = self.rate(b.currency)
+                && h * rate > 1e6
+            {
                 return err(
-                    "currency",
+                    &format!("profiles[{i}].hourly_price"),
                     &format!(
-                        "profile {} is priced in {} and the report is in {report}: set \
-                         [currency] rates = {{ {} = <{report} per {}> }} (prices in different \
-                         currencies are never compared as equal numbers)",
-                        p.name, b.currency, b.currency, b.currency
+                        "{} {} is {} {report} at the rate given, above 1000000",
+                        sci(h),
+                        b.currency,
+                        sci(h * rate)
                     ),
                 );
             }
@@ -647,6 +681,213 @@ impl Scenario {
             .map_err(|e| ("allocator".to_owned(), e.to_string()))?
             .validate()
             .map_err(|e| ("allocator".to_owned(), e.to_string()))?;
+        self.validate_work()
+    }
+
+    fn validate_workload(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
+        let w = &self.workload;
+        num_in(
+            "workload.arrival.rate_per_hour",
+            w.arrival.rate_per_hour,
+            0.0,
+            1e6,
+        )?;
+        num_in(
+            "workload.arrival.diurnal_amplitude",
+            w.arrival.diurnal_amplitude,
+            0.0,
+            1.0,
+        )?;
+        if let Some(b) = &w.arrival.bursts {
+            dur_in(
+                "workload.arrival.bursts.every",
+                b.every,
+                1_000,
+                MAX_DURATION_MS,
+            )?;
+            int_in(
+                "workload.arrival.bursts.size",
+                u64::from(b.size),
+                0,
+                MAX_BURST,
+            )?;
+        }
+        w.lifetime.validate("workload.lifetime", 0)?;
+        int_in(
+            "workload.min_listeners",
+            u64::from(w.min_listeners),
+            1,
+            MAX_CLAIM_LISTENERS,
+        )?;
+        int_in(
+            "workload.max_listeners",
+            u64::from(w.max_listeners),
+            1,
+            MAX_CLAIM_LISTENERS,
+        )?;
+        if w.max_listeners < w.min_listeners {
+            return err(
+                "workload.max_listeners",
+                &format!(
+                    "must be >= min_listeners ({} < {})",
+                    w.max_listeners, w.min_listeners
+                ),
+            );
+        }
+        for (f, v) in [
+            ("any_fraction", w.any_fraction),
+            ("udp_fraction", w.udp_fraction),
+            ("migration_fraction", w.migration_fraction),
+        ] {
+            num_in(&format!("workload.{f}"), v, 0.0, 1.0)?;
+        }
+        num_in("workload.zipf_exponent", w.zipf_exponent, 0.0, 10.0)?;
+        if w.popular_ports.len() > MAX_POPULAR_PORTS {
+            return err(
+                "workload.popular_ports",
+                &format!(
+                    "{} ports listed, at most {MAX_POPULAR_PORTS}",
+                    w.popular_ports.len()
+                ),
+            );
+        }
+        if w.popular_ports.is_empty() && w.any_fraction < 1.0 {
+            return err(
+                "workload.popular_ports",
+                "must not be empty unless any_fraction = 1",
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in w.popular_ports.iter().enumerate() {
+            if p.port == 0 {
+                return err(
+                    &format!("workload.popular_ports[{i}].port"),
+                    "port 0 is out of range (1 to 65535; for \"any port\" use any_fraction)",
+                );
+            }
+            if !seen.insert((p.port, p.protocol)) {
+                return err(
+                    &format!("workload.popular_ports[{i}]"),
+                    &format!("{}/{} is listed twice", p.port, p.protocol),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_profiles(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
+        if self.profiles.len() > sharedlb_allocator::MAX_PROFILES {
+            return err(
+                "profiles",
+                &format!(
+                    "{} profiles listed, at most {} are allowed",
+                    self.profiles.len(),
+                    sharedlb_allocator::MAX_PROFILES
+                ),
+            );
+        }
+        let mut names = BTreeMap::new();
+        for (i, p) in self.profiles.iter().enumerate() {
+            let f = |k: &str| format!("profiles[{i}].{k}");
+            if builtin_profile(&p.name).is_none() {
+                let known: Vec<String> = sharedlb_allocator::builtin_profiles()
+                    .into_iter()
+                    .map(|p| p.name.to_string())
+                    .collect();
+                return err(
+                    &f("name"),
+                    &format!("unknown profile {:?} (known: {})", p.name, known.join(", ")),
+                );
+            }
+            if let Some(first) = names.insert(&p.name, i) {
+                return err(
+                    &f("name"),
+                    &format!(
+                        "profile {} appears twice (also profiles[{first}]); list each profile once",
+                        p.name
+                    ),
+                );
+            }
+            p.provisioning.validate(&f("provisioning"), 0)?;
+            num_in(&f("failures_per_day"), p.failures_per_day, 0.0, 24.0)?;
+            if let Some(m) = p.max_listeners {
+                int_in(&f("max_listeners"), u64::from(m), 1, 196_605)?;
+            }
+            if let Some(h) = p.hourly_price {
+                num_in(&f("hourly_price"), h, 0.0, 1e6)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Expected arrivals, live listeners and LB failures over the run: a run too large
+    /// to finish or to fit in memory is refused before it starts.
+    fn validate_work(&self) -> Result<(), (String, String)> {
+        let w = &self.workload;
+        let duration_ms = self.duration.ms() as f64;
+        let poisson = w.arrival.rate_per_hour * self.duration.hours();
+        let (burst_size, burst_count) = w.arrival.bursts.as_ref().map_or((0.0, 0.0), |b| {
+            (
+                f64::from(b.size),
+                (self.duration.ms() / b.every.ms().max(1)) as f64,
+            )
+        });
+        let bursts = burst_size * burst_count;
+        if poisson + bursts > MAX_ARRIVALS {
+            let field = if poisson >= bursts {
+                "workload.arrival.rate_per_hour"
+            } else {
+                "workload.arrival.bursts.size"
+            };
+            return Err((
+                field.to_owned(),
+                format!(
+                    "gives about {} arrivals over {}; at most {} are simulated: lower it or \
+                     shorten the duration",
+                    sci(poisson + bursts),
+                    self.duration,
+                    sci(MAX_ARRIVALS)
+                ),
+            ));
+        }
+        // Little's law: live claims = arrival rate × mean time alive (within the run).
+        let life = w.lifetime.mean_ms().min(duration_ms);
+        let per_ms = w.arrival.rate_per_hour / 3_600_000.0
+            + w.arrival
+                .bursts
+                .as_ref()
+                .map_or(0.0, |b| f64::from(b.size) / b.every.ms().max(1) as f64);
+        let live = per_ms * life;
+        let listeners = live * f64::from(w.min_listeners + w.max_listeners) / 2.0;
+        if listeners > MAX_LIVE_LISTENERS {
+            return Err((
+                "workload.lifetime".to_owned(),
+                format!(
+                    "with these arrivals about {} claims ({} listeners) would be live at once; \
+                     at most {} listeners are simulated: shorten the lifetimes or lower the rate",
+                    sci(live),
+                    sci(listeners),
+                    sci(MAX_LIVE_LISTENERS)
+                ),
+            ));
+        }
+        // At worst one LB per live claim, each failing at the profile's rate.
+        let claim_days = live * duration_ms / 86_400_000.0;
+        for (i, p) in self.profiles.iter().enumerate() {
+            let failures = p.failures_per_day * claim_days;
+            if failures > MAX_ARRIVALS {
+                return Err((
+                    format!("profiles[{i}].failures_per_day"),
+                    format!(
+                        "gives up to {} LB failures over the run; at most {} are simulated",
+                        sci(failures),
+                        sci(MAX_ARRIVALS)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -787,37 +1028,188 @@ pub fn parse_sharing(s: &str) -> Result<sharedlb_allocator::Sharing, String> {
     }
 }
 
-/// The 1-based line where a dotted field (`workload.arrival.rate_per_hour`) is set, found
-/// by walking the TOML text: the last key's line inside the right table.
+/// The 1-based line where a field (`workload.arrival.rate_per_hour`, `profiles[1].name`)
+/// is set in a TOML text; when it is not set there (a default), the line of the nearest
+/// enclosing table or key that is.
 pub fn locate(src: &str, field: &str) -> Option<usize> {
-    let parts: Vec<&str> = field.split('.').collect();
-    let key = *parts.last()?;
-    let mut table = String::new();
-    let mut fallback = None;
+    let mut walk = TomlWalk::default();
+    let mut best: Option<(usize, usize)> = None;
+    let mut consider = |path: &str, line: usize| {
+        if let Some(depth) = prefix_depth(path, field)
+            && best.is_none_or(|(d, _)| depth > d)
+        {
+            best = Some((depth, line));
+        }
+    };
     for (i, raw) in src.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            table.clear();
-            table.push_str(line.trim_matches(|c| c == '[' || c == ']').trim());
+        if let Some(h) = walk.header(raw) {
+            consider(&h, i + 1);
             continue;
         }
-        let Some((k, _)) = line.split_once('=') else {
-            continue;
-        };
-        let k = k.trim();
-        let full = if table.is_empty() {
-            k.to_owned()
-        } else {
-            format!("{table}.{k}")
-        };
-        if full == field {
-            return Some(i + 1);
-        }
-        // Inline tables (`arrival = { rate_per_hour = ... }`) and arrays of tables.
-        let mentions = line.contains(&format!("{key} ")) || line.contains(&format!("{key}="));
-        if fallback.is_none() && mentions && field.starts_with(table.as_str()) {
-            fallback = Some(i + 1);
+        for path in walk.keys(raw).0 {
+            if path == field {
+                return Some(i + 1);
+            }
+            consider(&path, i + 1);
         }
     }
-    fallback
+    best.map(|(_, line)| line)
+}
+
+/// How many segments of `field` the path `path` covers, when it is a prefix of it
+/// (`workload.popular_ports` covers two of `workload.popular_ports[3].port`).
+fn prefix_depth(path: &str, field: &str) -> Option<usize> {
+    let p: Vec<&str> = path.split('.').collect();
+    let f: Vec<&str> = field.split('.').collect();
+    if p.len() > f.len() {
+        return None;
+    }
+    let same = p.iter().zip(&f).all(|(a, b)| {
+        a == b || (b.starts_with(a) && b[a.len()..].starts_with('[') && !a.contains('['))
+    });
+    same.then_some(p.len())
+}
+
+/// Most characters in a scenario's name.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most bytes in a tenant's name (claim ids `TENANT/svc-N` stay under the allocator's limit).
+pub const MAX_TENANT_NAME_BYTES: usize = 253;
+/// Most samples (and consolidation runs) in a run.
+pub const MAX_SAMPLES: u64 = 1_000_000;
+/// Most tenants.
+pub const MAX_TENANTS: usize = 1_000;
+/// Most listeners per generated claim.
+pub const MAX_CLAIM_LISTENERS: u64 = 1_000;
+/// Most claims per burst.
+pub const MAX_BURST: u64 = 1_000_000;
+/// Most popular ports.
+pub const MAX_POPULAR_PORTS: usize = 10_000;
+/// Most nested `mix` distributions.
+pub const MAX_MIX_DEPTH: usize = 8;
+/// Most expected arrivals in a run (and most expected LB failures).
+pub const MAX_ARRIVALS: f64 = 1e8;
+/// Most expected live listeners at once (memory).
+pub const MAX_LIVE_LISTENERS: f64 = 5e6;
+
+/// Every numeric scenario field and its accepted range, as documented in the README.
+pub const RANGES: &[(&str, &str)] = &[
+    ("seed", "0 to 9223372036854775807"),
+    ("duration", "1ms to 100 years (36525d)"),
+    ("warmup", "0 to less than duration"),
+    (
+        "sample_every",
+        "1ms to 100 years, at most 1000000 samples per run",
+    ),
+    ("allocator.idle_timeout", "0 to 100 years"),
+    ("allocator.max_provisioning", "1 to 4294967295"),
+    ("allocator.budget.max_lbs", "0 to 4294967295"),
+    ("allocator.budget.max_cost_per_hour", "0 to 1000000000"),
+    ("workload.arrival.rate_per_hour", "0 to 1000000"),
+    ("workload.arrival.diurnal_amplitude", "0 to 1"),
+    ("workload.arrival.bursts.every", "1s to 100 years"),
+    ("workload.arrival.bursts.size", "0 to 1000000"),
+    (
+        "workload.lifetime (and profiles.provisioning): value",
+        "0 to 100 years",
+    ),
+    ("workload.lifetime: mean, median, scale", "1ms to 100 years"),
+    ("workload.lifetime: sigma (lognormal)", "0 to 10"),
+    ("workload.lifetime: shape (pareto)", "0.1 to 100"),
+    (
+        "workload.lifetime: short_fraction (mix)",
+        "0 to 1, mixes nested at most 8 deep",
+    ),
+    ("workload.min_listeners", "1 to 1000"),
+    ("workload.max_listeners", "min_listeners to 1000"),
+    (
+        "workload.any_fraction, udp_fraction, migration_fraction",
+        "0 to 1",
+    ),
+    ("workload.zipf_exponent", "0 to 10"),
+    (
+        "workload.popular_ports",
+        "0 to 10000 ports, each 1 to 65535, none twice",
+    ),
+    ("tenants", "0 to 1000 (none: one tenant named default)"),
+    ("tenants.weight", "1 to 1000000"),
+    ("tenants.share", "0 to 1000000, at least one above 0"),
+    (
+        "tenants.quota: max_listeners, max_claims, max_dedicated_lbs",
+        "0 to 4294967295",
+    ),
+    ("profiles", "0 to 64, each name once (none: aws-nlb)"),
+    ("profiles.max_listeners", "1 to 196605"),
+    ("profiles.hourly_price", "0 to 1000000"),
+    ("profiles.failures_per_day", "0 to 24"),
+    (
+        "consolidation.every",
+        "1s to 100 years, at most 1000000 runs",
+    ),
+    ("consolidation.max_moves", "0 to 100000"),
+    ("currency.rates", "0.0001 to 10000"),
+    (
+        "the whole run",
+        "at most 1e8 expected arrivals (rate × duration + bursts), 5e6 expected live \
+         listeners (Little's law) and 1e8 expected LB failures",
+    ),
+];
+
+fn range_err(field: &str, what: String) -> Result<(), (String, String)> {
+    Err((field.to_owned(), what))
+}
+
+/// A number from `lo` to `hi`, finite.
+fn num_in(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), (String, String)> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        range_err(
+            field,
+            format!(
+                "must be a number from {} to {}, not {}",
+                sci(lo),
+                sci(hi),
+                sci(v)
+            ),
+        )
+    }
+}
+
+/// A whole number from `lo` to `hi`.
+fn int_in(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), (String, String)> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        range_err(field, format!("must be from {lo} to {hi}, not {v}"))
+    }
+}
+
+/// A duration from `lo` to `hi` ms.
+fn dur_in(field: &str, d: Dur, lo: u64, hi: u64) -> Result<(), (String, String)> {
+    if (lo..=hi).contains(&d.ms()) {
+        Ok(())
+    } else if d.ms() > hi {
+        range_err(field, format!("must be at most {}, not {d}", Dur(hi)))
+    } else {
+        range_err(field, format!("must be at least {}, not {d}", Dur(lo)))
+    }
+}
+
+/// A number for people: plain when of ordinary size, else in scientific notation.
+pub fn sci(x: f64) -> String {
+    if x == 0.0 || (x.is_finite() && (1e-4..1e10).contains(&x.abs())) {
+        let s = format!("{x:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_owned()
+    } else {
+        format!("{x:e}")
+    }
+}
+
+fn currency_message(profile: &str, from: Currency, report: Currency) -> String {
+    format!(
+        "profile {profile} is priced in {from} and the report is in {report}: set [currency] \
+         rates = {{ {from} = <{report} per {from}> }} (prices in different currencies are \
+         never compared as equal numbers)"
+    )
 }

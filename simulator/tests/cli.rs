@@ -300,7 +300,7 @@ fn bad_input_exits_2_naming_place_and_problem() {
     );
     assert_input_error(
         &run(&["run", &f]),
-        &["profile.toml:6", "profiles.name", "oracle-lb"],
+        &["profile.toml:6", "profiles[0].name", "oracle-lb"],
     );
 
     assert_input_error(&run(&["run", "--policy", "nope"]), &["--policy", "nope"]);

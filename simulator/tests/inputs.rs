@@ -1,0 +1,698 @@
+//! Issue #11: every input refused in the user's words (exit 2, the place and the
+//! problem), no panic, no hang; CSV traces; plan's inputs and outputs; the README's
+//! ranges and glossary. Each test runs the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sharedlb-sim"))
+}
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn examples() -> PathBuf {
+    manifest().join("examples")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sharedlb-inputs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the binary; any run taking over a minute is a hang.
+#[allow(clippy::disallowed_methods)] // A test may read the wall clock to catch a hang.
+fn run(args: &[&str]) -> Output {
+    let start = Instant::now();
+    let o = bin().args(args).output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{args:?} took {:?}",
+        start.elapsed()
+    );
+    o
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 2, no panic, no Rust type names, and every needle in stderr.
+fn refused(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "exit 2 expected; stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for word in [
+        "untagged",
+        "DurationRepr",
+        "RawPortRequest",
+        "TimeRepr",
+        "struct ",
+        "enum ",
+        "u32",
+        "u64",
+        "f64",
+    ] {
+        assert!(
+            !err.contains(word),
+            "stderr names an internal type ({word}): {err}"
+        );
+    }
+    for n in needles {
+        assert!(err.contains(n), "stderr {err:?} lacks {n:?}");
+    }
+}
+
+const BASE: &str = "duration = \"1d\"\n[workload]\narrival = { rate_per_hour = 1.0 }\nlifetime = { kind = \"fixed\", value = \"1h\" }\n";
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_issues_inputs_are_refused_at_once_with_field_and_line() {
+    let d = tmpdir("issue");
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "listeners.toml",
+            format!("{BASE}max_listeners = 4294967295\n"),
+            vec!["listeners.toml:5", "workload.max_listeners", "1 to 1000"],
+        ),
+        (
+            "rate.toml",
+            BASE.replace("1.0", "1e300"),
+            vec![
+                "rate.toml:3",
+                "workload.arrival.rate_per_hour",
+                "0 to 1000000",
+            ],
+        ),
+        (
+            "burst.toml",
+            BASE.replace(
+                "1.0 }",
+                "1.0, bursts = { every = \"1h\", size = 1000000000 } }",
+            ),
+            vec![
+                "burst.toml:3",
+                "workload.arrival.bursts.size",
+                "0 to 1000000",
+            ],
+        ),
+        (
+            "failures.toml",
+            format!("{BASE}[[profiles]]\nname = \"aws-nlb\"\nfailures_per_day = 1e9\n"),
+            vec!["failures.toml:7", "profiles[0].failures_per_day", "0 to 24"],
+        ),
+        (
+            "duration.toml",
+            BASE.replace("\"1d\"", "9e11"),
+            vec!["duration.toml:1", "duration", "100 years"],
+        ),
+        (
+            "price.toml",
+            format!("{BASE}[[profiles]]\nname = \"aws-nlb\"\nhourly_price = 1e308\n"),
+            vec!["price.toml:7", "profiles[0].hourly_price", "0 to 1000000"],
+        ),
+        (
+            "converted.toml",
+            format!(
+                "{BASE}[currency]\nreport = \"USD\"\nrates = {{ EUR = 10000 }}\n[[profiles]]\nname = \"hetzner-lb11\"\nhourly_price = 1000\n"
+            ),
+            vec![
+                "converted.toml:10",
+                "profiles[0].hourly_price",
+                "10000000 USD",
+            ],
+        ),
+        (
+            "nan.toml",
+            BASE.replace("1.0", "nan"),
+            vec!["nan.toml:3", "workload.arrival.rate_per_hour"],
+        ),
+        // Within every range, but a run too large to finish.
+        (
+            "work.toml",
+            BASE.replace("\"1d\"", "\"3650d\"")
+                .replace("1.0", "1000000")
+                .replace("\"1h\"", "\"1s\""),
+            vec!["work.toml:3", "workload.arrival.rate_per_hour", "arrivals"],
+        ),
+        (
+            "live.toml",
+            BASE.replace("1.0", "1000000").replace("\"1h\"", "\"30d\""),
+            vec!["live.toml:4", "workload.lifetime", "listeners"],
+        ),
+        (
+            "consolidation.toml",
+            format!("{BASE}[consolidation]\nevery = \"1ms\"\nmax_moves = 5\n"),
+            vec!["consolidation.toml:6", "consolidation.every", "at least 1s"],
+        ),
+        (
+            "mix.toml",
+            BASE.replace(
+                "{ kind = \"fixed\", value = \"1h\" }",
+                "{ kind = \"pareto\", scale = \"1h\", shape = 0 }",
+            ),
+            vec!["mix.toml:4", "workload.lifetime.shape", "0.1 to 100"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let f = write(&d, name, &text);
+        refused(&run(&["run", &f, "--quiet"]), &needles);
+    }
+}
+
+#[test]
+fn traces_at_the_end_of_time_are_refused() {
+    let d = tmpdir("trace-time");
+    let f = write(
+        &d,
+        "late.jsonl",
+        "{\"t\": 18446744073709551615, \"op\": \"add\", \"id\": \"a/b\", \"ports\": [{\"protocol\": \"TCP\", \"port\": 443}]}\n",
+    );
+    refused(&run(&["replay", &f]), &["late.jsonl:1", "100 years"]);
+    let f = write(
+        &d,
+        "late.csv",
+        "t,op,id,ports\n18446744073709551615,add,a/b,443/TCP\n",
+    );
+    refused(&run(&["replay", &f]), &["late.csv:2", "t:", "100 years"]);
+    // 100 years exactly is fine and finishes.
+    let f = write(
+        &d,
+        "edge.csv",
+        "t,op,id,ports\n0,add,a/b,443/TCP\n36525d,remove,a/b\n",
+    );
+    let o = run(&["replay", &f, "--quiet", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn errors_use_words_not_type_names() {
+    let d = tmpdir("words");
+    let f = write(&d, "dur.toml", &BASE.replace("\"1d\"", "[1]"));
+    refused(
+        &run(&["run", &f]),
+        &["dur.toml:1", "duration", "a duration such as"],
+    );
+    let f = write(
+        &d,
+        "bursts.toml",
+        &BASE.replace("1.0 }", "1.0, bursts = 5 }"),
+    );
+    refused(
+        &run(&["run", &f]),
+        &[
+            "bursts.toml:3",
+            "workload.arrival.bursts",
+            "a table such as",
+        ],
+    );
+    let f = write(&d, "seed.toml", &format!("seed = -1\n{BASE}"));
+    refused(&run(&["run", &f]), &["seed.toml:1", "seed", "whole number"]);
+    let f = write(&d, "unit.toml", &BASE.replace("\"1d\"", "\"3 fortnights\""));
+    refused(&run(&["run", &f]), &["unit.toml:1", "duration", "unit"]);
+    let f = write(
+        &d,
+        "port.jsonl",
+        "{\"t\": 0, \"op\": \"add\", \"id\": \"a/b\", \"ports\": [443]}\n",
+    );
+    refused(&run(&["replay", &f]), &["port.jsonl:1", "a port such as"]);
+    let f = write(
+        &d,
+        "proto.jsonl",
+        "{\"t\": 0, \"op\": \"add\", \"id\": \"a/b\", \"ports\": [{\"protocol\": \"QUIC\", \"port\": 1}]}\n",
+    );
+    refused(
+        &run(&["replay", &f]),
+        &["proto.jsonl:1", "ports", "QUIC", "TCP, UDP or SCTP"],
+    );
+    let f = write(
+        &d,
+        "t.jsonl",
+        "{\"t\": [1], \"op\": \"remove\", \"id\": \"a/b\"}\n",
+    );
+    refused(&run(&["replay", &f]), &["t.jsonl:1", "a time such as"]);
+}
+
+#[test]
+fn flags_are_named_in_their_errors() {
+    let d = tmpdir("flags");
+    refused(
+        &run(&["compare", "default", "--policies", "best-fit,fastest"]),
+        &["--policies", "fastest"],
+    );
+    refused(
+        &run(&["run", "--profile", "oracle-lb"]),
+        &["--profile", "oracle-lb"],
+    );
+    // A bad --param value names the flag and the field, not a line of the base file.
+    let o = run(&[
+        "sweep",
+        "default",
+        "--param",
+        "workload.max_listeners=3,4294967295",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    refused(
+        &o,
+        &[
+            "--param workload.max_listeners=4294967295",
+            "workload.max_listeners",
+            "1 to 1000",
+        ],
+    );
+    assert!(!stderr(&o).contains("default>:"), "{}", stderr(&o));
+    let o = run(&[
+        "sweep",
+        "default",
+        "--param",
+        "workload.arrival.rate_per_hour=abc",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    refused(
+        &o,
+        &[
+            "--param",
+            "workload.arrival.rate_per_hour",
+            "expected a number",
+        ],
+    );
+    refused(
+        &run(&["plan", "--services", "x.json", "--tenant-by", "team"]),
+        &["--tenant-by", "label:KEY"],
+    );
+    // --seeds 0 is refused by compare and sweep alike, naming the flag.
+    for cmd in [
+        vec!["compare", "default", "--seeds", "0"],
+        vec![
+            "sweep",
+            "default",
+            "--param",
+            "seed=1",
+            "--seeds",
+            "0",
+            "--out",
+            d.to_str().unwrap(),
+        ],
+    ] {
+        let o = run(&cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--seeds"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_duplicate_profile_names_its_line() {
+    let d = tmpdir("dup");
+    let f = write(
+        &d,
+        "dup.toml",
+        &format!(
+            "{BASE}[[profiles]]\nname = \"aws-nlb\"\n[[profiles]]\nname = \"hetzner-lb11\"\n[[profiles]]\nname = \"aws-nlb\"\n"
+        ),
+    );
+    refused(
+        &run(&["run", &f]),
+        &["dup.toml:10", "profiles[2].name", "appears twice"],
+    );
+    let f = write(
+        &d,
+        "tenants.toml",
+        &format!("{BASE}[[tenants]]\nname = \"a\"\n[[tenants]]\nname = \"b\"\nweight = 0\n"),
+    );
+    refused(&run(&["run", &f]), &["tenants.toml:9", "tenants[1].weight"]);
+}
+
+#[test]
+fn csv_traces_by_header() {
+    let d = tmpdir("csv");
+    let jsonl = run(&[
+        "replay",
+        examples().join("trace.jsonl").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let csv = run(&[
+        "replay",
+        examples().join("trace.csv").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    let summary = |o: &Output| {
+        let mut v: serde_json::Value = serde_json::from_str(&stdout(o)).unwrap();
+        assert!(
+            v["scenario"]
+                .as_str()
+                .unwrap()
+                .starts_with("replay of trace.")
+        );
+        v["scenario"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(
+        summary(&jsonl),
+        summary(&csv),
+        "the CSV example is the JSONL one"
+    );
+    // BOM, columns in another order, quoted fields, CRLF, allow_migration.
+    let f = write(
+        &d,
+        "any-order.csv",
+        "\u{feff}id,ports,op,\"t\",tenant,allow_migration\r\n\"shop/web\",\"443/TCP;80/TCP\",add,0s,,true\r\n\"shop/db\",5432/TCP,add,10s,\"ops\",no\r\nshop/web,,remove,1h,,\r\n",
+    );
+    let o = run(&["replay", &f, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["arrivals"], 2);
+    assert_eq!(v["departures"], 1);
+    assert!(v["tenants"]["ops"].is_object(), "{v}");
+    let f = write(
+        &d,
+        "unknown.csv",
+        "t,op,id,ports,colour\n0,add,a/b,443/TCP,red\n",
+    );
+    refused(
+        &run(&["replay", &f]),
+        &["unknown.csv:1", "colour", "unknown column"],
+    );
+    let f = write(&d, "noid.csv", "t,op,ports\n0,add,443/TCP\n");
+    refused(&run(&["replay", &f]), &["noid.csv:1", "\"id\""]);
+    let f = write(&d, "open.csv", "t,op,id\n0,add,\"a/b\n");
+    refused(&run(&["replay", &f]), &["open.csv:2", "quoted"]);
+    let f = write(&d, "extra.csv", "t,op,id\n0,remove,a/b,x\n");
+    refused(&run(&["replay", &f]), &["extra.csv:2", "4 fields"]);
+}
+
+#[test]
+fn plan_reads_yaml_tenants_by_label_and_counts_existing_sharing() {
+    let yaml = examples().join("services.yaml");
+    let o = run(&[
+        "plan",
+        "--services",
+        yaml.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["services"], 7);
+    // shop/web + shop/web-http share by MetalLB key, infra/dns + dns-tcp by Cilium key.
+    assert_eq!(v["sharing_today"], 4);
+    assert_eq!(v["lbs_today"], 5, "{v}");
+    // Objects, not tuples; money in cents.
+    let lb = &v["lbs"][0];
+    assert!(
+        lb["lb"].is_string() && lb["services"][0]["service"].is_string(),
+        "{v}"
+    );
+    assert!(
+        lb["services"][0]["ports"][0]
+            .as_str()
+            .unwrap()
+            .contains('/')
+    );
+    for k in ["monthly_cost_today", "monthly_cost_shared"] {
+        let x = v[k].as_f64().unwrap();
+        assert!(((x * 100.0).round() - x * 100.0).abs() < 1e-6, "{k} = {x}");
+    }
+    assert!((v["monthly_cost_today"].as_f64().unwrap() - 82.18).abs() < 1e-9);
+    // Tenants by label: storefront and platform instead of namespaces.
+    let o = run(&[
+        "plan",
+        "--services",
+        yaml.to_str().unwrap(),
+        "--tenant-by",
+        "label:team",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let tenants: Vec<&str> = v["lbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|lb| lb["services"].as_array().unwrap())
+        .map(|s| s["tenant"].as_str().unwrap())
+        .collect();
+    assert!(
+        tenants.contains(&"storefront") && tenants.contains(&"platform"),
+        "{tenants:?}"
+    );
+    assert_eq!(v["tenant_fallbacks"], 1, "iot/vpn has no team label");
+    let o = run(&["plan", "--services", yaml.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(out.contains("count as one LB per sharing key"), "{out}");
+    for line in out.lines() {
+        assert!(line.chars().count() <= 100, "too wide: {line}");
+    }
+}
+
+#[test]
+fn plan_refuses_port_0_and_strict_exits_3() {
+    let d = tmpdir("plan");
+    let f = write(
+        &d,
+        "zero.json",
+        r#"{"kind": "List", "items": [{"metadata": {"name": "a", "namespace": "x"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 0}]}}]}"#,
+    );
+    refused(
+        &run(&["plan", "--services", &f]),
+        &["items[0].spec.ports[0].port", "x/a", "1 to 65535"],
+    );
+    let f = write(&d, "bad.yaml", "kind: List\nitems:\n  - metadata: [oops\n");
+    refused(
+        &run(&["plan", "--services", &f]),
+        &["bad.yaml:", "not a Service list"],
+    );
+    // 60 listeners do not fit an aws-nlb (50): unplaceable.
+    let ports: Vec<String> = (1..=60).map(|p| format!("{{\"port\": {p}}}")).collect();
+    let f = write(
+        &d,
+        "big.json",
+        &format!(
+            r#"{{"kind": "List", "items": [{{"metadata": {{"name": "big", "namespace": "x"}}, "spec": {{"type": "LoadBalancer", "ports": [{}]}}}}, {{"metadata": {{"name": "small", "namespace": "x"}}, "spec": {{"type": "LoadBalancer", "ports": [{{"port": 80}}]}}}}]}}"#,
+            ports.join(",")
+        ),
+    );
+    let o = run(&["plan", "--services", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: 1 of 2 Services cannot be placed"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["plan", "--services", &f, "--strict"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stdout(&o).contains("x/big"), "the plan is still printed");
+}
+
+#[test]
+fn profiles_are_aligned() {
+    let o = run(&["profiles"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() > 3);
+    // Each column starts at the same place on every line: the price column ends aligned.
+    let col = |l: &str, word: &str| l.find(word).map(|i| i + word.len());
+    let end = col(lines[0], "price").unwrap();
+    for l in &lines[1..] {
+        assert_eq!(col(l, "/month"), Some(end), "misaligned: {l}\n{out}");
+        assert!(l.chars().count() <= 100, "too wide: {l}");
+    }
+}
+
+#[test]
+fn compare_tables_fit_100_columns_with_percentages_alike() {
+    let d = tmpdir("compare");
+    let src = include_str!("../scenarios/default.toml").replace("\"30d\"", "\"5d\"");
+    let f = write(&d, "short.toml", &src);
+    let o = run(&[
+        "compare",
+        &f,
+        "--seeds",
+        "3",
+        "--policies",
+        "best-fit,first-fit,seed,dedicated",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "too wide ({}): {line}",
+            line.chars().count()
+        );
+    }
+    // Percentages carry one decimal and a % sign wherever they appear.
+    for w in out.split_whitespace().filter(|w| w.ends_with('%')) {
+        let n = w.trim_start_matches(['(', '-']).trim_end_matches('%');
+        if !n.starts_with(|c: char| c.is_ascii_digit()) || n == "95" {
+            continue; // "±95%", "95% intervals": the intervals' level, not a figure
+        }
+        // One decimal; more only where one would show 100.0% or 0.0% for what is not.
+        assert!(
+            n.split('.').nth(1).is_some_and(|d| d.len() == 1
+                || (d.len() <= 3 && (n.starts_with("99.") || n.starts_with("0.0")))),
+            "percentage {w} not like 12.3%: {out}"
+        );
+    }
+    // Either a clear best or a tie, said in words.
+    assert!(out.contains("best: ") || out.contains("tied with"), "{out}");
+}
+
+#[test]
+fn readme_documents_every_range_and_the_glossary() {
+    let readme = std::fs::read_to_string(manifest().join("../README.md")).unwrap();
+    for (field, range) in sharedlb_simulator::scenario::RANGES {
+        let row = format!("| {field} | {range} |");
+        assert!(readme.contains(&row), "README lacks the row {row}");
+    }
+    for (term, _) in sharedlb_simulator::metrics::GLOSSARY {
+        assert!(
+            readme.contains(&format!("**{term}**")),
+            "README glossary lacks {term}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_examples_run_on_the_shipped_files() {
+    let ex = |f: &str| examples().join(f).to_str().unwrap().to_owned();
+    for args in [
+        vec![
+            "plan".to_owned(),
+            "--services".into(),
+            ex("services.json"),
+            "--profile".into(),
+            "aws-nlb".into(),
+        ],
+        vec![
+            "plan".to_owned(),
+            "--services".into(),
+            ex("services.yaml"),
+            "--tenant-by".into(),
+            "label:team".into(),
+        ],
+        vec!["replay".to_owned(), ex("trace.jsonl")],
+        vec!["replay".to_owned(), ex("trace.csv")],
+        vec!["run".to_owned(), ex("small-team.toml"), "--quiet".into()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            !out.contains("NaN") && !out.contains("inf "),
+            "{args:?}: {out}"
+        );
+        for line in out.lines() {
+            assert!(line.chars().count() <= 100, "{args:?} too wide: {line}");
+        }
+    }
+}
+
+#[test]
+fn report_charts_are_responsive_with_integer_counts_and_currency() {
+    use sharedlb_simulator::report::{Axis, line_chart};
+    let series = vec![
+        (
+            "best-fit".to_owned(),
+            vec![(0.0, 0.0), (1.0, 1.0), (2.0, 3.0)],
+        ),
+        (
+            "lower bound".to_owned(),
+            vec![(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)],
+        ),
+    ];
+    let html = line_chart("LBs", "hours", "LBs", Axis::Count, &series);
+    // A wide and a narrow drawing, each scaled to the page by its viewBox.
+    assert_eq!(html.matches("viewBox=").count(), 2, "{html}");
+    assert!(html.contains("width=\"100%\""));
+    // The legend is HTML after the drawings, never drawn over the data.
+    let legend = html.find("class=\"legend\"").unwrap();
+    assert!(legend > html.rfind("</svg>\n</div>").unwrap_or(0));
+    assert!(html[legend..].contains("best-fit") && html[legend..].contains("lower bound"));
+    // Count axes carry whole numbers only.
+    for label in html.split("<text").skip(1) {
+        let text = label
+            .split('>')
+            .nth(1)
+            .unwrap_or("")
+            .split('<')
+            .next()
+            .unwrap_or("");
+        if let Ok(x) = text.trim().parse::<f64>() {
+            assert!(x.fract().abs() < 1e-12, "tick {text} on a count axis");
+        }
+    }
+    // The page: currency on the cost axis, the narrow drawing for phones.
+    let d = tmpdir("report");
+    let out = d.join("out");
+    let o = run(&[
+        "run",
+        examples().join("small-team.toml").to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("EUR / h"), "the cost axis names the currency");
+    assert!(page.contains("@media (max-width:700px)"));
+    assert!(page.contains("<dt>served</dt>"), "glossary at the foot");
+}
+
+#[test]
+fn best_only_when_the_intervals_do_not_overlap() {
+    use sharedlb_simulator::report::verdict;
+    let mut s =
+        sharedlb_simulator::Scenario::from_file(&examples().join("small-team.toml")).unwrap();
+    s.duration = sharedlb_simulator::scenario::Dur(2 * 86_400_000);
+    s.warmup = sharedlb_simulator::scenario::Dur(0);
+    let (template, _) = sharedlb_simulator::run(&s).unwrap();
+    let group = |name: &str, costs: &[f64]| {
+        let runs = costs
+            .iter()
+            .map(|&c| {
+                let mut x = template.clone();
+                x.policy = name.to_owned();
+                x.served_fraction = 1.0;
+                x.cost_per_month = c;
+                x
+            })
+            .collect::<Vec<_>>();
+        (name.to_owned(), runs)
+    };
+    let clear = verdict(&[
+        group("best-fit", &[100.0, 101.0, 99.0]),
+        group("first-fit", &[200.0, 201.0, 199.0]),
+    ]);
+    assert!(clear.contains("best: best-fit"), "{clear}");
+    assert!(!clear.contains("tied"), "{clear}");
+    let tie = verdict(&[
+        group("best-fit", &[100.0, 110.0, 90.0]),
+        group("first-fit", &[105.0, 115.0, 95.0]),
+    ]);
+    assert!(
+        tie.contains("cheapest: best-fit, tied with first-fit") && !tie.contains("best:"),
+        "{tie}"
+    );
+}
