@@ -1,12 +1,13 @@
 //! Fair admission of waiting claims: when something changes that may let them fit, they are
 //! tried again in weighted max-min fair order (see [`crate::fairness`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::allocator::{Allocator, RetryScope};
+use crate::allocator::{Allocator, Reach, RetryScope};
 use crate::claims::Place;
 use crate::decision::{Decision, PendingReason};
 use crate::fairness::{WaterFill, goes_before};
+use rustc_hash::FxHashMap;
 use crate::model::{Claim, LbId, PortRequest, ProfileName, Sharing, TenantId};
 use crate::placement::{Outcome, Placement};
 
@@ -51,10 +52,17 @@ impl Allocator {
     /// tried anyway: a claim that fits is never left waiting. A pass frees nothing, so one
     /// pass places every claim that can be placed.
     pub(crate) fn retry_waiting(&mut self, out: &mut Vec<Decision>) {
-        let scope = std::mem::take(&mut self.retry);
-        if self.waiting.is_empty() {
-            return;
+        let spare = std::mem::take(&mut self.retry_spare);
+        let mut scope = std::mem::replace(&mut self.retry, spare);
+        if !self.waiting.is_empty() {
+            scope.settle();
+            self.retry_pass(&scope, out);
         }
+        scope.clear();
+        self.retry_spare = scope;
+    }
+
+    fn retry_pass(&mut self, scope: &RetryScope, out: &mut Vec<Decision>) {
         let mut turns: Vec<Turn> = self
             .waiting
             .queues
@@ -96,7 +104,7 @@ impl Allocator {
             .map(|t| index.get(&t.tenant).copied().unwrap_or(0))
             .collect();
         let fill = WaterFill::new(demands.values().copied());
-        let mut failed: HashMap<Shape, (PendingReason, String)> = HashMap::new();
+        let mut failed: FxHashMap<Shape, (PendingReason, String)> = FxHashMap::default();
         loop {
             let held_total = self.totals.listeners_used as f64;
             let mut best: Option<(usize, bool, (u32, u32, u32))> = None;
@@ -125,32 +133,32 @@ impl Allocator {
             let retryable = match self.claims.get(k).place {
                 Place::Unplaced => true,
                 Place::Pending(r) => !r.is_permanent(),
-                Place::Assigned { .. } => false,
+                Place::Assigned { .. } | Place::Transit => false,
             };
             if !retryable {
                 continue;
             }
             let claim = &self.claims.get(k).claim;
-            let placement = match &scope {
-                RetryScope::Nothing => continue,
-                RetryScope::Everything => Placement::Arrive,
+            let placement = match scope.reach {
+                Reach::Nothing => continue,
+                Reach::Everything => Placement::Arrive,
                 // Never tried in this state, or its tenant's quota may no longer bind.
-                RetryScope::Some { tenants, .. }
+                Reach::Some
                     if self.claims.get(k).place == Place::Unplaced
-                        || tenants.contains(claim.tenant()) =>
+                        || scope.has_tenant(claim.tenant()) =>
                 {
                     Placement::Arrive
                 }
-                RetryScope::Some { lbs, .. } => {
+                Reach::Some => {
                     // Only LBs that gained room can newly fit it.
                     let pool = self.pool_of(claim);
                     let mine = (0..self.config.profiles.len())
                         .filter_map(|p| self.pool_ids.get(&(pool.clone(), p)))
-                        .any(|i| lbs.contains_key(i));
+                        .any(|&i| scope.has_pool(i));
                     if !mine {
                         continue;
                     }
-                    Placement::Among { lbs }
+                    Placement::Among { scope }
                 }
             };
             // A claim of the same shape as one that just failed fails the same way: a pass

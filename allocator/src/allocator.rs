@@ -3,13 +3,14 @@
 //! keeps the books (claims, tenants' usage, totals).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::claims::{ClaimTable, Place, Slot, WaitQueue};
 use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
+use rustc_hash::FxHashMap;
 use crate::index::PoolIndex;
 use crate::lb::{Lb, LbState, PoolKey};
 use crate::model::{Claim, ClaimId, LbId, Listener, Listeners, ProfileName, TenantId, Time};
@@ -69,59 +70,102 @@ pub(crate) struct Totals {
     pub placed: u32,
 }
 
-/// Which waiting claims a change may have helped, gathered between retries.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) enum RetryScope {
+/// How far a change since the last retry reaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Reach {
     /// Nothing changed that could help a waiting claim.
     #[default]
     Nothing,
-    /// Some LBs gained room (by pool index), some tenants' usage fell. Nothing else changed,
-    /// so a waiting claim can newly fit only on those LBs, or anywhere if its tenant's
-    /// usage fell (a quota may no longer bind).
-    Some {
-        lbs: BTreeMap<u32, BTreeSet<LbId>>,
-        tenants: BTreeSet<TenantId>,
-    },
+    /// Some LBs gained room, some tenants' usage fell (listed in the [`RetryScope`]).
+    /// Nothing else changed, so a waiting claim can newly fit only on those LBs, or
+    /// anywhere if its tenant's usage fell (a quota may no longer bind).
+    Some,
     /// Anything may have changed: an LB went, became ready or started deleting (the budget
     /// or a provisioning slot freed), time passed, or the state was restored.
     Everything,
 }
 
+/// Which waiting claims a change may have helped, gathered between retries. The lists are
+/// plain vectors kept from one retry to the next, so gathering costs no allocation once
+/// they have grown to their working size.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RetryScope {
+    pub reach: Reach,
+    /// (pool index, LB) of the LBs that gained room (`Reach::Some`); sorted and without
+    /// repeats after [`RetryScope::settle`].
+    lbs: Vec<(u32, LbId)>,
+    /// Tenants whose usage fell (`Reach::Some`); sorted after [`RetryScope::settle`].
+    tenants: Vec<TenantId>,
+}
+
 impl RetryScope {
     pub fn is_due(&self) -> bool {
-        *self != RetryScope::Nothing
+        self.reach != Reach::Nothing
+    }
+
+    /// Anything may have changed.
+    pub fn everything(&mut self) {
+        self.reach = Reach::Everything;
+        self.lbs.clear();
+        self.tenants.clear();
+    }
+
+    /// Back to nothing due, keeping the lists' room.
+    pub fn clear(&mut self) {
+        self.reach = Reach::Nothing;
+        self.lbs.clear();
+        self.tenants.clear();
     }
 
     /// `lb` (in pool index `pool`) gained room or lost a listener.
     pub fn gained_room(&mut self, pool: u32, lb: LbId) {
-        match self {
-            RetryScope::Nothing => {
-                *self = RetryScope::Some {
-                    lbs: BTreeMap::from([(pool, BTreeSet::from([lb]))]),
-                    tenants: BTreeSet::new(),
-                }
+        match self.reach {
+            Reach::Nothing | Reach::Some => {
+                self.reach = Reach::Some;
+                self.lbs.push((pool, lb));
             }
-            RetryScope::Some { lbs, .. } => {
-                lbs.entry(pool).or_default().insert(lb);
-            }
-            RetryScope::Everything => {}
+            Reach::Everything => {}
         }
     }
 
     /// A tenant's usage fell.
     pub fn freed_usage(&mut self, tenant: &TenantId) {
-        match self {
-            RetryScope::Nothing => {
-                *self = RetryScope::Some {
-                    lbs: BTreeMap::new(),
-                    tenants: BTreeSet::from([tenant.clone()]),
+        match self.reach {
+            Reach::Nothing | Reach::Some => {
+                self.reach = Reach::Some;
+                if self.tenants.last() != Some(tenant) {
+                    self.tenants.push(tenant.clone());
                 }
             }
-            RetryScope::Some { tenants, .. } => {
-                tenants.insert(tenant.clone());
-            }
-            RetryScope::Everything => {}
+            Reach::Everything => {}
         }
+    }
+
+    /// Sorts the lists and drops repeats (before they are looked up).
+    pub fn settle(&mut self) {
+        self.lbs.sort_unstable();
+        self.lbs.dedup();
+        self.tenants.sort_unstable();
+        self.tenants.dedup();
+    }
+
+    /// The LBs of pool index `pool` that gained room, ids ascending (after `settle`).
+    pub fn lbs_of(&self, pool: u32) -> impl Iterator<Item = LbId> + '_ {
+        let from = self.lbs.partition_point(|&(p, _)| p < pool);
+        self.lbs[from..]
+            .iter()
+            .take_while(move |&&(p, _)| p == pool)
+            .map(|&(_, id)| id)
+    }
+
+    /// Whether an LB of pool index `pool` gained room (after `settle`).
+    pub fn has_pool(&self, pool: u32) -> bool {
+        self.lbs_of(pool).next().is_some()
+    }
+
+    /// Whether `tenant`'s usage fell (after `settle`).
+    pub fn has_tenant(&self, tenant: &TenantId) -> bool {
+        self.tenants.binary_search(tenant).is_ok()
     }
 }
 
@@ -244,17 +288,19 @@ pub struct Allocator {
     pub(crate) next_lb: u64,
     pub(crate) next_seq: u64,
     pub(crate) lbs: BTreeMap<LbId, Lb>,
-    pub(crate) pool_ids: HashMap<(PoolKey, usize), u32>,
+    pub(crate) pool_ids: FxHashMap<(PoolKey, usize), u32>,
     pub(crate) pools: Vec<Pool>,
     pub(crate) claims: ClaimTable,
     pub(crate) waiting: WaitQueue,
     pub(crate) usage: BTreeMap<TenantId, Usage>,
-    pub(crate) demand: HashMap<Listener, u32>,
+    pub(crate) demand: FxHashMap<Listener, u32>,
     pub(crate) hot: BTreeSet<(Reverse<u32>, Listener)>,
     pub(crate) idle: BTreeSet<(Time, LbId)>,
     pub(crate) totals: Totals,
     /// What changed since waiting claims were last tried: which of them to retry.
     pub(crate) retry: RetryScope,
+    /// The scope a retry pass works from, kept between passes for its lists' room.
+    pub(crate) retry_spare: RetryScope,
     pub(crate) inherited: Inherited,
     /// The capacity and per-listener lower bounds of the placed claims.
     pub(crate) bound: crate::bounds::LiveBound,
@@ -302,12 +348,12 @@ impl Allocator {
             next_lb: 1,
             next_seq: 0,
             lbs: BTreeMap::new(),
-            pool_ids: HashMap::new(),
+            pool_ids: FxHashMap::default(),
             pools: Vec::new(),
             claims: ClaimTable::default(),
             waiting: WaitQueue::default(),
             usage: BTreeMap::new(),
-            demand: HashMap::new(),
+            demand: FxHashMap::default(),
             hot: BTreeSet::new(),
             idle: BTreeSet::new(),
             totals: Totals {
@@ -315,7 +361,8 @@ impl Allocator {
                 billed_per_profile: vec![0; n],
                 ..Totals::default()
             },
-            retry: RetryScope::Nothing,
+            retry: RetryScope::default(),
+            retry_spare: RetryScope::default(),
             inherited: Inherited::default(),
             out: Vec::new(),
             reports: VecDeque::new(),
@@ -393,7 +440,7 @@ impl Allocator {
             Event::LbFailed(lb) | Event::LbDeleted(lb) => self.drop_lb(lb, out),
             // Time passing may have changed why claims wait (a restore, an idle LB now
             // due): retry them.
-            Event::Tick => self.retry = RetryScope::Everything,
+            Event::Tick => self.retry.everything(),
             Event::Consolidate { max_moves } => self.consolidate(max_moves as usize, out),
         }
         // Retry first, so a waiting claim takes an idle LB before it expires; deleting an
@@ -408,26 +455,24 @@ impl Allocator {
 
     // ---------------------------------------------------------------- claims
 
-    /// Stores a claim without placing it (add and restore).
+    /// Stores a claim at `place` (add and restore).
     pub(crate) fn insert_claim(&mut self, claim: Claim, seq: u64, place: Place) -> u32 {
         for l in claim.fixed_listeners() {
             self.bump_demand(l, 1);
         }
-        self.usage.entry(claim.tenant().clone()).or_default();
-        let k = self.claims.insert(Slot {
-            claim,
-            seq,
-            place: Place::Unplaced,
-        });
+        if !self.usage.contains_key(claim.tenant()) {
+            self.usage.insert(claim.tenant().clone(), Usage::default());
+        }
+        let k = self.claims.insert(Slot { claim, seq, place });
         self.account(k, Books::Add);
-        self.set_place(k, place);
         k
     }
 
     fn add_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let k = self.insert_claim(claim, seq, Place::Unplaced);
+        // In transit until placed or waiting: it need not join the retry queue first.
+        let k = self.insert_claim(claim, seq, Place::Transit);
         // Waiting claims failed in the current state and an arrival frees nothing, so the
         // newcomer takes no capacity any of them could use: try it alone.
         self.try_place(k, Placement::Arrive, out);
@@ -438,7 +483,7 @@ impl Allocator {
             return;
         };
         if let Place::Assigned { lb, .. } = self.claims.get(k).place {
-            self.release(k);
+            self.release_to(k, Place::Transit);
             out.push(Decision::Release {
                 claim: id.clone(),
                 lb,
@@ -470,7 +515,7 @@ impl Allocator {
                 self.release(k);
                 Some((lb, listeners))
             }
-            Place::Pending(_) | Place::Unplaced => None,
+            Place::Pending(_) | Place::Unplaced | Place::Transit => None,
         };
         // The books hold the old claim's tenant and size: take it out, swap, put it back.
         self.account(k, Books::Remove);
@@ -512,26 +557,31 @@ impl Allocator {
             Place::Assigned { .. } => return,
             Place::Pending(r) => !r.is_permanent(),
             Place::Unplaced => true,
+            Place::Transit => false,
         };
-        let (tenant, seq, n) = (
-            slot.claim.tenant().clone(),
-            slot.seq,
-            slot.claim.listener_count(),
-        );
-        let u = self.usage.entry(tenant.clone()).or_default();
+        let transit = slot.place == Place::Transit;
+        let (seq, n) = (slot.seq, slot.claim.listener_count());
+        let tenant = slot.claim.tenant();
+        let Some(u) = self.usage.get_mut(tenant) else {
+            unreachable!("a live claim's tenant has usage")
+        };
         match books {
             Books::Add => {
                 u.waiting_claims += 1;
                 u.waiting_listeners += n;
                 if queued {
-                    self.waiting.push(&tenant, seq, k, n);
+                    self.waiting.push(tenant, seq, k, n);
+                } else if transit {
+                    self.waiting.listeners = self.waiting.listeners.saturating_add(n);
                 }
             }
             Books::Remove => {
                 u.waiting_claims -= 1;
                 u.waiting_listeners -= n;
                 if queued {
-                    self.waiting.remove(&tenant, seq, k, n);
+                    self.waiting.remove(tenant, seq, k, n);
+                } else if transit {
+                    self.waiting.listeners -= n;
                 }
             }
         }
@@ -581,6 +631,12 @@ impl Allocator {
 
     /// Frees slot `k`'s listeners; the slot is left unplaced (the caller decides what next).
     pub(crate) fn release(&mut self, k: u32) {
+        self.release_to(k, Place::Unplaced);
+    }
+
+    /// Frees slot `k`'s listeners and leaves it at `then` (unplaced, or in transit when it
+    /// is leaving).
+    pub(crate) fn release_to(&mut self, k: u32, then: Place) {
         let Place::Assigned { lb, listeners } = self.claims.get(k).place.clone() else {
             return;
         };
@@ -612,14 +668,14 @@ impl Allocator {
         u.claims -= 1;
         self.totals.listeners_used -= u64::from(n);
         self.totals.placed -= 1;
-        self.set_place(k, Place::Unplaced);
+        self.set_place(k, then);
         let pool = self.lbs[&lb].pool;
         self.retry.gained_room(pool, lb);
         let budgeted =
             self.config.budget.max_lbs.is_some() || self.config.budget.max_cost_per_hour.is_some();
         if budgeted && self.lbs[&lb].idle_since.is_some() {
             // An idle LB can be deleted to make room for a claim of any pool.
-            self.retry = RetryScope::Everything;
+            self.retry.everything();
         }
         self.retry.freed_usage(&tenant);
         self.forget_inherited_limits(&tenant);
@@ -627,7 +683,9 @@ impl Allocator {
 
     // ---------------------------------------------------------------- queries
 
-    pub(crate) fn lb_state(&self, lb: LbId) -> Option<LbState> {
+    /// An LB's lifecycle state; `None` when it does not exist (cheaper than
+    /// [`Allocator::lb`], which copies its listeners).
+    pub fn lb_state(&self, lb: LbId) -> Option<LbState> {
         self.lbs.get(&lb).map(|l| l.state)
     }
 
@@ -660,7 +718,7 @@ impl Allocator {
         let k = self.claims.find(id)?;
         match &self.claims.get(k).place {
             Place::Assigned { lb, listeners } => Some((*lb, listeners)),
-            Place::Pending(_) | Place::Unplaced => None,
+            Place::Pending(_) | Place::Unplaced | Place::Transit => None,
         }
     }
 
@@ -669,7 +727,7 @@ impl Allocator {
         let k = self.claims.find(id)?;
         match self.claims.get(k).place {
             Place::Pending(r) => Some(r),
-            Place::Unplaced => Some(PendingReason::WaitingForCapacity),
+            Place::Unplaced | Place::Transit => Some(PendingReason::WaitingForCapacity),
             Place::Assigned { .. } => None,
         }
     }
@@ -688,7 +746,7 @@ impl Allocator {
                 let p = match &s.place {
                     Place::Assigned { lb, listeners } => Ok((*lb, &listeners[..])),
                     Place::Pending(r) => Err(*r),
-                    Place::Unplaced => Err(PendingReason::WaitingForCapacity),
+                    Place::Unplaced | Place::Transit => Err(PendingReason::WaitingForCapacity),
                 };
                 (&s.claim, p)
             })
@@ -726,8 +784,9 @@ impl Allocator {
             state: l.state,
             listeners: l
                 .used
-                .iter()
-                .map(|(&x, &k)| (x, self.claims.get(k).claim.id().clone()))
+                .sorted()
+                .into_iter()
+                .map(|(x, k)| (x, self.claims.get(k).claim.id().clone()))
                 .collect(),
             capacity: p.max_listeners,
             idle_since: l.idle_since,
@@ -741,9 +800,10 @@ impl Allocator {
         };
         let mut seen = BTreeSet::new();
         l.used
-            .values()
-            .filter(|&&k| seen.insert(k))
-            .map(|&k| self.claims.get(k).claim.id().clone())
+            .sorted()
+            .into_iter()
+            .filter(|&(_, k)| seen.insert(k))
+            .map(|(_, k)| self.claims.get(k).claim.id().clone())
             .collect()
     }
 
@@ -760,6 +820,17 @@ impl Allocator {
         .filter(|&(_, n)| n > 0)
         .map(|(s, n)| (s, n as usize))
         .collect()
+    }
+
+    /// Number of live LBs in one state, in O(1) (what [`Allocator::lb_counts`] gives
+    /// without building a map).
+    pub fn lb_count(&self, state: LbState) -> usize {
+        let total: u32 = self.totals.lbs_per_profile.iter().sum();
+        (match state {
+            LbState::Provisioning => self.totals.provisioning,
+            LbState::Ready => total - self.totals.provisioning - self.totals.draining,
+            LbState::Draining => self.totals.draining,
+        }) as usize
     }
 
     /// Live LBs per profile, in configuration order.

@@ -13,12 +13,15 @@
 //! the first two as counters updated with every placement ([`crate::Allocator::lower_bound`]);
 //! the clique bound costs a graph and is computed on demand.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use smallvec::SmallVec;
 
 use petgraph::graphmap::UnGraphMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use rustc_hash::FxHashMap;
 use crate::lb::{PoolKey, Pooling};
 use crate::model::{Claim, Protocol};
 use crate::ports::{ClashKey, PortRule};
@@ -58,7 +61,7 @@ pub fn bound_profile(config: &Config) -> LbProfile {
 pub(crate) struct LiveBound {
     profile: LbProfile,
     rule: PortRule,
-    pools: HashMap<PoolKey, PoolCount>,
+    pools: FxHashMap<PoolKey, PoolCount>,
     /// The sum over pools of each pool's bound.
     total: u64,
     by_capacity: u64,
@@ -70,7 +73,7 @@ struct PoolCount {
     /// Listeners per protocol class (one class when the profile mixes protocols).
     listeners: [u64; 3],
     claims: u64,
-    keys: HashMap<ClashKey, u64>,
+    keys: FxHashMap<ClashKey, u64>,
     /// How many keys have each count, for the largest count.
     counts: BTreeMap<u64, u64>,
 }
@@ -92,7 +95,7 @@ impl LiveBound {
         LiveBound {
             rule: PortRule::of_profile(&profile),
             profile,
-            pools: HashMap::new(),
+            pools: FxHashMap::default(),
             total: 0,
             by_capacity: 0,
             by_listener: 0,
@@ -113,7 +116,8 @@ impl LiveBound {
         let n = i64::from(claim.listener_count());
         pool.listeners[class] = pool.listeners[class].saturating_add_signed(n * sign);
         pool.claims = pool.claims.saturating_add_signed(sign);
-        let mut keys: Vec<ClashKey> = claim.fixed_listeners().map(|l| self.rule.key(l)).collect();
+        let mut keys: SmallVec<[ClashKey; 8]> =
+            claim.fixed_listeners().map(|l| self.rule.key(l)).collect();
         keys.sort_unstable();
         keys.dedup();
         for k in keys {

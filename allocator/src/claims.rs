@@ -1,7 +1,9 @@
 //! The claim table: one slot per live claim (placed or waiting), found by id; and the
 //! queues of waiting claims that fair admission retries.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 
 use crate::decision::PendingReason;
 use crate::model::{Claim, ClaimId, LbId, Listeners, TenantId};
@@ -15,6 +17,11 @@ pub(crate) enum Place {
     Pending(PendingReason),
     /// On an LB with these listeners, one per port request.
     Assigned { lb: LbId, listeners: Listeners },
+    /// Between two places within one event — arriving before its first placement, or
+    /// leaving after its release: counted as waiting (its tenant's waiting counts, the
+    /// listeners waiting claims ask for), but never queued for retry, since it is tried
+    /// (or gone) before the event ends. Never seen outside an event.
+    Transit,
 }
 
 /// One live claim.
@@ -31,7 +38,7 @@ pub(crate) struct Slot {
 pub(crate) struct ClaimTable {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    by_id: HashMap<ClaimId, u32>,
+    by_id: FxHashMap<ClaimId, u32>,
 }
 
 impl ClaimTable {

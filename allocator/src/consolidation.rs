@@ -63,7 +63,7 @@ impl Allocator {
                 l.state != LbState::Draining
                     && l.claims > 0
                     && !self.pools[l.pool as usize].key.is_dedicated()
-                    && l.used.values().all(|&k| movable(self, k))
+                    && l.used.slots().all(|k| movable(self, k))
             })
             .map(|l| (l.used.len(), l.claims, l.id))
             .collect();
@@ -75,7 +75,7 @@ impl Allocator {
             if moves.len() + n as usize > max_moves || targets.contains(&src) {
                 continue;
             }
-            let mut ks: Vec<u32> = self.lbs[&src].used.values().copied().collect();
+            let mut ks: Vec<u32> = self.lbs[&src].used.slots().collect();
             ks.sort_unstable_by_key(|&k| self.claims.get(k).seq);
             ks.dedup();
             exclude.insert(src);

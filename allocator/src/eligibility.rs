@@ -5,7 +5,7 @@ use crate::allocator::Allocator;
 use crate::config::Config;
 use crate::decision::PendingReason;
 use crate::lb::PoolKey;
-use std::collections::BTreeSet;
+use smallvec::SmallVec;
 
 use crate::model::{Claim, Port, Protocol, TenantId};
 use crate::placement::Eligible;
@@ -173,7 +173,7 @@ impl Config {
                 continue;
             }
             let rule = PortRule::of_profile(p);
-            let mut keys: Vec<_> = claim.fixed_listeners().map(|l| rule.key(l)).collect();
+            let mut keys: SmallVec<[_; 8]> = claim.fixed_listeners().map(|l| rule.key(l)).collect();
             keys.sort_unstable();
             if keys.windows(2).any(|w| w[0] == w[1]) {
                 unsupported.get_or_insert_with(|| {
@@ -215,18 +215,36 @@ impl Config {
 
 /// Whether the automatic range of `p` has ports for every automatic request of `claim`
 /// once its own fixed listeners and the reserved ports are set aside: `(asked, room)` when
-/// not.
+/// not. Allocates nothing: it runs for every placement (and for the baseline's price).
 fn automatic_room(p: &LbProfile, rule: PortRule, claim: &Claim) -> Result<(), (u32, u32)> {
-    let reserved: BTreeSet<Port> = p.reserved.iter().copied().collect();
+    let automatic = claim.automatic_count();
+    if automatic == 0 {
+        return Ok(());
+    }
+    let in_range = |port: Port| p.auto_ports.contains(port);
+    // Distinct reserved ports inside the range.
+    let reserved = p
+        .reserved
+        .iter()
+        .enumerate()
+        .filter(|&(i, &r)| in_range(r) && !p.reserved[..i].contains(&r))
+        .count() as u32;
     let free = |proto: Option<Protocol>| {
-        let taken: BTreeSet<Port> = claim
+        // The claim's fixed ports in the range that are not reserved, each once (the
+        // claim has no listener twice, and within one space no port number twice once
+        // the eligibility check above has passed; count distinct ports all the same).
+        let fixed: SmallVec<[Port; 8]> = claim
             .fixed_listeners()
             .filter(|l| proto.is_none_or(|x| x == l.protocol))
             .map(|l| l.port)
-            .chain(reserved.iter().copied())
-            .filter(|&port| p.auto_ports.contains(port))
+            .filter(|&port| in_range(port) && !p.is_reserved(port))
             .collect();
-        p.auto_ports.len() - taken.len() as u32
+        let distinct = fixed
+            .iter()
+            .enumerate()
+            .filter(|&(i, x)| !fixed[..i].contains(x))
+            .count() as u32;
+        p.auto_ports.len() - reserved - distinct
     };
     let asked = |proto: Option<Protocol>| {
         claim
@@ -235,12 +253,20 @@ fn automatic_room(p: &LbProfile, rule: PortRule, claim: &Claim) -> Result<(), (u
             .filter(|r| r.fixed().is_none() && proto.is_none_or(|x| x == r.protocol()))
             .count() as u32
     };
-    let spaces: Vec<Option<Protocol>> = match rule {
-        PortRule::PerPortNumber => vec![None],
-        PortRule::PerListener => Protocol::ALL.iter().map(|&x| Some(x)).collect(),
+    let spaces: &[Option<Protocol>] = match rule {
+        PortRule::PerPortNumber => &[None],
+        PortRule::PerListener => &[
+            Some(Protocol::Tcp),
+            Some(Protocol::Udp),
+            Some(Protocol::Sctp),
+        ],
     };
-    for space in spaces {
-        let (a, room) = (asked(space), free(space));
+    for &space in spaces {
+        let a = asked(space);
+        if a == 0 {
+            continue;
+        }
+        let room = free(space);
         if a > room {
             return Err((a, room));
         }

@@ -45,6 +45,9 @@ impl Allocator {
                     }
                     continue;
                 }
+                Place::Transit => {
+                    return Err(format!("claim {} left in transit after an event", c.id()));
+                }
                 Place::Unplaced => {
                     books.waiting += 1;
                     books.waiting_listeners += c.listener_count();
@@ -84,7 +87,7 @@ impl Allocator {
                 if !ok {
                     return Err(format!("{}: {got} does not answer {req}", c.id()));
                 }
-                if l.used.get(got) != Some(&k) {
+                if l.used.get(*got) != Some(k) {
                     return Err(format!("{}: {got} is not recorded on {lb}", c.id()));
                 }
                 if listeners[i + 1..]
@@ -141,7 +144,7 @@ impl Allocator {
                     p.max_listeners
                 ));
             }
-            let owners: BTreeSet<u32> = l.used.values().copied().collect();
+            let owners: BTreeSet<u32> = l.used.slots().collect();
             if owners.len() as u32 != l.claims {
                 return Err(format!(
                     "{} counts {} claims, holds {}",
@@ -163,7 +166,7 @@ impl Allocator {
                 ));
             }
             let mut by_key: BTreeMap<ClashKey, Vec<(Listener, u32)>> = BTreeMap::new();
-            for (&x, &k) in &l.used {
+            for (x, k) in l.used.iter() {
                 by_key
                     .entry(l.rule.between_claims.key(x))
                     .or_default()
@@ -179,8 +182,7 @@ impl Allocator {
                 }
             }
             if !p.mixed_protocols
-                && let Some(first) = l.used.keys().next()
-                && l.used.keys().any(|x| x.protocol != first.protocol)
+                && l.used.protocols().count() > 1
             {
                 return Err(format!("{} mixes protocols", l.id));
             }

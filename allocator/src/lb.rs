@@ -1,14 +1,12 @@
 //! One load balancer's state: its pool, lifecycle, listeners in use, and which listeners a
 //! claim would get on it.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
     Claim, GroupKey, LbId, Listener, Listeners, PortRequest, Sharing, TenantId, Time,
 };
-use crate::ports::{AutoPorts, ClashRule};
+use crate::ports::{AutoPorts, ClashRule, Used};
 use crate::profile::LbProfile;
 
 /// Where a load balancer is in its life.
@@ -89,7 +87,7 @@ pub(crate) struct Lb {
     pub pool: u32,
     pub state: LbState,
     /// Listener → slot of the claim holding it.
-    pub used: BTreeMap<Listener, u32>,
+    pub used: Used,
     pub claims: u32,
     /// Most claims it may hold (1 in a dedicated pool; a policy may set fewer than capacity).
     pub claim_cap: u32,
@@ -117,7 +115,7 @@ impl Lb {
             profile: profile_index,
             pool,
             state,
-            used: BTreeMap::new(),
+            used: Used::default(),
             claims: 0,
             claim_cap,
             idle_since: None,
@@ -149,7 +147,7 @@ impl Lb {
         if profile.mixed_protocols {
             return [room, 0, 0];
         }
-        let lock = self.used.keys().next().map(|l| l.protocol);
+        let lock = self.used.protocol();
         let mut r = [0; 3];
         for p in &profile.protocols {
             if lock.is_none_or(|l| l == *p) {
@@ -171,8 +169,8 @@ impl Lb {
             return Err(Misfit::Capacity);
         }
         if !profile.mixed_protocols
-            && let Some(l) = self.used.keys().next()
-            && claim.ports().iter().any(|r| r.protocol() != l.protocol)
+            && let Some(locked) = self.used.protocol()
+            && claim.ports().iter().any(|r| r.protocol() != locked)
         {
             return Err(Misfit::Conflict);
         }
@@ -241,7 +239,7 @@ impl Lb {
     /// Frees `listeners` of one claim.
     pub fn vacate(&mut self, profile: &LbProfile, listeners: &[Listener]) {
         for &l in listeners {
-            self.used.remove(&l);
+            self.used.remove(l);
         }
         for &l in listeners {
             self.auto.give_back(profile, self.rule, &self.used, l);

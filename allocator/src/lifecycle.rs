@@ -1,7 +1,7 @@
 //! LB lifecycle: opening an LB, ready, deletion (asked for or not), idle expiry, and the
 //! bookkeeping that keeps the pool indexes and totals true as LBs change.
 
-use crate::allocator::{Allocator, Pool, RetryScope};
+use crate::allocator::{Allocator, Pool};
 use crate::claims::Place;
 use crate::decision::Decision;
 use crate::lb::{Lb, LbState, Misfit, PoolKey};
@@ -121,7 +121,7 @@ impl Allocator {
             self.totals.provisioning -= 1;
             // A provisioning slot freed: claims waiting on the provisioning limit may go.
             if self.config.max_provisioning.is_some() {
-                self.retry = RetryScope::Everything;
+                self.retry.everything();
             }
         }
     }
@@ -141,7 +141,7 @@ impl Allocator {
         }
         // A draining LB is no longer billed (and no longer provisioning): claims waiting on
         // the cost budget or the provisioning limit may go.
-        self.retry = RetryScope::Everything;
+        self.retry.everything();
         l.state = LbState::Draining;
         self.totals.draining += 1;
         self.totals.capacity -= u64::from(self.config.profiles[l.profile].max_listeners);
@@ -153,7 +153,7 @@ impl Allocator {
     /// An LB is gone (deleted as asked, failed, or deleted by someone else): its claims
     /// are released (with `Release` decisions) and wait to be placed again.
     pub(crate) fn drop_lb(&mut self, id: LbId, out: &mut Vec<Decision>) {
-        let mut on: Vec<u32> = self.lbs[&id].used.values().copied().collect();
+        let mut on: Vec<u32> = self.lbs[&id].used.slots().collect();
         on.sort_unstable_by_key(|&k| self.claims.get(k).seq);
         on.dedup();
         for k in on {
@@ -198,7 +198,7 @@ impl Allocator {
             self.inherited.over_budget = false;
         }
         // Budget or a provisioning slot freed.
-        self.retry = RetryScope::Everything;
+        self.retry.everything();
     }
 
     /// Deletes LBs idle past the timeout.

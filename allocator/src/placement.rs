@@ -2,11 +2,11 @@
 //! it must wait.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use smallvec::SmallVec;
 
-use crate::allocator::Allocator;
+use crate::allocator::{Allocator, RetryScope};
 use crate::claims::Place;
 use crate::decision::{Decision, PendingReason};
 use crate::eligibility::{Admit, BudgetLimit};
@@ -29,12 +29,10 @@ pub(crate) enum Placement<'a> {
     /// Consolidation: a ready LB of its pool outside `exclude`; never a new LB, and quotas
     /// are not checked again (the claim holds what it held).
     Migrate { exclude: &'a BTreeSet<LbId> },
-    /// A waiting claim retried after only `lbs` (by pool index) gained room: as `Arrive`,
-    /// but only those LBs are candidates — no other LB can fit it now if none could
-    /// before.
-    Among {
-        lbs: &'a BTreeMap<u32, BTreeSet<LbId>>,
-    },
+    /// A waiting claim retried after only the LBs listed in `scope` gained room: as
+    /// `Arrive`, but only those LBs are candidates — no other LB can fit it now if none
+    /// could before.
+    Among { scope: &'a RetryScope },
 }
 
 /// What [`Allocator::try_place`] did.
@@ -214,17 +212,17 @@ impl Allocator {
             }
         };
         let source = match placement {
-            Placement::Among { lbs } => Candidates::Listed(
+            Placement::Among { scope } => Candidates::Listed(
                 eligible
                     .iter()
                     .filter_map(|&p| {
-                        let i = self.pool_ids.get(&(pool.clone(), p))?;
-                        Some((lbs.get(i)?, class_in(p)))
+                        let i = *self.pool_ids.get(&(pool.clone(), p))?;
+                        Some((i, class_in(p)))
                     })
-                    .flat_map(|(set, class)| {
-                        set.iter().filter_map(move |id| {
-                            let l = self.lbs.get(id)?;
-                            Some((l.indexed[class], *id))
+                    .flat_map(|(i, class)| {
+                        scope.lbs_of(i).filter_map(move |id| {
+                            let l = self.lbs.get(&id)?;
+                            Some((l.indexed[class], id))
                         })
                     })
                     .collect(),

@@ -1,12 +1,99 @@
 //! The port-clash rule — the one definition placement, invariants, restore and bounds all
 //! use — and the search for the lowest free automatic port.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use rustc_hash::FxHashMap;
 use crate::model::{Listener, Port, Protocol};
 use crate::profile::LbProfile;
+
+/// The listeners in use on one LB, each with the slot of the claim holding it: a hash map
+/// (constant time at any LB size, and no allocation once it has grown to its working
+/// size, as a B-tree's node splits and merges would) plus a count per protocol, so the
+/// protocol an LB is locked to is known without walking the map. Iteration is in no
+/// particular order; [`Used::sorted`] gives listener order for the few callers that show
+/// it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Used {
+    map: FxHashMap<u32, u32>,
+    per_protocol: [u32; 3],
+}
+
+fn pack(l: Listener) -> u32 {
+    ((l.protocol.index() as u32) << 16) | u32::from(l.port.get())
+}
+
+fn unpack(k: u32) -> Listener {
+    Listener::new(
+        Protocol::ALL[(k >> 16) as usize],
+        Port::new(k as u16).unwrap_or(Port::MIN),
+    )
+}
+
+impl Used {
+    /// Listeners in use.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The slot holding `l`, if it is in use.
+    pub fn get(&self, l: Listener) -> Option<u32> {
+        self.map.get(&pack(l)).copied()
+    }
+
+    /// Whether `l` itself is in use.
+    pub fn contains(&self, l: Listener) -> bool {
+        self.map.contains_key(&pack(l))
+    }
+
+    /// Records `l` as held by slot `k`.
+    pub fn insert(&mut self, l: Listener, k: u32) {
+        if self.map.insert(pack(l), k).is_none() {
+            self.per_protocol[l.protocol.index()] += 1;
+        }
+    }
+
+    /// Frees `l`.
+    pub fn remove(&mut self, l: Listener) {
+        if self.map.remove(&pack(l)).is_some() {
+            self.per_protocol[l.protocol.index()] -= 1;
+        }
+    }
+
+    /// A protocol in use here, the lowest if several (an LB of a profile that cannot mix
+    /// protocols is locked to it).
+    pub fn protocol(&self) -> Option<Protocol> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| self.per_protocol[p.index()] > 0)
+    }
+
+    /// Every protocol in use here.
+    pub fn protocols(&self) -> impl Iterator<Item = Protocol> + '_ {
+        Protocol::ALL
+            .into_iter()
+            .filter(|p| self.per_protocol[p.index()] > 0)
+    }
+
+    /// Listeners in use with their slots, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Listener, u32)> + '_ {
+        self.map.iter().map(|(&l, &k)| (unpack(l), k))
+    }
+
+    /// The slots holding listeners, in no particular order (once per listener).
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.map.values().copied()
+    }
+
+    /// Listeners in use with their slots, in listener order.
+    pub fn sorted(&self) -> Vec<(Listener, u32)> {
+        let mut v: Vec<(u32, u32)> = self.map.iter().map(|(&l, &k)| (l, k)).collect();
+        v.sort_unstable();
+        v.into_iter().map(|(l, k)| (unpack(l), k)).collect()
+    }
+}
 
 /// When two listeners on one load balancer clash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -82,14 +169,13 @@ impl ClashRule {
         }
     }
 
-    /// Whether `l` clashes with a listener in use (`used`, keyed by listener) held by
-    /// another claim.
-    pub(crate) fn occupied<V>(self, used: &BTreeMap<Listener, V>, l: Listener) -> bool {
+    /// Whether `l` clashes with a listener in use (`used`) held by another claim.
+    pub(crate) fn occupied(self, used: &Used, l: Listener) -> bool {
         match self.between_claims {
-            PortRule::PerListener => used.contains_key(&l),
-            PortRule::PerPortNumber => Protocol::ALL
-                .iter()
-                .any(|&p| used.contains_key(&Listener::new(p, l.port))),
+            PortRule::PerListener => used.contains(l),
+            PortRule::PerPortNumber => used
+                .protocols()
+                .any(|p| used.contains(Listener::new(p, l.port))),
         }
     }
 
@@ -151,11 +237,11 @@ impl AutoPorts {
 
     /// The lowest automatic port for `proto` that is free on the LB (`used`, clash rule
     /// `rule`), not reserved, and clashes with none of `own` (the claim's other listeners).
-    pub fn lowest_free<V>(
+    pub fn lowest_free(
         &self,
         profile: &LbProfile,
         rule: ClashRule,
-        used: &BTreeMap<Listener, V>,
+        used: &Used,
         proto: Protocol,
         own: &[Listener],
     ) -> Option<Listener> {
@@ -186,11 +272,11 @@ impl AutoPorts {
     /// Records that `l` is now in use; `automatic` when the allocator picked it (a fixed
     /// port never moves the cursor, so a fixed port high in the range costs nothing).
     /// `used` already holds `l`.
-    pub fn take<V>(
+    pub fn take(
         &mut self,
         profile: &LbProfile,
         rule: ClashRule,
-        used: &BTreeMap<Listener, V>,
+        used: &Used,
         l: Listener,
         automatic: bool,
     ) {
@@ -217,11 +303,11 @@ impl AutoPorts {
     }
 
     /// Records that `l` was freed. `used` no longer holds it.
-    pub fn give_back<V>(
+    pub fn give_back(
         &mut self,
         profile: &LbProfile,
         rule: ClashRule,
-        used: &BTreeMap<Listener, V>,
+        used: &Used,
         l: Listener,
     ) {
         if self.suspended || !profile.auto_ports.contains(l.port) || profile.is_reserved(l.port) {
@@ -234,11 +320,11 @@ impl AutoPorts {
     }
 
     /// Checks the invariant against the ports in use (for `check_invariants`).
-    pub fn check<V>(
+    pub fn check(
         &self,
         profile: &LbProfile,
         rule: ClashRule,
-        used: &BTreeMap<Listener, V>,
+        used: &Used,
     ) -> Result<(), String> {
         if self.suspended {
             return Err("automatic-port cursors left suspended".into());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allocator::{Allocator, RetryScope};
+use crate::allocator::Allocator;
 use crate::claims::Place;
 use crate::config::Config;
 use crate::decision::PendingReason;
@@ -233,11 +233,11 @@ impl Allocator {
             .cloned()
             .collect();
         a.inherited.over_quota = over;
-        a.retry = if a.waiting.is_empty() {
-            RetryScope::Nothing
+        if a.waiting.is_empty() {
+            a.retry.clear();
         } else {
-            RetryScope::Everything
-        };
+            a.retry.everything();
+        }
         Ok(Restored {
             allocator: a,
             dropped,
@@ -305,8 +305,8 @@ impl Allocator {
             return Err(format!("{lb} has no room left for it"));
         }
         if !profile.mixed_protocols
-            && let Some(x) = l.used.keys().next()
-            && listeners.iter().any(|y| y.protocol != x.protocol)
+            && let Some(x) = l.used.protocol()
+            && listeners.iter().any(|y| y.protocol != x)
         {
             return Err(format!("{lb} already serves another protocol"));
         }

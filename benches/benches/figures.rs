@@ -1,15 +1,20 @@
-//! The figures criterion cannot give: memory per live claim (a counting global
-//! allocator), simulator throughput against a bare `BinaryHeap` loop on a small and a
-//! large event population, and packing quality against the lower bound.
+//! The figures criterion cannot give: memory per live claim and heap allocations per
+//! decision (a counting global allocator), simulator throughput against a bare
+//! `BinaryHeap` loop on a small and a large event population, and packing quality against
+//! the lower bound (also at a million live claims).
 //!
-//! `cargo bench -p sharedlb-benches --bench figures`; `SHAREDLB_BENCH_QUICK=1` (or
-//! `-- --quick`) for smaller sizes.
+//! `cargo bench -p sharedlb-benches --bench figures [-- SECTION]` with SECTION one of
+//! `memory`, `allocs`, `simulator`, `quality`, `scale-quality`; `SHAREDLB_BENCH_QUICK=1`
+//! (or `-- --quick`) for smaller sizes.
 
 use std::alloc::System;
 use std::time::Instant;
 
 use sharedlb_allocator::{PolicyKind, Time};
-use sharedlb_benches::{ClaimGen, Requests, bare_loop, filled};
+use sharedlb_benches::{
+    ClaimGen, MULTI_CAPACITY, Requests, bare_loop, filled, partly_filled, partly_filled_claims,
+    play, script,
+};
 use sharedlb_simulator::scenario::{Consolidation, Dur, DurationDist, PopularPort};
 use sharedlb_simulator::{Scenario, Simulation};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -28,11 +33,17 @@ fn main() {
     if want("memory") {
         memory();
     }
+    if want("allocs") {
+        allocs();
+    }
     if want("simulator") {
         simulator();
     }
-    if want("quality") {
+    if filter.as_deref().is_none_or(|f| f == "quality") {
         quality();
+    }
+    if want("scale-quality") {
+        scale_quality();
     }
 }
 
@@ -45,24 +56,72 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 
 fn memory() {
     let lbs = if quick() { 10_000 } else { 100_000 };
-    println!("## memory (best-fit, one-listener Any claims, one shared pool)");
-    let region = Region::new(GLOBAL);
-    let (a, ids, _) = filled(best_fit(), Requests::Any, lbs);
-    let change = region.change();
-    let live = ids.len();
-    // The caller's copy of the ids (the `ids` vector) is not allocator state; nor are the
-    // id strings, which the claim's owner holds anyway.
-    let caller = ids.capacity() * std::mem::size_of::<sharedlb_allocator::ClaimId>()
-        + ids.iter().map(|i| i.as_str().len()).sum::<usize>();
-    let id_bytes: usize = ids.iter().map(|i| i.as_str().len()).sum();
-    let net = change.bytes_allocated as f64 - change.bytes_deallocated as f64 - caller as f64;
-    let per_claim = (net - id_bytes as f64) / live as f64;
+    println!("## memory per live claim (best-fit, one shared pool)");
+    let report = |label: &str, f: &dyn Fn() -> (sharedlb_allocator::Allocator, Vec<sharedlb_allocator::ClaimId>)| {
+        let region = Region::new(GLOBAL);
+        let (a, ids) = f();
+        let change = region.change();
+        let live = ids.len();
+        // The caller's copy of the ids (the `ids` vector) is not allocator state; nor is
+        // the id text, which the claim's owner holds anyway.
+        let id_bytes: usize = ids.iter().map(|i| i.as_str().len()).sum();
+        let caller = ids.capacity() * std::mem::size_of::<sharedlb_allocator::ClaimId>();
+        let net = change.bytes_allocated as f64 - change.bytes_deallocated as f64 - caller as f64;
+        let per_claim = (net - id_bytes as f64) / live as f64;
+        println!(
+            "{label}: live claims {live}, LBs {}, listeners {}, allocator bytes {net:.0}, per live claim {per_claim:.1} B beyond the {:.1} B of id text",
+            a.lbs().len(),
+            a.listeners_used(),
+            id_bytes as f64 / live as f64
+        );
+        drop(a);
+    };
+    report("full, one Any port", &|| {
+        let (a, ids, _) = filled(best_fit(), Requests::Any, lbs);
+        (a, ids)
+    });
+    report("partly filled, 1-3 Any ports", &|| {
+        let n = partly_filled_claims(Requests::Multi, lbs, MULTI_CAPACITY);
+        let (a, ids, _) = partly_filled(best_fit(), Requests::Multi, n, MULTI_CAPACITY);
+        (a, ids)
+    });
+}
+
+/// Heap allocations per decision in steady-state churn, counted by the global allocator
+/// around a loop that only drives the allocator (the churn steps are drawn before it).
+fn allocs() {
+    let lbs = if quick() { 1_000 } else { 10_000 };
+    let steps = 20_000;
     println!(
-        "live claims {live}, LBs {}, allocator bytes {net:.0}, per live claim {per_claim:.1} B beyond the {:.1} B of id text",
-        a.lbs().len(),
-        id_bytes as f64 / live as f64
+        "## heap allocations per decision (steady-state churn, {lbs} LBs, {steps} steps = {} decisions)",
+        2 * steps
     );
-    drop(a);
+    for requests in [Requests::Any, Requests::Multi] {
+        for name in PolicyKind::names() {
+            let policy: PolicyKind = name.parse().unwrap_or_else(|_| best_fit());
+            let (mut a, mut ids, mut g) = match requests {
+                Requests::Multi => {
+                    let n = partly_filled_claims(requests, lbs, MULTI_CAPACITY);
+                    partly_filled(policy, requests, n, MULTI_CAPACITY)
+                }
+                _ => filled(policy, requests, lbs),
+            };
+            // Warm up: the state settles and every buffer reaches its working size.
+            let warm = script(&mut ids, &mut g, steps);
+            play(&mut a, warm);
+            let plan = script(&mut ids, &mut g, steps);
+            let region = Region::new(GLOBAL);
+            play(&mut a, plan);
+            let c = region.change();
+            let per = (c.allocations + c.reallocations) as f64 / (2 * steps) as f64;
+            println!(
+                "{} {name}: {per:.4} allocations per decision ({} allocations, {} reallocations)",
+                requests.tag(),
+                c.allocations,
+                c.reallocations
+            );
+        }
+    }
 }
 
 fn churn_scenario(rate_per_hour: f64, mean_life: Dur, duration: Dur) -> Scenario {
@@ -187,6 +246,37 @@ fn quality() {
         }
     }
     let _ = Time(0);
+}
+
+/// Packing at scale: about a million live claims of 1–3 automatic ports each, every
+/// policy, LBs holding claims against the lower bound (time-averaged after warm-up).
+fn scale_quality() {
+    let live = if quick() { 100_000.0 } else { 1_000_000.0 };
+    println!(
+        "## packing at scale: ~{live:.0} live claims of 1-3 automatic ports, LBs holding claims / lower bound (all live LBs / bound)"
+    );
+    let mut s = churn_scenario(live, Dur(3_600_000), Dur(4 * 3_600_000));
+    s.name = "scale".into();
+    s.warmup = Dur(2 * 3_600_000);
+    s.sample_every = Dur(600_000);
+    s.workload.min_listeners = 1;
+    s.workload.max_listeners = 3;
+    let mut row = Vec::new();
+    for p in PolicyKind::names().filter(|p| *p != "dedicated") {
+        let mut x = s.clone();
+        x.allocator.policy = p.parse().unwrap_or_else(|_| best_fit());
+        let (sum, secs) = timed(|| sharedlb_simulator::run(&x).unwrap_or_else(|e| unreachable!("{e}")).0);
+        println!(
+            "{p}: {:.4} ({:.4}), bound mean {:.0}, live mean {:.0}, {} events in {secs:.1} s",
+            sum.packing_ratio,
+            sum.lbs_over_lower_bound,
+            sum.lower_bound_mean,
+            sum.claims_live_mean,
+            sum.arrivals + sum.departures
+        );
+        row.push(format!("{p} {:.4}", sum.packing_ratio));
+    }
+    println!("scale: {}", row.join(", "));
 }
 
 fn best_fit() -> PolicyKind {

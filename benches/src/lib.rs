@@ -12,8 +12,11 @@ use sharedlb_allocator::{
     PortRange, PortRequest, ProfileName, Protocol, Reports, Sharing, Shell, Time,
 };
 
-/// Listeners per LB in the scale benchmarks: 100k LBs hold 1M one-listener claims.
+/// Listeners per LB in the "full" benchmarks: 100k LBs hold 1M one-listener claims.
 pub const CAPACITY: u32 = 10;
+/// Listeners per LB in the partly-filled multi-listener benchmarks: 100k LBs, filled to
+/// about nine tenths, hold about 1M claims of 1–3 listeners each.
+pub const MULTI_CAPACITY: u32 = 22;
 /// Fixed ports are drawn from 1..=PORTS.
 pub const PORTS: u16 = 1000;
 
@@ -24,19 +27,52 @@ pub enum Requests {
     Any,
     /// One fixed TCP port per claim, uniform over 1..=PORTS.
     Fixed,
+    /// 1–3 `Any` TCP ports per claim (uniform): the multi-listener churn of issue #12.
+    Multi,
+}
+
+impl Requests {
+    /// Mean listeners per claim.
+    pub fn mean_listeners(self) -> f64 {
+        match self {
+            Requests::Any | Requests::Fixed => 1.0,
+            Requests::Multi => 2.0,
+        }
+    }
+
+    /// A short name for tables.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Requests::Any => "any",
+            Requests::Fixed => "fixed",
+            Requests::Multi => "multi",
+        }
+    }
 }
 
 /// The profile used at scale.
 pub fn profile() -> LbProfile {
+    profile_with(CAPACITY)
+}
+
+/// The profile used at scale with `capacity` listeners per LB. Up to 10,000 listeners the
+/// automatic range is the usual 30000–39999; above, 1024–65535 (a wider range is a
+/// profile setting, `auto_ports`).
+pub fn profile_with(capacity: u32) -> LbProfile {
+    let (first, last) = if capacity <= 10_000 {
+        (30000, 39999)
+    } else {
+        (1024, 65535)
+    };
     LbProfile {
         name: ProfileName::new("bench").unwrap_or_else(|_| unreachable!()),
-        max_listeners: CAPACITY,
+        max_listeners: capacity,
         protocols: vec![Protocol::Tcp, Protocol::Udp],
         mixed_protocols: true,
         shared_port_numbers: true,
         auto_ports: PortRange {
-            first: Port::new(30000).unwrap_or(Port::MIN),
-            last: Port::new(39999).unwrap_or(Port::MAX),
+            first: Port::new(first).unwrap_or(Port::MIN),
+            last: Port::new(last).unwrap_or(Port::MAX),
         },
         reserved: vec![],
         hourly_price: 0.02,
@@ -70,8 +106,13 @@ pub fn feed(a: &mut Allocator, event: Event) {
 /// An allocator with one shared pool (every claim may share with every other: the worst
 /// case for scanning) and `policy`.
 pub fn allocator(policy: PolicyKind) -> Allocator {
+    allocator_with(policy, CAPACITY)
+}
+
+/// [`allocator`] with `capacity` listeners per LB.
+pub fn allocator_with(policy: PolicyKind, capacity: u32) -> Allocator {
     let config = Config {
-        profiles: vec![profile()],
+        profiles: vec![profile_with(capacity)],
         idle_timeout_ms: u64::MAX / 4,
         ..Config::with_builtin("aws-nlb", policy).unwrap_or_else(|_| unreachable!())
     };
@@ -99,17 +140,21 @@ impl ClaimGen {
     /// The next claim.
     pub fn claim(&mut self) -> Claim {
         self.next += 1;
-        let req = match self.requests {
-            Requests::Any => PortRequest::Any(Protocol::Tcp),
+        let reqs = match self.requests {
+            Requests::Any => vec![PortRequest::Any(Protocol::Tcp)],
             Requests::Fixed => {
                 let p = self.rng.random_range(1..=PORTS);
-                PortRequest::Fixed(Listener::new(
+                vec![PortRequest::Fixed(Listener::new(
                     Protocol::Tcp,
                     Port::new(p).unwrap_or(Port::MIN),
-                ))
+                ))]
+            }
+            Requests::Multi => {
+                let n = self.rng.random_range(1..=3);
+                vec![PortRequest::Any(Protocol::Tcp); n]
             }
         };
-        Claim::new(&format!("t/c{}", self.next), vec![req])
+        Claim::new(&format!("t/c{}", self.next), reqs)
             .unwrap_or_else(|e| unreachable!("{e}"))
             .with_sharing(Sharing::Anyone)
     }
@@ -121,9 +166,13 @@ impl ClaimGen {
 }
 
 /// Fills a placer with `lbs × CAPACITY` claims from a fresh generator; the live ids.
-fn fill(requests: Requests, lbs: usize, mut add: impl FnMut(Claim)) -> (Vec<ClaimId>, ClaimGen) {
+fn fill(requests: Requests, lbs: usize, add: impl FnMut(Claim)) -> (Vec<ClaimId>, ClaimGen) {
+    fill_n(requests, lbs * CAPACITY as usize, add)
+}
+
+/// Fills a placer with `n` claims from a fresh generator; the live ids.
+fn fill_n(requests: Requests, n: usize, mut add: impl FnMut(Claim)) -> (Vec<ClaimId>, ClaimGen) {
     let mut g = ClaimGen::new(requests, 7);
-    let n = lbs * CAPACITY as usize;
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let c = g.claim();
@@ -161,6 +210,44 @@ pub fn filled(
     (a, ids, g)
 }
 
+/// Live claims that fill `lbs` LBs of `capacity` to about nine tenths with `requests`.
+pub fn partly_filled_claims(requests: Requests, lbs: usize, capacity: u32) -> usize {
+    (lbs as f64 * f64::from(capacity) * 0.9 / requests.mean_listeners()).round() as usize
+}
+
+/// The partly-filled steady state: `n` claims placed, then a random quarter of them
+/// replaced by new ones (a quarter of the LBs' listeners freed at random and taken
+/// again by claims of other sizes). LBs hold claims of 1–3 listeners with holes of every
+/// size spread over them, as churn leaves them — not the index's best case of full LBs
+/// and one hole.
+pub fn partly_filled(
+    policy: PolicyKind,
+    requests: Requests,
+    n: usize,
+    capacity: u32,
+) -> (Allocator, Vec<ClaimId>, ClaimGen) {
+    let mut a = allocator_with(policy, capacity);
+    let (mut ids, mut g) = fill_n(requests, n, |c| {
+        feed(&mut a, Event::ClaimAdded(c));
+    });
+    let mut kept = Vec::with_capacity(n);
+    let mut gone = 0;
+    for id in ids.drain(..) {
+        if g.index(4) == 0 {
+            feed(&mut a, Event::ClaimRemoved(id));
+            gone += 1;
+        } else {
+            kept.push(id);
+        }
+    }
+    for _ in 0..gone {
+        let c = g.claim();
+        kept.push(c.id().clone());
+        feed(&mut a, Event::ClaimAdded(c));
+    }
+    (a, kept, g)
+}
+
 /// One churn step: a claim leaves, a new one arrives (two decisions).
 pub fn churn(a: &mut Allocator, ids: &mut Vec<ClaimId>, g: &mut ClaimGen) {
     let a = std::cell::RefCell::new(a);
@@ -176,11 +263,44 @@ pub fn churn(a: &mut Allocator, ids: &mut Vec<ClaimId>, g: &mut ClaimGen) {
     );
 }
 
+/// `steps` churn steps drawn ahead of time (the claim that leaves, the claim that
+/// arrives), so that a measured loop does nothing but drive the allocator: no id is
+/// formatted and no claim built inside it.
+pub fn script(ids: &mut Vec<ClaimId>, g: &mut ClaimGen, steps: usize) -> Vec<(ClaimId, Claim)> {
+    let mut out = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let i = g.index(ids.len());
+        let gone = ids.swap_remove(i);
+        let c = g.claim();
+        ids.push(c.id().clone());
+        out.push((gone, c));
+    }
+    out
+}
+
+/// Plays a script on the allocator: two decisions per step.
+pub fn play(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) {
+    for (gone, c) in script {
+        feed(a, Event::ClaimRemoved(gone));
+        feed(a, Event::ClaimAdded(c));
+    }
+}
+
+/// Plays a script on the naive scan.
+pub fn naive_play(a: &mut NaiveScan, script: Vec<(ClaimId, Claim)>) {
+    for (gone, c) in script {
+        a.remove(&gone);
+        a.add(&c);
+    }
+}
+
 /// The 2018 controller's way: a list of LBs scanned from the first for one that fits.
 #[derive(Default)]
 pub struct NaiveScan {
     lbs: Vec<NaiveLb>,
-    claims: std::collections::HashMap<ClaimId, (usize, Listener)>,
+    claims: std::collections::HashMap<ClaimId, (usize, Vec<Listener>)>,
+    /// Listeners per LB; 0 means [`CAPACITY`].
+    capacity: u32,
 }
 
 #[derive(Default)]
@@ -188,43 +308,87 @@ struct NaiveLb {
     used: HashSet<Listener>,
 }
 
-impl NaiveScan {
-    /// Places a one-port claim: first LB with room and no clash, else a new LB.
-    pub fn add(&mut self, c: &Claim) {
-        let req = c.ports()[0];
-        let mut chosen = None;
-        for (i, lb) in self.lbs.iter().enumerate() {
-            if lb.used.len() as u32 >= CAPACITY {
-                continue;
-            }
+impl NaiveLb {
+    /// The claim's listeners here, or `None` on a clash or a full range.
+    fn plan(&self, c: &Claim) -> Option<Vec<Listener>> {
+        let mut out: Vec<Listener> = Vec::with_capacity(c.ports().len());
+        for &req in c.ports() {
             let l = match req {
-                PortRequest::Fixed(l) if !lb.used.contains(&l) => Some(l),
-                PortRequest::Fixed(_) => None,
+                PortRequest::Fixed(l) => (!self.used.contains(&l)).then_some(l)?,
                 PortRequest::Any(p) => (30000..40000)
                     .map(|n| Listener::new(p, Port::new(n).unwrap_or(Port::MIN)))
-                    .find(|l| !lb.used.contains(l)),
+                    .find(|l| !self.used.contains(l) && !out.contains(l))?,
             };
-            if let Some(l) = l {
-                chosen = Some((i, l));
+            out.push(l);
+        }
+        Some(out)
+    }
+}
+
+impl NaiveScan {
+    /// Places a claim: the first LB with room for all its listeners and no clash (the
+    /// lowest free automatic ports, found by walking the range), else a new LB.
+    pub fn add(&mut self, c: &Claim) {
+        let need = c.ports().len();
+        let mut chosen = None;
+        for (i, lb) in self.lbs.iter().enumerate() {
+            if lb.used.len() + need > self.capacity() {
+                continue;
+            }
+            if let Some(ls) = lb.plan(c) {
+                chosen = Some((i, ls));
                 break;
             }
         }
-        let (i, l) = chosen.unwrap_or_else(|| {
+        let (i, ls) = chosen.unwrap_or_else(|| {
             self.lbs.push(NaiveLb::default());
-            let l = req.fixed().unwrap_or(Listener::new(
-                req.protocol(),
-                Port::new(30000).unwrap_or(Port::MIN),
-            ));
-            (self.lbs.len() - 1, l)
+            let i = self.lbs.len() - 1;
+            let ls = self.lbs[i].plan(c).unwrap_or_default();
+            (i, ls)
         });
-        self.lbs[i].used.insert(l);
-        self.claims.insert(c.id().clone(), (i, l));
+        for &l in &ls {
+            self.lbs[i].used.insert(l);
+        }
+        self.claims.insert(c.id().clone(), (i, ls));
+    }
+
+    fn capacity(&self) -> usize {
+        if self.capacity == 0 {
+            CAPACITY as usize
+        } else {
+            self.capacity as usize
+        }
+    }
+
+    /// A naive placer holding exactly the allocator's placements (LBs in id order), with
+    /// `capacity` listeners per LB: the same state for both, without a million scans to
+    /// fill it.
+    pub fn mirror(a: &Allocator, capacity: u32) -> NaiveScan {
+        let mut n = NaiveScan {
+            capacity,
+            ..NaiveScan::default()
+        };
+        let mut at = std::collections::HashMap::new();
+        for info in a.lbs() {
+            at.insert(info.id, n.lbs.len());
+            n.lbs.push(NaiveLb {
+                used: info.listeners.iter().map(|&(l, _)| l).collect(),
+            });
+        }
+        for (c, place) in a.claims() {
+            if let Ok((lb, ls)) = place {
+                n.claims.insert(c.id().clone(), (at[&lb], ls.to_vec()));
+            }
+        }
+        n
     }
 
     /// Releases a claim.
     pub fn remove(&mut self, id: &ClaimId) {
-        if let Some((i, l)) = self.claims.remove(id) {
-            self.lbs[i].used.remove(&l);
+        if let Some((i, ls)) = self.claims.remove(id) {
+            for l in ls {
+                self.lbs[i].used.remove(&l);
+            }
         }
     }
 

@@ -27,6 +27,10 @@ use crate::scenario::{ProfileSpec, Scenario};
 use crate::trace::TraceEvent;
 use crate::workload::{WorkloadGen, sample_duration};
 
+/// The engine's maps are keyed by claim and LB ids the engine made itself and are never
+/// iterated into a result, so they need no keyed (SipHash) hashing.
+type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
+
 /// How long a cloud takes to delete an LB once asked.
 const DELETE_DELAY_MS: u64 = 30_000;
 const MS_PER_HOUR: f64 = 3_600_000.0;
@@ -76,8 +80,8 @@ struct Cloud {
     rng: Pcg64Mcg,
     profiles: Vec<ProfileSpec>,
     profile_index: HashMap<ProfileName, usize>,
-    claims: HashMap<ClaimId, ClaimTrack>,
-    lbs: HashMap<LbId, LbTrack>,
+    claims: FxMap<ClaimId, ClaimTrack>,
+    lbs: FxMap<LbId, LbTrack>,
     serving: u64,
     serving_per_tenant: BTreeMap<TenantId, u64>,
     waits: WaitHistogram,
@@ -95,7 +99,10 @@ impl Cloud {
             return;
         }
         t.serving = on;
-        let per = self.serving_per_tenant.entry(t.tenant.clone()).or_default();
+        let per = match self.serving_per_tenant.get_mut(&t.tenant) {
+            Some(per) => per,
+            None => self.serving_per_tenant.entry(t.tenant.clone()).or_default(),
+        };
         if on {
             self.serving += 1;
             *per += 1;
@@ -296,8 +303,8 @@ impl Simulation {
                 rng: Pcg64Mcg::seed_from_u64(scenario.seed ^ 0x9E37_79B9_7F4A_7C15),
                 profiles,
                 profile_index,
-                claims: HashMap::new(),
-                lbs: HashMap::new(),
+                claims: FxMap::default(),
+                lbs: FxMap::default(),
                 serving: 0,
                 serving_per_tenant: BTreeMap::new(),
                 waits: WaitHistogram::default(),
@@ -429,9 +436,7 @@ impl Simulation {
     }
 
     fn billed_lbs(&self) -> u64 {
-        let c = self.alloc.lb_counts();
-        (c.get(&LbState::Ready).copied().unwrap_or(0)
-            + c.get(&LbState::Provisioning).copied().unwrap_or(0)) as u64
+        (self.alloc.lb_count(LbState::Ready) + self.alloc.lb_count(LbState::Provisioning)) as u64
     }
 
     fn step(&mut self, ev: Ev) {
@@ -479,23 +484,19 @@ impl Simulation {
                 }
             }
             Ev::LbReady(lb) => {
-                if self
-                    .alloc
-                    .lb(lb)
-                    .is_some_and(|l| l.state == LbState::Provisioning)
-                {
+                if self.alloc.lb_state(lb) == Some(LbState::Provisioning) {
                     self.cloud.lb_ready(lb);
                     self.drive(Event::LbReady(lb));
                 }
             }
             Ev::LbFail(lb) => {
-                if self.cloud.lbs.remove(&lb).is_some() && self.alloc.lb(lb).is_some() {
+                if self.cloud.lbs.remove(&lb).is_some() && self.alloc.lb_state(lb).is_some() {
                     self.lb_failures += 1;
                     self.drive(Event::LbFailed(lb));
                 }
             }
             Ev::LbGone(lb) => {
-                if self.cloud.lbs.remove(&lb).is_some() && self.alloc.lb(lb).is_some() {
+                if self.cloud.lbs.remove(&lb).is_some() && self.alloc.lb_state(lb).is_some() {
                     self.drive(Event::LbDeleted(lb));
                 }
             }
@@ -535,10 +536,12 @@ impl Simulation {
 
     fn add(&mut self, claim: Claim) {
         self.arrivals += 1;
-        *self
-            .tenant_arrivals
-            .entry(claim.tenant().clone())
-            .or_default() += 1;
+        match self.tenant_arrivals.get_mut(claim.tenant()) {
+            Some(n) => *n += 1,
+            None => {
+                self.tenant_arrivals.insert(claim.tenant().clone(), 1);
+            }
+        }
         self.cloud.claims.insert(
             claim.id().clone(),
             ClaimTrack {
@@ -598,7 +601,10 @@ impl Simulation {
                 .get(tenant)
                 .copied()
                 .unwrap_or(0) as f64;
-            let e = i.tenants.entry(tenant.clone()).or_default();
+            let e = match i.tenants.get_mut(tenant) {
+                Some(e) => e,
+                None => i.tenants.entry(tenant.clone()).or_default(),
+            };
             e.0 += live * dt;
             e.1 += served * dt;
         }
