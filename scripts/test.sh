@@ -93,4 +93,4 @@ stage sim-release-build cargo build --release --locked -p sharedlb-simulator --b
 stage dashboard-e2e node dashboard/tests/e2e.mjs dist target/e2e
 stage cargo-test cargo test --workspace --locked
 # >>> Further tiers go here, e.g. the live API tier against a real kube-apiserver:
-# stage kube-live scripts/test-kube.sh
+stage kube-live scripts/test-kube.sh
