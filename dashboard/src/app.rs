@@ -131,7 +131,7 @@ fn Overview(state: ReadSignal<Option<StateView>>) -> impl IntoView {
             <div class="totals">
                 <div class="total">"Load balancers"<b class="total-lbs">{t.lbs}</b></div>
                 <div class="total">"Listeners"<b>{format!("{} / {}", t.listeners_used, t.capacity)}</b></div>
-                <div class="total">"Cost per hour"<b>{format!("{:.2}", t.cost_per_hour)}</b></div>
+                <div class="total">"Cost per month"<b>{format!("{:.2} {}", t.cost_per_hour * sharedlb_allocator::profile::HOURS_PER_MONTH, s.currency)}</b></div>
                 <div class="total">"Savings vs one LB per Service"<b>{format!("{:.0}%", t.savings_pct)}</b></div>
                 <div class="total">"Pending"<b>{pending}</b></div>
             </div>
@@ -370,16 +370,17 @@ fn Simulate() -> impl IntoView {
             view! {
                 <Charts runs=runs.clone() />
                 <table class="summary">
-                    <tr><th>"policy"</th><th>"LBs (mean)"</th><th>"LBs / bound"</th><th>"cost / h"</th><th>"savings"</th><th>"wait p95 (s)"</th></tr>
+                    <tr><th>"policy"</th><th>"served"</th><th>"LBs (mean)"</th><th>"LBs / bound"</th><th>"cost / month"</th><th>"savings"</th><th>"wait p95 (s)"</th></tr>
                     {runs
                         .into_iter()
                         .map(|(p, s, _)| {
                             view! {
                                 <tr>
                                     <td>{p}</td>
+                                    <td>{format!("{:.1}%", 100.0 * s.served_fraction)}</td>
                                     <td>{format!("{:.1}", s.lbs_mean)}</td>
                                     <td>{format!("{:.3}", s.lbs_over_lower_bound)}</td>
-                                    <td>{format!("{:.3}", s.cost_per_hour)}</td>
+                                    <td>{format!("{:.2} {}", s.cost_per_month, s.currency)}</td>
                                     <td>{s.savings_fraction.map_or_else(|| "n/a".to_owned(), |x| format!("{:.0}%", 100.0 * x))}</td>
                                     <td>{format!("{:.0}", s.waits.p95_s)}</td>
                                 </tr>

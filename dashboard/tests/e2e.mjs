@@ -65,9 +65,14 @@ await test('overview shows LB cards from the demo state', async (page) => {
   await page.screenshot({ path: join(shots, 'portmap.png') });
 });
 
-// The CLI's answer for the default scenario (best-fit, seed 1), to compare with the page.
-const cli = JSON.parse(execFileSync('cargo', ['run', '--quiet', '--release', '-p', 'sharedlb-simulator', '--bin', 'sharedlb-sim', '--',
-  'run', '--policy', 'best-fit', '--format', 'json', '--quiet'], { encoding: 'utf8', maxBuffer: 1 << 24 }));
+// The CLI's answer for the default scenario (best-fit, seed 1), to compare with the page:
+// the binary in $SHAREDLB_SIM (the test command passes the one `cargo test` built), else
+// `cargo run --release`.
+const simArgs = ['run', '--policy', 'best-fit', '--format', 'json', '--quiet'];
+const cli = JSON.parse(process.env.SHAREDLB_SIM
+  ? execFileSync(process.env.SHAREDLB_SIM, simArgs, { encoding: 'utf8', maxBuffer: 1 << 24 })
+  : execFileSync('cargo', ['run', '--quiet', '--release', '-p', 'sharedlb-simulator', '--bin', 'sharedlb-sim', '--', ...simArgs],
+    { encoding: 'utf8', maxBuffer: 1 << 24 }));
 
 await test('the simulate form runs the default scenario in the page like the CLI and draws a chart', async (page) => {
   await page.goto(`${base}/`);
@@ -82,7 +87,9 @@ await test('the simulate form runs the default scenario in the page like the CLI
     }),
   ]);
   console.log(`  in-page simulation of the default scenario (30 days), 2 policies: ${Date.now() - started} ms`);
-  const lbs = await page.locator('table.summary tr:nth-child(2) td:nth-child(2)').innerText();
+  const served = await page.locator('table.summary tr:nth-child(2) td:nth-child(2)').innerText();
+  if (served !== `${(100 * cli.served_fraction).toFixed(1)}%`) throw new Error(`page says ${served} served, the CLI ${cli.served_fraction}`);
+  const lbs = await page.locator('table.summary tr:nth-child(2) td:nth-child(3)').innerText();
   if (lbs !== cli.lbs_mean.toFixed(1)) throw new Error(`page says ${lbs} LBs, the CLI ${cli.lbs_mean.toFixed(1)}`);
   const paths = await page.locator('svg.lbs path').count();
   if (paths !== 3) throw new Error(`${paths} chart lines, expected 2 policies + the lower bound`);
