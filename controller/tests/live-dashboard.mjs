@@ -17,6 +17,8 @@ if (!url || !shot) {
   console.error('usage: node live-dashboard.mjs URL SCREENSHOT.png');
   process.exit(2);
 }
+// Playwright gives every launch a fresh, empty user-data-dir of its own (it refuses a
+// --user-data-dir argument), so no profile carries over between runs.
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -27,6 +29,8 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   await page.goto(url);
   // The page falls back to a demo when it cannot read api/v1/state: wait for the source
   // line to settle, then insist on the live one.
@@ -35,7 +39,14 @@ try {
     return s && !s.textContent.startsWith('loading');
   }, null, { timeout: 60000 });
   const source = await page.locator('.source').innerText();
-  if (!source.startsWith('live')) throw new Error(`the page shows "${source}", not the live state`);
+  if (!source.startsWith('live')) {
+    // What the page's own request would have got, to tell a server fault from a page fault.
+    const api = await page.evaluate(async () => {
+      const r = await fetch('api/v1/state');
+      return `${r.status} ${r.headers.get('content-type')} ${(await r.text()).slice(0, 500)}`;
+    });
+    throw new Error(`the page shows "${source}", not the live state; api/v1/state: ${api}; console: ${consoleLines.join(' | ')}`);
+  }
   await page.waitForSelector('.lb-card', { timeout: 30000 });
   const cards = await page.locator('.lb-card').evaluateAll((els) => els.map((el) => ({
     title: el.querySelector('h3')?.textContent ?? '',
