@@ -94,4 +94,4 @@ stage cargo-test cargo test --workspace --locked --exclude sharedlb-benches
 export SHAREDLB_SIM="${CARGO_TARGET_DIR:-target}/debug/sharedlb-sim"
 stage dashboard-e2e node dashboard/tests/e2e.mjs dist target/e2e
 # >>> Further tiers go here, e.g. the live API tier against a real kube-apiserver:
-# stage kube-live scripts/test-kube.sh
+stage kube-live scripts/test-kube.sh

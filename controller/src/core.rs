@@ -122,6 +122,23 @@ pub fn claim_from_spec(
     if mode == Mode::Service && spec.selector.is_empty() {
         return Err("spec.selector must select the backend pods".into());
     }
+    // The selector is copied into the claim's Service: one the API server would refuse
+    // (422) is an invalid spec, explained once, not a write retried forever.
+    for (k, v) in &spec.selector {
+        if !is_label_key(k) {
+            return Err(format!(
+                "spec.selector: {k:?} is not a valid label key (an optional DNS subdomain \
+                 prefix and '/', then at most 63 of A-Z a-z 0-9 - _ . starting and ending \
+                 alphanumeric)"
+            ));
+        }
+        if !is_label_value(v) {
+            return Err(format!(
+                "spec.selector: the value {v:?} of {k:?} is not a valid label value (at most \
+                 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric, or empty)"
+            ));
+        }
+    }
     let sharing = match spec.sharing {
         SharingMode::Shared => Sharing::Tenant,
         SharingMode::Dedicated => Sharing::Dedicated,
@@ -307,6 +324,39 @@ pub fn is_dns1035_label(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Whether `s` is a valid label value: empty, or at most 63 characters of `A-Za-z0-9-_.`
+/// starting and ending with an alphanumeric.
+pub fn is_label_value(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+}
+
+/// Whether `s` is a valid label key: `[prefix/]name`, the prefix a DNS-1123 subdomain of at
+/// most 253 characters, the name a non-empty label value.
+pub fn is_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
 }
 
 /// FNV-1a, 64 bits: a stable hash for derived names.

@@ -315,9 +315,14 @@ fn spawn_clock(ctx: Arc<Ctx>) {
             let now = reconcile::now_ms();
             let wake = reconcile::next_wakeup(&ctx).map_or(u64::MAX, |t| t.0);
             let due = wake.min(next_consolidation.unwrap_or(u64::MAX));
-            // Wake at least every 30 s: new claims move the wake-up earlier.
+            // Wake at the due time, or when an event fed to the allocator may have moved
+            // its wake-up earlier (an LB emptied: its idle deadline is sooner than the
+            // sleep), and at least every 30 s.
             let sleep = due.saturating_sub(now).min(30_000);
-            tokio::time::sleep(Duration::from_millis(sleep)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(sleep)) => {}
+                () = ctx.clock.notified() => {}
+            }
             let now = reconcile::now_ms();
             let consolidate = match (next_consolidation, &ctx.config.consolidation) {
                 (Some(t), Some(c)) if now >= t => {

@@ -136,6 +136,9 @@ pub struct Ctx {
     pub degraded: Mutex<Option<String>>,
     /// Who leads, as far as a follower knows.
     pub leader: Mutex<Option<String>>,
+    /// Wakes the clock task: the allocator was fed an event, so its next wake-up may be
+    /// earlier than the one the clock sleeps towards (e.g. an LB just emptied).
+    pub clock: tokio::sync::Notify,
 }
 
 impl Ctx {
@@ -167,6 +170,7 @@ impl Ctx {
             role: AtomicU8::new(Role::Starting as u8),
             degraded: Mutex::default(),
             leader: Mutex::default(),
+            clock: tokio::sync::Notify::new(),
         })
     }
 
@@ -305,6 +309,8 @@ fn decide(ctx: &Ctx, alloc: &mut Allocator, event: Event, fx: &mut Effects) -> R
     let now = Time(now_ms().max(alloc.now().0));
     alloc.drive(now, event, fx)?;
     guard(&ctx.messages).extend(std::mem::take(&mut fx.messages));
+    // A stored permit if the clock is not waiting yet: no wake-up is lost.
+    ctx.clock.notify_one();
     Ok(())
 }
 

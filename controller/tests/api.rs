@@ -650,16 +650,15 @@ async fn claim_names_that_are_no_service_names_get_valid_derived_names() {
     let h = harness(Mode::SharedIp);
     let long = "n".repeat(70);
     for name in ["web.v2", "2fa", long.as_str()] {
-        h.put(
-            CLAIMS,
+        let mut c = claim_json(
             "shop",
             name,
-            claim_json(
-                "shop",
-                name,
-                json!([{"name": "p", "port": 0, "targetPort": 80}]),
-            ),
+            json!([{"name": "p", "port": 0, "targetPort": 80}]),
         );
+        // The selector stays a valid label value (a real API server refuses one of 70
+        // characters in the Service; the controller says InvalidSpec for it).
+        c["spec"]["selector"] = json!({"app": "web"});
+        h.put(CLAIMS, "shop", name, c);
         h.reconcile("shop", name).await.unwrap();
         let st = &h.get(CLAIMS, "shop", name).unwrap()["status"];
         assert_eq!(reason(st), "WaitingForLoadBalancer", "{name}: {st}");

@@ -81,6 +81,15 @@ fn invalid_specs_are_explained_not_crashed_on() {
         vec![port("https", PortProtocol::Tcp, 443, None)],
     );
     assert!(core::claim_from_spec("shop", "web", &ok.spec, Mode::Service).is_ok());
+    let odd_but_valid = SharedLBSpec {
+        selector: BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "web_1.x".to_owned()),
+            ("tier".to_owned(), String::new()),
+            ("k".to_owned(), "x".repeat(63)),
+        ]),
+        ..ok.spec.clone()
+    };
+    assert!(core::claim_from_spec("shop", "web", &odd_but_valid, Mode::Service).is_ok());
     let cases: Vec<(SharedLBSpec, &str)> = vec![
         (
             SharedLBSpec {
@@ -126,6 +135,34 @@ fn invalid_specs_are_explained_not_crashed_on() {
                 ..ok.spec.clone()
             },
             "sharingKey",
+        ),
+        (
+            SharedLBSpec {
+                selector: BTreeMap::from([("app".to_owned(), "x".repeat(64))]),
+                ..ok.spec.clone()
+            },
+            "not a valid label value",
+        ),
+        (
+            SharedLBSpec {
+                selector: BTreeMap::from([("app".to_owned(), "-web".to_owned())]),
+                ..ok.spec.clone()
+            },
+            "not a valid label value",
+        ),
+        (
+            SharedLBSpec {
+                selector: BTreeMap::from([("bad key".to_owned(), "web".to_owned())]),
+                ..ok.spec.clone()
+            },
+            "not a valid label key",
+        ),
+        (
+            SharedLBSpec {
+                selector: BTreeMap::from([("Example.com/app".to_owned(), "web".to_owned())]),
+                ..ok.spec.clone()
+            },
+            "not a valid label key",
         ),
         (
             SharedLBSpec {
