@@ -612,8 +612,8 @@ fn cmd_plan(
     }
     if !r.unplaced.is_empty() {
         let msg = format!(
-            "{} of {} Services cannot be placed on {} LBs; they are left out of both sides of \
-             the comparison (see above)",
+            "{} of {} Services cannot be placed on {} LBs; left out of both sides of the \
+             comparison (see above)",
             r.unplaced.len(),
             r.services,
             r.profile

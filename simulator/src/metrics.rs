@@ -90,6 +90,13 @@ pub struct Waits {
     pub quantiles_s: Vec<f64>,
 }
 
+impl Waits {
+    /// `x` if any wait was measured: with no claim served there is no wait figure.
+    pub fn measured(&self, x: f64) -> Option<f64> {
+        (self.count > 0).then_some(x)
+    }
+}
+
 /// Waits kept as a histogram of exact values (ms → count): exact percentiles in memory that
 /// grows with the number of distinct waits, not with the number of claims.
 #[derive(Clone, Debug, Default)]
@@ -265,19 +272,30 @@ pub const METRICS: &[(&str, Unit, Metric)] = &[
         Some(s.claims_waiting_mean)
     }),
     ("rejections", Unit::Number, |s| Some(s.rejections as f64)),
-    ("wait p50", Unit::Seconds, |s| Some(s.waits.p50_s)),
-    ("wait p95", Unit::Seconds, |s| Some(s.waits.p95_s)),
-    ("wait max", Unit::Seconds, |s| Some(s.waits.max_s)),
+    ("wait p50", Unit::Seconds, |s| {
+        s.waits.measured(s.waits.p50_s)
+    }),
+    ("wait p95", Unit::Seconds, |s| {
+        s.waits.measured(s.waits.p95_s)
+    }),
+    ("wait max", Unit::Seconds, |s| {
+        s.waits.measured(s.waits.max_s)
+    }),
     ("LBs (mean)", Unit::Number, |s| Some(s.lbs_mean)),
     ("LBs (max)", Unit::Number, |s| Some(s.lbs_max as f64)),
     ("lower bound (mean)", Unit::Number, |s| {
         Some(s.lower_bound_mean)
     }),
+    // Ratios over nothing (no LB was needed, none had capacity) are n/a, not 1.
     ("LBs / lower bound", Unit::Ratio, |s| {
-        Some(s.lbs_over_lower_bound)
+        (s.lower_bound_mean > 0.0).then_some(s.lbs_over_lower_bound)
     }),
-    ("packing ratio", Unit::Ratio, |s| Some(s.packing_ratio)),
-    ("utilisation", Unit::Percent, |s| Some(s.utilisation)),
+    ("packing ratio", Unit::Ratio, |s| {
+        (s.lower_bound_mean > 0.0).then_some(s.packing_ratio)
+    }),
+    ("utilisation", Unit::Percent, |s| {
+        (s.listener_capacity_mean > 0.0).then_some(s.utilisation)
+    }),
     ("cost", Unit::PerMonth, |s| Some(s.cost_per_month)),
     ("savings vs one LB per Service", Unit::Percent, |s| {
         s.savings_fraction

@@ -437,6 +437,15 @@ pub fn plan_services(
     })
 }
 
+/// "1 Service", "6 Services".
+fn n_services(n: usize) -> String {
+    if n == 1 {
+        "1 Service".into()
+    } else {
+        format!("{n} Services")
+    }
+}
+
 /// The plan for people.
 pub fn plan_table(r: &PlanReport) -> String {
     let mut out = String::new();
@@ -454,10 +463,13 @@ pub fn plan_table(r: &PlanReport) -> String {
         );
     }
     if !r.unplaced.is_empty() {
+        let (n, verb) = match r.unplaced.len() {
+            1 => ("1 of them".to_owned(), "is"),
+            n => (format!("{n} of them"), "are"),
+        };
         let _ = writeln!(
             out,
-            "  {} of them cannot be placed on a {} LB at all and are left out of the comparison:",
-            r.unplaced.len(),
+            "  {n} cannot be placed on any {} LB and {verb} left out of the comparison:",
             r.profile
         );
         for u in &r.unplaced {
@@ -497,9 +509,9 @@ pub fn plan_table(r: &PlanReport) -> String {
         Some(s) => {
             let _ = writeln!(
                 out,
-                "  savings: {} over the {} Services both can serve",
+                "  savings: {} over the {} both can serve",
                 crate::report::pct(s),
-                r.placeable
+                n_services(r.placeable)
             );
         }
         None if r.placeable == 0 => {

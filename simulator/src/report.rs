@@ -101,15 +101,18 @@ pub fn service_warning(s: &Summary) -> Option<String> {
     if s.all_served() {
         return None;
     }
+    let wait = match s.waits.measured(s.waits.p95_s) {
+        Some(p95) => format!("p95 wait of the served {} s", fmt_num(p95)),
+        None => "no claim that arrived after the warm-up was served".to_owned(),
+    };
     Some(format!(
         "NOT ALL CLAIMS WERE SERVED: {} of claim-hours served; {} claims left without \
-         ever being served; {:.1} claims waiting on average, {} at the end; p95 wait {} s. \
+         ever being served; {:.1} claims waiting on average, {} at the end; {wait}. \
          Costs, savings and packing below cover only what was served.",
         pct(s.served_fraction),
         s.rejections,
         s.claims_waiting_mean,
         s.pending_at_end,
-        fmt_num(s.waits.p95_s)
     ))
 }
 
