@@ -7,9 +7,9 @@ use crate::allocator::{Allocator, Reach, RetryScope};
 use crate::claims::Place;
 use crate::decision::{Decision, PendingReason};
 use crate::fairness::{WaterFill, goes_before};
-use rustc_hash::FxHashMap;
 use crate::model::{Claim, LbId, PortRequest, ProfileName, Sharing, TenantId};
 use crate::placement::{Outcome, Placement};
+use rustc_hash::FxHashMap;
 
 /// Everything placement looks at in a claim but its id: claims of one shape fit exactly
 /// the same places.

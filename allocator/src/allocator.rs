@@ -10,12 +10,12 @@ use crate::claims::{ClaimTable, Place, Slot, WaitQueue};
 use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
-use rustc_hash::FxHashMap;
 use crate::index::PoolIndex;
 use crate::lb::{Lb, LbState, PoolKey};
 use crate::model::{Claim, ClaimId, LbId, Listener, Listeners, ProfileName, TenantId, Time};
 use crate::placement::{Outcome, Placement};
 use crate::policy::{Policy, PolicyRules};
+use rustc_hash::FxHashMap;
 
 /// A claim's placement (LB and listeners) or why it waits.
 pub type ClaimPlace<'a> = Result<(LbId, &'a [Listener]), PendingReason>;

@@ -21,11 +21,11 @@ use petgraph::graphmap::UnGraphMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use rustc_hash::FxHashMap;
 use crate::lb::{PoolKey, Pooling};
 use crate::model::{Claim, Protocol};
 use crate::ports::{ClashKey, PortRule};
 use crate::profile::LbProfile;
+use rustc_hash::FxHashMap;
 
 /// Most conflict-graph edges the clique bound builds; past it only the cheaper bounds count.
 const MAX_EDGES: usize = 200_000;

@@ -181,9 +181,7 @@ impl Allocator {
                     }
                 }
             }
-            if !p.mixed_protocols
-                && l.used.protocols().count() > 1
-            {
+            if !p.mixed_protocols && l.used.protocols().count() > 1 {
                 return Err(format!("{} mixes protocols", l.id));
             }
             let pool = &self.pools[l.pool as usize];

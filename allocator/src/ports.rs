@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use rustc_hash::FxHashMap;
 use crate::model::{Listener, Port, Protocol};
 use crate::profile::LbProfile;
+use rustc_hash::FxHashMap;
 
 /// The listeners in use on one LB, each with the slot of the claim holding it: a hash map
 /// (constant time at any LB size, and no allocation once it has grown to its working
@@ -303,13 +303,7 @@ impl AutoPorts {
     }
 
     /// Records that `l` was freed. `used` no longer holds it.
-    pub fn give_back(
-        &mut self,
-        profile: &LbProfile,
-        rule: ClashRule,
-        used: &Used,
-        l: Listener,
-    ) {
+    pub fn give_back(&mut self, profile: &LbProfile, rule: ClashRule, used: &Used, l: Listener) {
         if self.suspended || !profile.auto_ports.contains(l.port) || profile.is_reserved(l.port) {
             return;
         }
@@ -320,12 +314,7 @@ impl AutoPorts {
     }
 
     /// Checks the invariant against the ports in use (for `check_invariants`).
-    pub fn check(
-        &self,
-        profile: &LbProfile,
-        rule: ClashRule,
-        used: &Used,
-    ) -> Result<(), String> {
+    pub fn check(&self, profile: &LbProfile, rule: ClashRule, used: &Used) -> Result<(), String> {
         if self.suspended {
             return Err("automatic-port cursors left suspended".into());
         }

@@ -57,7 +57,11 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 fn memory() {
     let lbs = if quick() { 10_000 } else { 100_000 };
     println!("## memory per live claim (best-fit, one shared pool)");
-    let report = |label: &str, f: &dyn Fn() -> (sharedlb_allocator::Allocator, Vec<sharedlb_allocator::ClaimId>)| {
+    let report = |label: &str,
+                  f: &dyn Fn() -> (
+        sharedlb_allocator::Allocator,
+        Vec<sharedlb_allocator::ClaimId>,
+    )| {
         let region = Region::new(GLOBAL);
         let (a, ids) = f();
         let change = region.change();
@@ -265,7 +269,11 @@ fn scale_quality() {
     for p in PolicyKind::names().filter(|p| *p != "dedicated") {
         let mut x = s.clone();
         x.allocator.policy = p.parse().unwrap_or_else(|_| best_fit());
-        let (sum, secs) = timed(|| sharedlb_simulator::run(&x).unwrap_or_else(|e| unreachable!("{e}")).0);
+        let (sum, secs) = timed(|| {
+            sharedlb_simulator::run(&x)
+                .unwrap_or_else(|e| unreachable!("{e}"))
+                .0
+        });
         println!(
             "{p}: {:.4} ({:.4}), bound mean {:.0}, live mean {:.0}, {} events in {secs:.1} s",
             sum.packing_ratio,

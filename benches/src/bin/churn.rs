@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use sharedlb_allocator::PolicyKind;
 use sharedlb_benches::{
-    CAPACITY, NaiveScan, Requests, filled, naive_play, partly_filled, partly_filled_claims,
-    play, script,
+    CAPACITY, NaiveScan, Requests, filled, naive_play, partly_filled, partly_filled_claims, play,
+    script,
 };
 
 struct Args {
