@@ -21,5 +21,9 @@ scripts/kube-build.sh
 if [ "${CI:-}" = true ]; then
   export SHAREDLB_LIVE_REQUIRE_DASHBOARD=1
 fi
-# One test at a time: each starts a cluster and the machine has 2 cores.
-exec cargo test --locked -p sharedlb-controller --test live -- --ignored --test-threads=1 "$@"
+# One test at a time: each starts a cluster and the machine has 2 cores. The package
+# selection is the cargo-test stage's (`--workspace --exclude sharedlb-benches`), not
+# `-p sharedlb-controller`: the same feature set, so the test binary that stage built is
+# reused instead of the controller's dependencies being compiled a second time (~5 min).
+exec cargo test --locked --workspace --exclude sharedlb-benches --test live \
+  -- --ignored --test-threads=1 "$@"
