@@ -2,49 +2,12 @@
 //! problem), no panic, no hang; CSV traces; plan's inputs and outputs; the README's
 //! ranges and glossary. Each test runs the real binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sharedlb-sim"))
-}
+use std::path::Path;
+use std::process::Output;
 
-fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn examples() -> PathBuf {
-    manifest().join("examples")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sharedlb-inputs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Runs the binary; any run taking over a minute is a hang.
-#[allow(clippy::disallowed_methods)] // A test may read the wall clock to catch a hang.
-fn run(args: &[&str]) -> Output {
-    let start = Instant::now();
-    let o = bin().args(args).output().unwrap();
-    assert!(
-        start.elapsed() < Duration::from_secs(60),
-        "{args:?} took {:?}",
-        start.elapsed()
-    );
-    o
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{examples, manifest, run, stderr, stdout, tmpdir};
 
 /// Exit 2, no panic, no Rust type names, and every needle in stderr.
 fn refused(o: &Output, needles: &[&str]) {
