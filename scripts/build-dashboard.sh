@@ -15,19 +15,21 @@
 # clone. Trunk runs with --offline: the crates are fetched first, nothing is downloaded
 # from anywhere but the registries.
 #
-# Usage: scripts/build-dashboard.sh [--tools-only] [TRUNK BUILD ARGS...]
-#   --tools-only   install the toolchain and tools, fetch the crates, do not build.
+# Usage: scripts/build-dashboard.sh [--packages-only | --tools-only] [TRUNK BUILD ARGS...]
+#   --packages-only  install only the Debian packages the chosen toolchain needs, then stop
+#                    (scripts/setup.sh: apt runs before anything runs beside it).
+#   --tools-only     install the toolchain and tools, fetch the crates, do not build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 . scripts/lib.sh
 
 TRUNK_VERSION=0.21.14
-tools_only=false
-if [ "${1:-}" = "--tools-only" ]; then
-  tools_only=true
-  shift
-fi
+mode=build
+case "${1:-}" in
+  --tools-only) mode=tools; shift ;;
+  --packages-only) mode=packages; shift ;;
+esac
 
 # --- which toolchain -----------------------------------------------------------------------
 wasm_path=${SHAREDLB_WASM_PATH:-}
@@ -48,6 +50,7 @@ debian_cargo=(env RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
 case "$wasm_path" in
   rustup)
     echo "dashboard: wasm32 toolchain: rustup's ($(rustc --version)), target wasm32-unknown-unknown installed"
+    [ "$mode" != packages ] || exit 0
     # The crates, so that the offline build finds them.
     cargo fetch --locked -q
     ;;
@@ -64,6 +67,7 @@ case "$wasm_path" in
       need=(rustc-web cargo-web rust-web-src lld-19)
     fi
     apt_install "${need[@]}"
+    [ "$mode" != packages ] || exit 0
     echo "dashboard: wasm32 toolchain: Debian's ($(/usr/bin/rustc --version), rust-web-src), std built from source; rustup has no wasm32-unknown-unknown target here"
     # -Zbuild-std compiles std offline from the sources in $debian_lib; their own
     # dependencies (dlmalloc, compiler_builtins, ...) come from crates.io into the same
@@ -78,6 +82,7 @@ case "$wasm_path" in
 esac
 
 # --- trunk and wasm-bindgen-cli, once per machine --------------------------------------------
+toolchain_seconds=$SECONDS
 wbv=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 tools="$SHAREDLB_CACHE/tools"
 wb_root="$tools/wasm-bindgen-cli-$wbv"
@@ -127,9 +132,10 @@ if ! has_version "$wb_root/bin/wasm-bindgen" "$wbv" ||
     rm -rf "$CARGO_TARGET_DIR"
   ) 9>"$tools/.lock"
 fi
+tools_seconds=$((SECONDS - toolchain_seconds))
 echo "dashboard: $("$trunk_root/bin/trunk" --version), $("$wb_root/bin/wasm-bindgen" --version) from $tools"
 
-$tools_only && exit 0
+[ "$mode" != tools ] || exit 0
 
 # --- the build ---------------------------------------------------------------------------------
 path="$trunk_root/bin:$wb_root/bin:$PATH"
@@ -152,6 +158,8 @@ WRAP
   chmod +x "$wrap/cargo"
   path="$wrap:$path"
 fi
+build_start=$SECONDS
 PATH="$path" trunk build --release --offline "$@"
 wasm=$(ls dist/*.wasm)
 echo "dashboard: $wasm $(stat -c %s "$wasm") bytes raw, $(gzip -9 -c "$wasm" | wc -c) bytes gzipped"
+echo "dashboard: wall seconds: toolchain and crates $toolchain_seconds, trunk and wasm-bindgen-cli $tools_seconds, wasm build $((SECONDS - build_start))"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # kube-build.sh — build a real Kubernetes v1.20.2 control plane for the live-API tests.
 #
-# Usage: scripts/kube-build.sh
+# Usage: scripts/kube-build.sh [--packages-only]
+#   --packages-only  install only the Debian packages (run-time ones, and the build's when
+#                    the cached binaries do not verify), then stop (scripts/setup.sh).
 #
 # Leaves kube-apiserver, kube-controller-manager and kubectl (v1.20.2) in
 #   ${SHAREDLB_CACHE:-$HOME/.cache/sharedlb}/kube-v1.20.2/bin/
@@ -196,8 +198,16 @@ mkdir -p "$KDIR"
 exec 9>"$KDIR/.lock"
 flock 9 || die "cannot lock $KDIR/.lock"
 
+packages_only=false
+[ "${1:-}" != --packages-only ] || packages_only=true
+
 stage "verify cached binaries"
 ensure_pkgs "${RUNTIME_PKGS[@]}"
+if $packages_only; then
+  if [ "${SHAREDLB_KUBE_REBUILD:-0}" = 1 ] || ! verify_bins; then ensure_pkgs "${BUILD_PKGS[@]}"; fi
+  say "packages installed"
+  exit 0
+fi
 if [ "${SHAREDLB_KUBE_REBUILD:-0}" != 1 ] && verify_bins; then
   say "cached binaries are good: $RECIPE"
   for b in "${BINARIES[@]}"; do say "  $BIN/$b ($(du -m "$BIN/$b" | cut -f1) MB)"; done
