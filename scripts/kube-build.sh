@@ -7,6 +7,9 @@
 #
 # Leaves kube-apiserver, kube-controller-manager and kubectl (v1.20.2) in
 #   ${SHAREDLB_CACHE:-$HOME/.cache/sharedlb}/kube-v1.20.2/bin/
+# kubectl is not built: Debian bookworm's binary package kubernetes-client is the v1.20.2
+# kubectl built from this same source; its binary is taken out of the .deb (`apt-get
+# download`, not installed, so it never clashes with another kubectl on the machine).
 # and makes sure the run-time tools of scripts/kube-up.sh are installed (etcd-server,
 # openssl, curl, jq). Idempotent: when the binaries are there and were built by this
 # recipe (bin/RECIPE), a run only verifies them and takes seconds.
@@ -21,7 +24,7 @@
 #   mapiterinit) on the first custom-resource write, so it and vendor/github.com/json-iterator/go
 #   are replaced by Debian's golang-github-modern-go-reflect2-dev (1.0.2) and
 #   golang-github-json-iterator-go-dev (1.1.12).
-# A fresh build needs ~12 CPU-minutes: ~6 min on 2 idle cores, 13-16 min measured while a
+# A fresh build of the two needs ~10 CPU-minutes: ~6 min on 2 idle cores, 13-16 min measured while a
 # Rust build shared the cores; the build tree peaks at ~2.4 GB under the cache and is deleted
 # afterwards (the binaries, 106 + 100 + 36 MB, and the 34 MB source package stay: 274 MB).
 #
@@ -42,12 +45,13 @@ ORIG_TARBALL=${DEB_SRC_PKG}_${DEB_UPSTREAM}.orig.tar.gz
 ORIG_SHA256=b83c0780efb182d928dc63d46488a847f161f04e40a94b96bf5247dd671ecdfc
 KUBE_COMMIT=faecb196815e248d3ecfb03c680a4507229c2a56
 BINARIES=(kube-apiserver kube-controller-manager kubectl)
+BUILT=(kube-apiserver kube-controller-manager) # kubectl comes from kubernetes-client
 RUNTIME_PKGS=(etcd-server openssl curl jq)
 BUILD_PKGS=(golang-go jq rsync dpkg-dev make golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev)
 REFLECT2_SRC=/usr/share/gocode/src/github.com/modern-go/reflect2
 JSONITER_SRC=/usr/share/gocode/src/github.com/json-iterator/go
 # Bump when the build recipe changes so cached binaries from an older recipe are rebuilt.
-RECIPE="kube=${KUBE_VERSION} src=${DEB_SRC_PKG}_${DEB_UPSTREAM} vendor:reflect2=1.0.2,json-iterator=1.1.12 cgo=0 recipe=1"
+RECIPE="kube=${KUBE_VERSION} src=${DEB_SRC_PKG}_${DEB_UPSTREAM} vendor:reflect2=1.0.2,json-iterator=1.1.12 cgo=0 kubectl=deb:kubernetes-client recipe=2"
 
 CACHE=${SHAREDLB_CACHE:-$HOME/.cache/sharedlb}
 KDIR=$CACHE/kube-$KUBE_VERSION
@@ -194,6 +198,29 @@ EOF
   rm -rf "$APTDIR/lists" "$APTDIR/cache"   # ~70 MB of indexes, not needed any more
 }
 
+# Takes kubectl out of Debian's kubernetes-client package of the same upstream version
+# into the directory $1.
+fetch_kubectl() {
+  local dest=$1 dir=$KDIR/kubectl-deb deb
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  local get=(apt-get -q -o APT::Sandbox::User=root download kubernetes-client)
+  # The system lists may be absent or stale on a fresh machine: update once on failure.
+  if ! (cd "$dir" && "${get[@]}") >"$dir/download.log" 2>&1; then
+    as_root apt-get -q -o DPkg::Lock::Timeout=900 update >>"$dir/download.log" 2>&1 || true
+    (cd "$dir" && "${get[@]}") >>"$dir/download.log" 2>&1 \
+      || { tail -20 "$dir/download.log" >&2; die "apt-get download kubernetes-client failed"; }
+  fi
+  deb=$(ls "$dir"/kubernetes-client_*.deb)
+  case "$(dpkg-deb -f "$deb" Version)" in
+    "$DEB_UPSTREAM"-*) ;;
+    *) die "kubernetes-client $(dpkg-deb -f "$deb" Version) is not upstream $DEB_UPSTREAM" ;;
+  esac
+  dpkg-deb -x "$deb" "$dir/x"
+  cp "$dir/x/usr/bin/kubectl" "$dest/kubectl"
+  rm -rf "$dir"
+}
+
 mkdir -p "$KDIR"
 exec 9>"$KDIR/.lock"
 flock 9 || die "cannot lock $KDIR/.lock"
@@ -251,12 +278,12 @@ EOF
 mkdir -p "$TREE/.go/src/k8s.io"
 ln -sfn ../../.. "$TREE/.go/src/k8s.io/kubernetes"
 
-stage "make (kube-apiserver, kube-controller-manager, kubectl)"
+stage "make (${BUILT[*]})"
 say "log: $LOG"
 unset GOFLAGS GOBIN GOROOT GOPROXY
 if ! (cd "$TREE" && env GOPATH="$TREE/.go" GO111MODULE=off CGO_ENABLED=0 HOME="$BUILD/home" \
         KUBE_GIT_VERSION_FILE="$BUILD/version" \
-        make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl") >"$LOG" 2>&1; then
+        make WHAT="${BUILT[*]/#/cmd/}") >"$LOG" 2>&1; then
   tail -40 "$LOG" >&2
   die "make failed; full log in $LOG (the build tree $BUILD is kept)"
 fi
@@ -264,9 +291,10 @@ fi
 stage "install binaries"
 rm -rf "$BIN.new"
 mkdir -p "$BIN.new"
-for b in "${BINARIES[@]}"; do
+for b in "${BUILT[@]}"; do
   cp -L "$TREE/_output/bin/$b" "$BIN.new/$b" || die "make did not produce _output/bin/$b"
 done
+fetch_kubectl "$BIN.new"
 echo "$RECIPE" >"$BIN.new/RECIPE"
 rm -rf "$BIN"
 mv "$BIN.new" "$BIN"
