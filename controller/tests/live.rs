@@ -1783,3 +1783,91 @@ fn follower_http_then_sigterm_hands_the_lease_over_at_once() {
     a.check_log();
     b.check_log();
 }
+
+/// The in-cluster install of the README's "Deploying": `kubectl apply -k
+/// controller/deploy` with kubectl v1.20 (its built-in kustomize) creates every shipped
+/// object, the Deployment passing `--static-dir`; an operator's overlay that sets the image
+/// (as `kustomize edit set image` writes it) changes the Deployment's image and nothing else.
+#[test]
+#[ignore = "live tier: needs a kube-apiserver (scripts/test-kube.sh)"]
+fn kustomization_installs_everything_with_the_image_as_a_setting() {
+    let cluster = Cluster::up("kustomize");
+    let base = deploy("");
+    cluster.kubectl_ok(&["apply", "-k", base.to_str().unwrap()]);
+    for kind in [
+        "serviceaccount",
+        "role",
+        "rolebinding",
+        "configmap",
+        "service",
+    ] {
+        cluster.kubectl_ok(&["get", kind, "sharedlb-controller", "-n", SYSTEM_NS]);
+    }
+    for kind in ["clusterrole", "clusterrolebinding"] {
+        cluster.kubectl_ok(&["get", kind, "sharedlb-controller"]);
+    }
+    let container = |cluster: &Cluster| {
+        let d = cluster
+            .json(&["get", "deployment", "sharedlb-controller", "-n", SYSTEM_NS])
+            .unwrap();
+        d["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+    let shipped = container(&cluster);
+    // The shipped tag is the controller's version.
+    let tag = format!(
+        "ghcr.io/sharedlb/sharedlb-controller:{}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(shipped["image"], tag.as_str(), "{shipped}");
+    let args: Vec<&str> = shipped["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--static-dir", "/srv/dashboard"]),
+        "the Deployment serves the image's dashboard: {args:?}"
+    );
+
+    // An overlay in the operator's own directory names the base by a relative path
+    // (`bases:`: kubectl v1.20's kustomize v2.0 reads directories only from there).
+    let overlay = cluster.dir.join("overlay");
+    fs::create_dir_all(&overlay).unwrap();
+    let relative = relative_path(&overlay, &base);
+    fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - {}\n\
+             images:\n  - name: ghcr.io/sharedlb/sharedlb-controller\n    \
+             newName: registry.example/platform/sharedlb\n    newTag: v9\n",
+            relative.display()
+        ),
+    )
+    .unwrap();
+    cluster.kubectl_ok(&["apply", "-k", overlay.to_str().unwrap()]);
+    let mut set = container(&cluster);
+    assert_eq!(
+        set["image"], "registry.example/platform/sharedlb:v9",
+        "{set}"
+    );
+    set["image"] = shipped["image"].clone();
+    assert_eq!(set, shipped, "the overlay changed only the image");
+}
+
+/// `to` as a path relative to the directory `from` (both absolute).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let (from, to) = (from.canonicalize().unwrap(), to.canonicalize().unwrap());
+    let common = from
+        .components()
+        .zip(to.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = PathBuf::new();
+    for _ in from.components().skip(common) {
+        out.push("..");
+    }
+    out.extend(to.components().skip(common));
+    out
+}
