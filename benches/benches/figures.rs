@@ -234,7 +234,8 @@ fn quality() {
                 let (sum, _) = sharedlb_simulator::run(&s).unwrap_or_else(|e| unreachable!("{e}"));
                 row.push(format!(
                     "{p} {:.3} ({:.3})",
-                    sum.packing_ratio, sum.lbs_over_lower_bound
+                    sum.packing_ratio.unwrap_or(f64::NAN),
+                    sum.lbs_over_lower_bound.unwrap_or(f64::NAN)
                 ));
             }
             println!(
@@ -276,13 +277,13 @@ fn scale_quality() {
         });
         println!(
             "{p}: {:.4} ({:.4}), bound mean {:.0}, live mean {:.0}, {} events in {secs:.1} s",
-            sum.packing_ratio,
-            sum.lbs_over_lower_bound,
+            sum.packing_ratio.unwrap_or(f64::NAN),
+            sum.lbs_over_lower_bound.unwrap_or(f64::NAN),
             sum.lower_bound_mean,
             sum.claims_live_mean,
             sum.arrivals + sum.departures
         );
-        row.push(format!("{p} {:.4}", sum.packing_ratio));
+        row.push(format!("{p} {:.4}", sum.packing_ratio.unwrap_or(f64::NAN)));
     }
     println!("scale: {}", row.join(", "));
 }

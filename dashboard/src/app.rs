@@ -379,7 +379,7 @@ fn Simulate() -> impl IntoView {
                                     <td>{p}</td>
                                     <td>{format!("{:.1}%", 100.0 * s.served_fraction)}</td>
                                     <td>{format!("{:.1}", s.lbs_mean)}</td>
-                                    <td>{format!("{:.3}", s.lbs_over_lower_bound)}</td>
+                                    <td>{s.lbs_over_lower_bound.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.3}"))}</td>
                                     <td>{format!("{:.2} {}", s.cost_per_month, s.currency)}</td>
                                     <td>{s.savings_fraction.map_or_else(|| "n/a".to_owned(), |x| format!("{:.0}%", 100.0 * x))}</td>
                                     <td>{format!("{:.0}", s.waits.p95_s)}</td>

@@ -647,6 +647,8 @@ impl Simulation {
         let hours = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
         let per_h = |x: f64| if hours > 0.0 { x / hours } else { 0.0 };
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 1.0 };
+        // A ratio over nothing is no figure at all (JSON null, n/a in tables).
+        let over = |a: f64, b: f64| (b > 0.0).then(|| a / b);
         let i = &self.int;
         let weights: BTreeMap<TenantId, u32> = self
             .scenario
@@ -709,10 +711,10 @@ impl Simulation {
             savings_fraction: (i.baseline > 0.0).then(|| 1.0 - i.cost / i.baseline),
             listeners_used_mean: per_h(i.used),
             listener_capacity_mean: per_h(i.capacity),
-            utilisation: ratio(i.used, i.capacity),
+            utilisation: over(i.used, i.capacity),
             lower_bound_mean: per_h(i.bound),
-            lbs_over_lower_bound: ratio(i.lbs, i.bound),
-            packing_ratio: ratio(i.lbs_with_claims, i.bound),
+            lbs_over_lower_bound: over(i.lbs, i.bound),
+            packing_ratio: over(i.lbs_with_claims, i.bound),
             jain_index: jain_index(&served_fractions),
             tenants,
             migrations: self.cloud.migrations,

@@ -106,8 +106,11 @@ fn run_capped(mut sim: Simulation) {
         summary.cost_per_month,
         summary.lbs_mean,
         summary.served_fraction,
-        summary.utilisation,
-    ] {
+    ]
+    .into_iter()
+    .chain(summary.utilisation)
+    .chain(summary.lbs_over_lower_bound)
+    {
         assert!(x.is_finite(), "a figure is not finite: {summary:?}");
     }
     let _ = crate::report::summary_table(&summary);

@@ -772,14 +772,24 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
         let get =
             |f: fn(&Summary) -> f64| report::mean_ci(&runs.iter().map(f).collect::<Vec<_>>()).0;
         let currency = runs.first().map_or("", |s| s.currency.as_str());
+        // Figures that may not exist (a bound of 0, no wait measured): the mean over the
+        // runs that have them, n/a when none does.
+        let mean_of = |f: fn(&Summary) -> Option<f64>, digits: usize, unit: &str| {
+            let xs: Vec<f64> = runs.iter().filter_map(f).collect();
+            if xs.is_empty() {
+                "n/a".to_owned()
+            } else {
+                format!("{:.digits$}{unit}", report::mean_ci(&xs).0)
+            }
+        };
         println!(
-            "{label}: n={} served {}, LBs {:.2}, {:.2} {currency}/month, LBs/bound {:.3}, wait p95 {:.1} s",
+            "{label}: n={} served {}, LBs {:.2}, {:.2} {currency}/month, LBs/bound {}, wait p95 {}",
             runs.len(),
             report::pct(get(|s| s.served_fraction)),
             get(|s| s.lbs_mean),
             get(|s| s.cost_per_month),
-            get(|s| s.lbs_over_lower_bound),
-            get(|s| s.waits.p95_s),
+            mean_of(|s| s.lbs_over_lower_bound, 3, ""),
+            mean_of(|s| s.waits.measured(s.waits.p95_s), 1, " s"),
         );
     }
     if let Some(out) = out {

@@ -217,14 +217,16 @@ pub struct Summary {
     pub listeners_used_mean: f64,
     /// Time-averaged listener capacity of billed LBs.
     pub listener_capacity_mean: f64,
-    /// Listeners used / capacity (ratio of time integrals).
-    pub utilisation: f64,
+    /// Listeners used / capacity (ratio of time integrals); `None` when no LB had capacity.
+    pub utilisation: Option<f64>,
     /// Time-averaged lower bound on LBs for the placed claims.
     pub lower_bound_mean: f64,
-    /// Billed LBs / lower bound (ratio of time integrals; 1 is perfect packing).
-    pub lbs_over_lower_bound: f64,
-    /// LBs holding claims / lower bound (idle LBs waiting for their timeout excluded).
-    pub packing_ratio: f64,
+    /// Billed LBs / lower bound (ratio of time integrals; 1 is perfect packing); `None`
+    /// when the bound was 0 throughout (nothing placed): a ratio over nothing.
+    pub lbs_over_lower_bound: Option<f64>,
+    /// LBs holding claims / lower bound (idle LBs waiting for their timeout excluded);
+    /// `None` as above.
+    pub packing_ratio: Option<f64>,
     /// Jain's index of the tenants' served fractions.
     pub jain_index: f64,
     /// Per tenant.
@@ -286,16 +288,10 @@ pub const METRICS: &[(&str, Unit, Metric)] = &[
     ("lower bound (mean)", Unit::Number, |s| {
         Some(s.lower_bound_mean)
     }),
-    // Ratios over nothing (no LB was needed, none had capacity) are n/a, not 1.
-    ("LBs / lower bound", Unit::Ratio, |s| {
-        (s.lower_bound_mean > 0.0).then_some(s.lbs_over_lower_bound)
-    }),
-    ("packing ratio", Unit::Ratio, |s| {
-        (s.lower_bound_mean > 0.0).then_some(s.packing_ratio)
-    }),
-    ("utilisation", Unit::Percent, |s| {
-        (s.listener_capacity_mean > 0.0).then_some(s.utilisation)
-    }),
+    // Ratios over nothing (no LB was needed, none had capacity) are n/a (`None`), not 1.
+    ("LBs / lower bound", Unit::Ratio, |s| s.lbs_over_lower_bound),
+    ("packing ratio", Unit::Ratio, |s| s.packing_ratio),
+    ("utilisation", Unit::Percent, |s| s.utilisation),
     ("cost", Unit::PerMonth, |s| Some(s.cost_per_month)),
     ("savings vs one LB per Service", Unit::Percent, |s| {
         s.savings_fraction

@@ -394,11 +394,20 @@ pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
             ties.join(", ")
         );
     }
+    // Over the runs that had a bound; left out when none did.
+    let bounds: Vec<f64> = runs.iter().filter_map(|s| s.lbs_over_lower_bound).collect();
+    let vs_bound = if bounds.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({:.3}× the lower bound)",
+            bounds.iter().sum::<f64>() / bounds.len() as f64
+        )
+    };
     let _ = write!(
         out,
-        " — {:.1} LBs on average ({:.3}× the lower bound), {c:.2} {currency}/month, serving {} of claim-hours",
+        " — {:.1} LBs on average{vs_bound}, {c:.2} {currency}/month, serving {} of claim-hours",
         mean(|s| s.lbs_mean),
-        mean(|s| s.lbs_over_lower_bound),
         pct(mean(|s| s.served_fraction)),
     );
     let savings: Vec<f64> = runs.iter().filter_map(|s| s.savings_fraction).collect();

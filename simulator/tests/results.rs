@@ -170,7 +170,14 @@ fn no_lb_budget_serves_nothing_and_claims_no_saving_or_ratio() {
     );
     let j = json(&run(&["run", &s, "--format", "json", "-q"]));
     assert_eq!(j["served_fraction"].as_f64(), Some(0.0));
-    assert!(j["savings_fraction"].is_null(), "{}", j["savings_fraction"]);
+    for figure in [
+        "savings_fraction",
+        "lbs_over_lower_bound",
+        "packing_ratio",
+        "utilisation",
+    ] {
+        assert!(j[figure].is_null(), "{figure}: {}", j[figure]);
+    }
     let o = run(&["run", &s, "-q"]);
     let out = stdout(&o);
     // The warning is wrapped for the terminal: read it as one line.
@@ -192,6 +199,24 @@ fn no_lb_budget_serves_nothing_and_claims_no_saving_or_ratio() {
             .unwrap();
         assert!(line.trim_end().ends_with("n/a"), "{line}");
     }
+    // The sweep's merged table says the same.
+    let shards = d.join("sweep");
+    run(&[
+        "sweep",
+        &s,
+        "--param",
+        "allocator.policy=best-fit",
+        "--seeds",
+        "2",
+        "--out",
+        shards.to_str().unwrap(),
+    ]);
+    let merged = run(&["merge", shards.join("shard-0-of-1.jsonl").to_str().unwrap()]);
+    let line = stdout(&merged);
+    assert!(
+        line.contains("LBs/bound n/a") && line.contains("wait p95 n/a"),
+        "{line}"
+    );
 }
 
 #[test]
