@@ -94,10 +94,11 @@ fn memory() {
 /// Heap allocations per decision in steady-state churn, counted by the global allocator
 /// around a loop that only drives the allocator (the churn steps are drawn before it).
 fn allocs() {
+    const WINDOWS: usize = 5;
     let lbs = if quick() { 1_000 } else { 10_000 };
     let steps = 20_000;
     println!(
-        "## heap allocations per decision (steady-state churn, {lbs} LBs, {steps} steps = {} decisions)",
+        "## heap allocations per decision (churn on {lbs} LBs after {steps} warm-up steps, then {WINDOWS} windows of {steps} steps = {} decisions)",
         2 * steps
     );
     for requests in [Requests::Any, Requests::Multi] {
@@ -113,16 +114,31 @@ fn allocs() {
             // Warm up: the state settles and every buffer reaches its working size.
             let warm = script(&mut ids, &mut g, steps);
             play(&mut a, warm);
-            let plan = script(&mut ids, &mut g, steps);
-            let region = Region::new(GLOBAL);
-            play(&mut a, plan);
-            let c = region.change();
-            let per = (c.allocations + c.reallocations) as f64 / (2 * steps) as f64;
+            // Then consecutive windows: whether what is left is the tail of the warm-up
+            // (per-LB tables growing once, on LBs the warm-up did not reach) or a cost of
+            // every decision shows in whether the count falls from window to window.
+            // LBs opened in a window (counted outside the measured region) tell allocations
+            // of new LBs from those of decisions on existing ones.
+            let mut per_window = Vec::new();
+            let mut last = (0, 0, 0);
+            for _ in 0..WINDOWS {
+                let plan = script(&mut ids, &mut g, steps);
+                let before = a.lbs().len();
+                let region = Region::new(GLOBAL);
+                play(&mut a, plan);
+                let c = region.change();
+                per_window.push((c.allocations + c.reallocations) as f64 / (2 * steps) as f64);
+                last = (c.allocations, c.reallocations, a.lbs().len() - before);
+            }
+            let windows: Vec<String> = per_window.iter().map(|x| format!("{x:.4}")).collect();
             println!(
-                "{} {name}: {per:.4} allocations per decision ({} allocations, {} reallocations)",
+                "{} {name}: {} allocations per decision in the last window ({} allocations, {} reallocations, {} LBs opened); windows of {steps} steps: {}",
                 requests.tag(),
-                c.allocations,
-                c.reallocations
+                windows.last().map_or("-", String::as_str),
+                last.0,
+                last.1,
+                last.2,
+                windows.join(", ")
             );
         }
     }
