@@ -772,15 +772,10 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
         let get =
             |f: fn(&Summary) -> f64| report::mean_ci(&runs.iter().map(f).collect::<Vec<_>>()).0;
         let currency = runs.first().map_or("", |s| s.currency.as_str());
-        // Figures that may not exist (a bound of 0, no wait measured): the mean over the
-        // runs that have them, n/a when none does.
+        // Figures that may not exist (a bound of 0, no wait measured): n/a when no run has it.
         let mean_of = |f: fn(&Summary) -> Option<f64>, digits: usize, unit: &str| {
-            let xs: Vec<f64> = runs.iter().filter_map(f).collect();
-            if xs.is_empty() {
-                "n/a".to_owned()
-            } else {
-                format!("{:.digits$}{unit}", report::mean_ci(&xs).0)
-            }
+            report::metric_ci(runs, f)
+                .map_or_else(|| "n/a".to_owned(), |(x, _)| format!("{x:.digits$}{unit}"))
         };
         println!(
             "{label}: n={} served {}, LBs {:.2}, {:.2} {currency}/month, LBs/bound {}, wait p95 {}",

@@ -255,8 +255,9 @@ pub fn mean_ci(xs: &[f64]) -> (f64, f64) {
     (mean, t * (var / n as f64).sqrt())
 }
 
-/// A metric's mean and 95% half-width over runs, `None` when it applies to none.
-fn metric_ci(runs: &[Summary], get: Metric) -> Option<(f64, f64)> {
+/// A metric's mean and 95% half-width over the runs it applies to, `None` when it applies
+/// to none (a ratio over nothing, no wait measured).
+pub fn metric_ci(runs: &[Summary], get: Metric) -> Option<(f64, f64)> {
     let xs: Vec<f64> = runs.iter().filter_map(get).collect();
     (!xs.is_empty()).then(|| mean_ci(&xs))
 }
@@ -394,16 +395,9 @@ pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
             ties.join(", ")
         );
     }
-    // Over the runs that had a bound; left out when none did.
-    let bounds: Vec<f64> = runs.iter().filter_map(|s| s.lbs_over_lower_bound).collect();
-    let vs_bound = if bounds.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " ({:.3}× the lower bound)",
-            bounds.iter().sum::<f64>() / bounds.len() as f64
-        )
-    };
+    // Left out when no run had a bound.
+    let vs_bound = metric_ci(runs, |s| s.lbs_over_lower_bound)
+        .map_or_else(String::new, |(x, _)| format!(" ({x:.3}× the lower bound)"));
     let _ = write!(
         out,
         " — {:.1} LBs on average{vs_bound}, {c:.2} {currency}/month, serving {} of claim-hours",
