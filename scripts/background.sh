@@ -7,6 +7,7 @@
 # descriptor $SHAREDLB_BG_LOCK_FD; the lock goes when this script ends, so that
 # `flock PREFIX.lock true` waits for exactly that, without polling.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 prefix=$1
 shift
 echo $$ >"$prefix.pid"
@@ -14,8 +15,5 @@ start=$SECONDS
 # The command does not inherit the lock: a process it leaves behind cannot hold it.
 "$@" </dev/null >"$prefix.log" 2>&1 {SHAREDLB_BG_LOCK_FD}>&-
 rc=$?
-stat=$(</proc/$$/stat)
-set -- ${stat##*) }
-# user + system seconds of the finished children (/proc: cutime, cstime).
-echo "$rc $((SECONDS - start)) $(((${14} + ${15}) / $(getconf CLK_TCK)))" >"$prefix.status.tmp"
+echo "$rc $((SECONDS - start)) $(children_cpu_seconds $$)" >"$prefix.status.tmp"
 mv "$prefix.status.tmp" "$prefix.status"

@@ -4,6 +4,16 @@
 # by version under $SHAREDLB_CACHE/tools.
 SHAREDLB_CACHE="${SHAREDLB_CACHE:-$HOME/.cache/sharedlb}"
 
+# children_cpu_seconds PID: user + system seconds of the finished (waited-for) children of
+# process PID (/proc: cutime, cstime). The stage timings of scripts/test.sh and
+# scripts/background.sh.
+children_cpu_seconds() {
+  local stat
+  stat=$(</proc/"$1"/stat)
+  set -- ${stat##*) }
+  echo $(((${14} + ${15}) / $(getconf CLK_TCK)))
+}
+
 # apt_install PKG...: installs Debian packages (as root, or through sudo). Waits for a dpkg
 # lock held by another process instead of failing.
 apt_install() {

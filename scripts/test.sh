@@ -38,13 +38,7 @@ if [ -n "${SHAREDLB_PRE_SETUP_SECONDS:-}" ]; then # .ci/run's set-up before this
   timings+=("setup (.ci/run)|$SHAREDLB_PRE_SETUP_SECONDS|-|ok")
 fi
 
-tick=$(getconf CLK_TCK)
-cpu_seconds() { # user + system seconds of this shell's finished children (/proc: cutime, cstime)
-  local stat
-  stat=$(</proc/$$/stat)
-  set -- ${stat##*) }
-  echo $(((${14} + ${15}) / tick))
-}
+cpu_seconds() { children_cpu_seconds $$; }
 
 stage() {
   local name=$1 rc=0
