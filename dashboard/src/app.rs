@@ -382,7 +382,7 @@ fn Simulate() -> impl IntoView {
                                     <td>{s.lbs_over_lower_bound.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.3}"))}</td>
                                     <td>{format!("{:.2} {}", s.cost_per_month, s.currency)}</td>
                                     <td>{s.savings_fraction.map_or_else(|| "n/a".to_owned(), |x| format!("{:.0}%", 100.0 * x))}</td>
-                                    <td>{format!("{:.0}", s.waits.p95_s)}</td>
+                                    <td>{s.waits.measured(s.waits.p95_s).map_or_else(|| "n/a".to_owned(), |x| format!("{x:.0}"))}</td>
                                 </tr>
                             }
                         })
