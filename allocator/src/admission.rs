@@ -105,18 +105,25 @@ impl Allocator {
             .collect();
         let fill = WaterFill::new(demands.values().copied());
         let mut failed: FxHashMap<Shape, (PendingReason, String)> = FxHashMap::default();
+        // Each turn's standing, `(within its share, (held, ask, weight))`, depends only on
+        // its next claim and on what is held: kept per turn, and worked out again for one
+        // turn when its next claim changes, for all when a claim was placed.
+        let standing = |me: &Allocator, i: usize, turn: &Turn| -> Option<(bool, (u32, u32, u32))> {
+            let &k = turn.claims.get(turn.next)?;
+            let ask = me.claims.get(k).claim.listener_count();
+            let held = me.usage(&turn.tenant).listeners;
+            let share = fill.share(at[i], me.totals.listeners_used as f64 + f64::from(ask));
+            Some((f64::from(held) <= share + 1e-9, (held, ask, turn.weight)))
+        };
+        let mut standings: Vec<Option<(bool, (u32, u32, u32))>> = turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| standing(self, i, t))
+            .collect();
         loop {
-            let held_total = self.totals.listeners_used as f64;
             let mut best: Option<(usize, bool, (u32, u32, u32))> = None;
-            for (i, turn) in turns.iter().enumerate() {
-                let Some(&k) = turn.claims.get(turn.next) else {
-                    continue;
-                };
-                let ask = self.claims.get(k).claim.listener_count();
-                let held = self.usage(&turn.tenant).listeners;
-                let share = fill.share(at[i], held_total + f64::from(ask));
-                let within = f64::from(held) <= share + 1e-9;
-                let key = (held, ask, turn.weight);
+            for (i, s) in standings.iter().enumerate() {
+                let Some((within, key)) = *s else { continue };
                 let better = match best {
                     None => true,
                     Some((_, b_within, b_key)) => {
@@ -130,53 +137,72 @@ impl Allocator {
             let Some((i, _, _)) = best else { break };
             let k = turns[i].claims[turns[i].next];
             turns[i].next += 1;
-            let retryable = match self.claims.get(k).place {
-                Place::Unplaced => true,
-                Place::Pending(r) => !r.is_permanent(),
-                Place::Assigned { .. } | Place::Transit => false,
-            };
-            if !retryable {
-                continue;
-            }
-            let claim = &self.claims.get(k).claim;
-            let placement = match scope.reach {
-                Reach::Nothing => continue,
-                Reach::Everything => Placement::Arrive,
-                // Never tried in this state, or its tenant's quota may no longer bind.
-                Reach::Some
-                    if self.claims.get(k).place == Place::Unplaced
-                        || scope.has_tenant(claim.tenant()) =>
-                {
-                    Placement::Arrive
+            let before = (self.totals.placed, self.totals.listeners_used);
+            self.retry_one(k, scope, &mut failed, out);
+            if (self.totals.placed, self.totals.listeners_used) == before {
+                standings[i] = standing(self, i, &turns[i]);
+            } else {
+                for (j, t) in turns.iter().enumerate() {
+                    standings[j] = standing(self, j, t);
                 }
-                Reach::Some => {
-                    // Only LBs that gained room can newly fit it.
-                    let pool = self.pool_of(claim);
-                    let mine = (0..self.config.profiles.len())
-                        .filter_map(|p| self.pool_ids.get(&(pool.clone(), p)))
-                        .any(|&i| scope.has_pool(i));
-                    if !mine {
-                        continue;
-                    }
-                    Placement::Among { scope }
-                }
-            };
-            // A claim of the same shape as one that just failed fails the same way: a pass
-            // frees nothing, so the state it failed in still holds.
-            let shape = Shape::of(claim);
-            if let Some((reason, message)) = failed.get(&shape) {
-                let (reason, message) = (*reason, message.clone());
-                self.wait(k, reason, &message, out);
-                continue;
             }
-            if let Outcome::Waiting {
-                reason,
-                message,
-                deleted_idle: false,
-            } = self.try_place(k, placement, out)
+        }
+    }
+
+    /// Tries one waiting claim of a retry pass, if the change may have helped it.
+    fn retry_one(
+        &mut self,
+        k: u32,
+        scope: &RetryScope,
+        failed: &mut FxHashMap<Shape, (PendingReason, String)>,
+        out: &mut Vec<Decision>,
+    ) {
+        let retryable = match self.claims.get(k).place {
+            Place::Unplaced => true,
+            Place::Pending(r) => !r.is_permanent(),
+            Place::Assigned { .. } | Place::Transit => false,
+        };
+        if !retryable {
+            return;
+        }
+        let claim = &self.claims.get(k).claim;
+        let placement = match scope.reach {
+            Reach::Nothing => return,
+            Reach::Everything => Placement::Arrive,
+            // Never tried in this state, or its tenant's quota may no longer bind.
+            Reach::Some
+                if self.claims.get(k).place == Place::Unplaced
+                    || scope.has_tenant(claim.tenant()) =>
             {
-                failed.insert(shape, (reason, message));
+                Placement::Arrive
             }
+            Reach::Some => {
+                // Only LBs that gained room can newly fit it.
+                let pool = self.pool_of(claim);
+                let mine = (0..self.config.profiles.len())
+                    .filter_map(|p| self.pool_ids.get(&(pool.clone(), p)))
+                    .any(|&i| scope.has_pool(i));
+                if !mine {
+                    return;
+                }
+                Placement::Among { scope }
+            }
+        };
+        // A claim of the same shape as one that just failed fails the same way: a pass
+        // frees nothing, so the state it failed in still holds.
+        let shape = Shape::of(claim);
+        if let Some((reason, message)) = failed.get(&shape) {
+            let (reason, message) = (*reason, message.clone());
+            self.wait(k, reason, &message, out);
+            return;
+        }
+        if let Outcome::Waiting {
+            reason,
+            message,
+            deleted_idle: false,
+        } = self.try_place(k, placement, out)
+        {
+            failed.insert(shape, (reason, message));
         }
     }
 }
