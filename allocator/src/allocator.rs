@@ -287,7 +287,9 @@ pub struct Allocator {
     pub(crate) now: Time,
     pub(crate) next_lb: u64,
     pub(crate) next_seq: u64,
-    pub(crate) lbs: BTreeMap<LbId, Lb>,
+    /// LBs by id. A hash map: placement looks LBs up by id for every candidate it tests;
+    /// whatever shows LBs in order sorts their ids (see [`Allocator::lb_ids`]).
+    pub(crate) lbs: FxHashMap<LbId, Lb>,
     pub(crate) pool_ids: FxHashMap<(PoolKey, usize), u32>,
     pub(crate) pools: Vec<Pool>,
     pub(crate) claims: ClaimTable,
@@ -347,7 +349,7 @@ impl Allocator {
             now: Time(0),
             next_lb: 1,
             next_seq: 0,
-            lbs: BTreeMap::new(),
+            lbs: FxHashMap::default(),
             pool_ids: FxHashMap::default(),
             pools: Vec::new(),
             claims: ClaimTable::default(),
@@ -768,9 +770,19 @@ impl Allocator {
         self.claims.len() - self.totals.placed as usize
     }
 
+    /// Live LBs' ids, ascending.
+    pub(crate) fn lb_ids(&self) -> Vec<LbId> {
+        let mut ids: Vec<LbId> = self.lbs.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Live LBs (any state), in id order.
     pub fn lbs(&self) -> Vec<LbInfo> {
-        self.lbs.keys().filter_map(|&id| self.lb(id)).collect()
+        self.lb_ids()
+            .into_iter()
+            .filter_map(|id| self.lb(id))
+            .collect()
     }
 
     /// One LB.

@@ -94,8 +94,9 @@ impl Allocator {
     /// The allocator's whole state as plain data.
     pub fn snapshot(&self) -> Snapshot {
         let lbs = self
-            .lbs
-            .values()
+            .lb_ids()
+            .into_iter()
+            .map(|id| &self.lbs[&id])
             .map(|l| LbRecord {
                 id: l.id,
                 profile: self.config.profiles[l.profile].name.clone(),
@@ -201,7 +202,7 @@ impl Allocator {
         }
         a.next_seq = snapshot.next_seq.max(max_seq.map_or(0, |s| s + 1));
         let now = a.now;
-        let ids: Vec<LbId> = a.lbs.keys().copied().collect();
+        let ids = a.lb_ids();
         for id in ids {
             let Some(l) = a.lbs.get_mut(&id) else {
                 continue;
