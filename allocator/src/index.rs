@@ -5,12 +5,12 @@
 //! Room is kept per protocol class: one class when the profile mixes protocols, else one
 //! per protocol (an LB holding TCP listeners has no room for a UDP claim).
 
+mod order;
+
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
-use std::collections::btree_set;
-use std::ops::Bound;
 
 use crate::model::LbId;
+use order::RoomOrder;
 
 /// Max-room segment tree over the pool's LBs in id order: "the lowest id with room for k".
 #[derive(Clone, Debug, Default)]
@@ -132,36 +132,38 @@ fn max3(a: [u32; 3], b: [u32; 3]) -> [u32; 3] {
 }
 
 /// One pool's index: the room tree (lowest id first) and, per class, LBs ordered by room
-/// (fullest or emptiest first).
+/// (fullest or emptiest first). Neither allocates as LBs change room: the tree is an
+/// array, the orders link positions in place.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PoolIndex {
     pub tree: RoomTree,
-    pub by_room: [BTreeSet<(u32, LbId)>; 3],
+    pub by_room: [RoomOrder; 3],
 }
 
 impl PoolIndex {
     /// Adds a new LB (its id above all others); returns its position.
     pub fn insert(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
+        let pos = self.tree.push(id, rooms);
         for (c, &r) in rooms.iter().enumerate() {
             if r > 0 {
-                self.by_room[c].insert((r, id));
+                self.by_room[c].insert(pos, r);
             }
         }
-        self.tree.push(id, rooms)
+        pos
     }
 
     /// Moves an LB's entries from `old` room to `new`.
-    pub fn update(&mut self, id: LbId, pos: u32, old: [u32; 3], new: [u32; 3]) {
+    pub fn update(&mut self, pos: u32, old: [u32; 3], new: [u32; 3]) {
         if old == new {
             return;
         }
         for c in 0..3 {
             if old[c] != new[c] {
                 if old[c] > 0 {
-                    self.by_room[c].remove(&(old[c], id));
+                    self.by_room[c].remove(pos);
                 }
                 if new[c] > 0 {
-                    self.by_room[c].insert((new[c], id));
+                    self.by_room[c].insert(pos, new[c]);
                 }
             }
         }
@@ -169,13 +171,37 @@ impl PoolIndex {
     }
 
     /// Removes an LB; returns moved positions (see [`RoomTree::remove`]).
-    pub fn remove(&mut self, id: LbId, pos: u32, old: [u32; 3]) -> Vec<(LbId, u32)> {
+    pub fn remove(&mut self, pos: u32, old: [u32; 3]) -> Vec<(LbId, u32)> {
         for (c, &r) in old.iter().enumerate() {
             if r > 0 {
-                self.by_room[c].remove(&(r, id));
+                self.by_room[c].remove(pos);
             }
         }
-        self.tree.remove(pos)
+        let moved = self.tree.remove(pos);
+        if !moved.is_empty() {
+            // Positions changed: the orders are rebuilt on the new ones.
+            for order in &mut self.by_room {
+                order.clear();
+            }
+            for &(_, p) in &moved {
+                for (c, &r) in self.tree.rooms_at(p).iter().enumerate() {
+                    if r > 0 {
+                        self.by_room[c].insert(p, r);
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// Whether the LB at `pos` is ordered at `room` in `class`.
+    pub fn ordered_at(&self, class: usize, room: u32, pos: u32) -> bool {
+        self.by_room[class].contains(room, pos)
+    }
+
+    /// Entries in the room orders, all classes.
+    pub fn ordered_len(&self) -> usize {
+        self.by_room.iter().map(RoomOrder::len).sum()
     }
 
     /// LBs with room ≥ `k` in `class`, lowest id first.
@@ -189,20 +215,30 @@ impl PoolIndex {
     }
 
     /// LBs with room ≥ `k` in `class`, least room first, then lowest id.
-    pub fn fullest(&self, class: usize, k: u32) -> impl Iterator<Item = ((u32, LbId), LbId)> + '_ {
-        self.by_room[class]
-            .range((k, LbId(0))..)
-            .map(|&(r, id)| ((r, id), id))
+    pub fn fullest(&self, class: usize, k: u32) -> Fullest<'_> {
+        Fullest {
+            index: self,
+            class,
+            at: self.by_room[class].lower_bound(k, 0),
+        }
     }
 
     /// LBs with room ≥ `k` in `class`, most room first, then lowest id.
     pub fn emptiest(&self, class: usize, k: u32) -> Emptiest<'_> {
         Emptiest {
-            set: &self.by_room[class],
+            index: self,
+            class,
             k,
-            level: None,
-            below: None,
+            at: None,
+            level: Level::Top,
         }
+    }
+
+    /// The id at a position of the orders.
+    fn id_at(&self, pos: u32) -> LbId {
+        self.tree
+            .id(pos as usize)
+            .unwrap_or_else(|| unreachable!("an ordered position holds an LB"))
     }
 }
 
@@ -224,34 +260,66 @@ impl Iterator for LowestId<'_> {
     }
 }
 
+/// Iterator of [`PoolIndex::fullest`].
+pub(crate) struct Fullest<'a> {
+    index: &'a PoolIndex,
+    class: usize,
+    at: Option<u32>,
+}
+
+impl Iterator for Fullest<'_> {
+    type Item = ((u32, LbId), LbId);
+    fn next(&mut self) -> Option<Self::Item> {
+        let pos = self.at?;
+        let order = &self.index.by_room[self.class];
+        self.at = order.next(pos);
+        let id = self.index.id_at(pos);
+        Some(((order.room(pos), id), id))
+    }
+}
+
+/// Which room level [`Emptiest`] reads next.
+enum Level {
+    /// The top one, not started.
+    Top,
+    /// The one below the level that starts at this position.
+    Below(u32),
+    /// None left.
+    Done,
+}
+
 /// Iterator of [`PoolIndex::emptiest`]: room levels from the top, ids ascending within one.
 pub(crate) struct Emptiest<'a> {
-    set: &'a BTreeSet<(u32, LbId)>,
+    index: &'a PoolIndex,
+    class: usize,
     k: u32,
-    level: Option<btree_set::Range<'a, (u32, LbId)>>,
-    /// The room level to look below next (exclusive); `None` before the first level.
-    below: Option<u32>,
+    /// The next entry of the current level.
+    at: Option<u32>,
+    level: Level,
 }
 
 impl Iterator for Emptiest<'_> {
     type Item = ((Reverse<u32>, LbId), LbId);
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(it) = &mut self.level
-                && let Some(&(r, id)) = it.next()
-            {
-                return Some(((Reverse(r), id), id));
-            }
-            let upper = match self.below {
-                None => Bound::Unbounded,
-                Some(b) => Bound::Excluded((b, LbId(0))),
+        let order = &self.index.by_room[self.class];
+        if self.at.is_none() {
+            let top = match self.level {
+                Level::Top => order.last(),
+                Level::Below(start) => order.prev(start),
+                Level::Done => None,
             };
-            let &(r, _) = self
-                .set
-                .range((Bound::Included((self.k, LbId(0))), upper))
-                .next_back()?;
-            self.below = Some(r);
-            self.level = Some(self.set.range((r, LbId(0))..=(r, LbId(u64::MAX))));
+            let Some(top) = top.filter(|&p| order.room(p) >= self.k) else {
+                self.level = Level::Done;
+                return None;
+            };
+            let start = order.lower_bound(order.room(top), 0);
+            self.level = start.map_or(Level::Done, Level::Below);
+            self.at = start;
         }
+        let pos = self.at?;
+        let room = order.room(pos);
+        self.at = order.next(pos).filter(|&n| order.room(n) == room);
+        let id = self.index.id_at(pos);
+        Some(((Reverse(room), id), id))
     }
 }

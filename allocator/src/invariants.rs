@@ -234,7 +234,7 @@ impl Allocator {
             for (c, &r) in rooms.iter().enumerate() {
                 if r > 0 {
                     indexed_entries[l.pool as usize] += 1;
-                    if !pool.index.by_room[c].contains(&(r, l.id)) {
+                    if !pool.index.ordered_at(c, r, l.pos) {
                         return Err(format!("{} missing from the room order", l.id));
                     }
                 }
@@ -244,7 +244,7 @@ impl Allocator {
                 .map_err(|e| format!("{}: {e}", l.id))?;
         }
         for (i, pool) in self.pools.iter().enumerate() {
-            let n: usize = pool.index.by_room.iter().map(BTreeSet::len).sum();
+            let n = pool.index.ordered_len();
             if n != indexed_entries[i] {
                 return Err(format!("pool {:?}: stale room entries", pool.key));
             }

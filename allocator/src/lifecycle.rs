@@ -98,7 +98,7 @@ impl Allocator {
         if rooms != l.indexed {
             self.pools[l.pool as usize]
                 .index
-                .update(id, l.pos, l.indexed, rooms);
+                .update(l.pos, l.indexed, rooms);
             l.indexed = rooms;
         }
     }
@@ -168,9 +168,7 @@ impl Allocator {
             .lbs
             .remove(&id)
             .unwrap_or_else(|| unreachable!("dropping a live LB"));
-        let moved = self.pools[l.pool as usize]
-            .index
-            .remove(id, l.pos, l.indexed);
+        let moved = self.pools[l.pool as usize].index.remove(l.pos, l.indexed);
         for (lb, pos) in moved {
             if let Some(x) = self.lbs.get_mut(&lb) {
                 x.pos = pos;
