@@ -309,7 +309,13 @@ pub struct Allocator {
     /// Buffers `drive` reuses, so a decision costs no allocation in steady state.
     pub(crate) out: Vec<Decision>,
     pub(crate) reports: VecDeque<Event>,
+    /// Emptied listener tables of deleted LBs, for new LBs to reuse: opening an LB then
+    /// costs no allocation (one LB per claim opens one for every claim).
+    pub(crate) spare_used: Vec<crate::ports::Used>,
 }
+
+/// Most emptied listener tables kept for reuse.
+pub(crate) const SPARE_USED: usize = 32;
 
 impl std::fmt::Debug for Allocator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -368,6 +374,7 @@ impl Allocator {
             inherited: Inherited::default(),
             out: Vec::new(),
             reports: VecDeque::new(),
+            spare_used: Vec::new(),
         })
     }
 

@@ -65,6 +65,9 @@ impl Allocator {
         let pi = self.pool_index(pool.clone(), profile);
         let p = &self.config.profiles[profile];
         let mut lb = Lb::fresh(id, profile, p, pi, cap, rule, state);
+        if let Some(used) = self.spare_used.pop() {
+            lb.used = used;
+        }
         lb.idle_since = idle_since.filter(|_| state != LbState::Draining);
         let rooms = lb.rooms(p);
         lb.pos = self.pools[pi as usize].index.insert(id, rooms);
@@ -194,6 +197,11 @@ impl Allocator {
         }
         if self.inherited.over_budget && !self.over_budget() {
             self.inherited.over_budget = false;
+        }
+        if self.spare_used.len() < crate::allocator::SPARE_USED {
+            let mut used = l.used;
+            used.clear();
+            self.spare_used.push(used);
         }
         // Budget or a provisioning slot freed.
         self.retry.everything();

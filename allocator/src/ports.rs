@@ -33,6 +33,12 @@ fn unpack(k: u32) -> Listener {
 }
 
 impl Used {
+    /// Empties the table, keeping its room.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.per_protocol = [0; 3];
+    }
+
     /// Listeners in use.
     pub fn len(&self) -> usize {
         self.map.len()
