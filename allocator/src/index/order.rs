@@ -3,7 +3,9 @@
 //! A treap whose nodes are the positions of the pool's room tree, so moving an LB to
 //! another room level rotates links in place: no node is allocated or freed per decision
 //! (a `BTreeSet` splits and merges nodes as entries move). Priorities are a fixed hash of
-//! the position, so the shape — and every order read from it — is deterministic.
+//! the position, so the shape — and every order read from it — is deterministic. The
+//! nodes are also threaded in order (`prev`/`next`), so walking candidates is one step
+//! per entry, as cheap as a sorted list.
 
 const NIL: u32 = u32::MAX;
 
@@ -14,6 +16,9 @@ struct Node {
     left: u32,
     right: u32,
     parent: u32,
+    /// The entries before and after it in the order.
+    prev: u32,
+    next: u32,
 }
 
 const EMPTY: Node = Node {
@@ -21,6 +26,8 @@ const EMPTY: Node = Node {
     left: NIL,
     right: NIL,
     parent: NIL,
+    prev: NIL,
+    next: NIL,
 };
 
 /// Positions with room > 0, ordered by (room, position).
@@ -28,6 +35,8 @@ const EMPTY: Node = Node {
 pub(crate) struct RoomOrder {
     nodes: Vec<Node>,
     root: u32,
+    /// The last entry.
+    tail: u32,
     len: usize,
 }
 
@@ -36,6 +45,7 @@ impl Default for RoomOrder {
         RoomOrder {
             nodes: Vec::new(),
             root: NIL,
+            tail: NIL,
             len: 0,
         }
     }
@@ -59,6 +69,7 @@ impl RoomOrder {
     pub fn clear(&mut self) {
         self.nodes.iter_mut().for_each(|n| *n = EMPTY);
         self.root = NIL;
+        self.tail = NIL;
         self.len = 0;
     }
 
@@ -83,17 +94,28 @@ impl RoomOrder {
         self.len += 1;
         // Plain search-tree insertion...
         let key = (room, pos);
-        let mut parent = NIL;
+        let (mut parent, mut pred, mut succ) = (NIL, NIL, NIL);
         let mut at = self.root;
         while at != NIL {
             parent = at;
             at = if key < self.key(at) {
+                succ = at;
                 self.nodes[at as usize].left
             } else {
+                pred = at;
                 self.nodes[at as usize].right
             };
         }
         self.nodes[i].parent = parent;
+        self.nodes[i].prev = pred;
+        self.nodes[i].next = succ;
+        if pred != NIL {
+            self.nodes[pred as usize].next = pos;
+        }
+        match succ {
+            NIL => self.tail = pos,
+            s => self.nodes[s as usize].prev = pos,
+        }
         if parent == NIL {
             self.root = pos;
         } else if key < self.key(parent) {
@@ -112,6 +134,14 @@ impl RoomOrder {
     pub fn remove(&mut self, pos: u32) {
         let i = pos as usize;
         debug_assert!(self.nodes[i].room > 0, "removing an absent entry");
+        let Node { prev, next, .. } = self.nodes[i];
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.nodes[n as usize].prev = prev,
+        }
         // Down until it has at most one child, lifting the higher-priority child each time.
         loop {
             let Node { left, right, .. } = self.nodes[i];
@@ -188,52 +218,19 @@ impl RoomOrder {
 
     /// The last entry.
     pub fn last(&self) -> Option<u32> {
-        let mut at = self.root;
-        if at == NIL {
-            return None;
-        }
-        while self.nodes[at as usize].right != NIL {
-            at = self.nodes[at as usize].right;
-        }
-        Some(at)
+        (self.tail != NIL).then_some(self.tail)
     }
 
     /// The entry after `pos`.
     pub fn next(&self, pos: u32) -> Option<u32> {
-        let n = self.nodes[pos as usize];
-        if n.right != NIL {
-            let mut at = n.right;
-            while self.nodes[at as usize].left != NIL {
-                at = self.nodes[at as usize].left;
-            }
-            return Some(at);
-        }
-        let mut child = pos;
-        let mut at = n.parent;
-        while at != NIL && self.nodes[at as usize].right == child {
-            child = at;
-            at = self.nodes[at as usize].parent;
-        }
-        (at != NIL).then_some(at)
+        let n = self.nodes[pos as usize].next;
+        (n != NIL).then_some(n)
     }
 
     /// The entry before `pos`.
     pub fn prev(&self, pos: u32) -> Option<u32> {
-        let n = self.nodes[pos as usize];
-        if n.left != NIL {
-            let mut at = n.left;
-            while self.nodes[at as usize].right != NIL {
-                at = self.nodes[at as usize].right;
-            }
-            return Some(at);
-        }
-        let mut child = pos;
-        let mut at = n.parent;
-        while at != NIL && self.nodes[at as usize].left == child {
-            child = at;
-            at = self.nodes[at as usize].parent;
-        }
-        (at != NIL).then_some(at)
+        let p = self.nodes[pos as usize].prev;
+        (p != NIL).then_some(p)
     }
 
     /// The room recorded for `pos` (0 when absent).
