@@ -12,13 +12,38 @@ use crate::placement::Eligible;
 use crate::ports::PortRule;
 use crate::profile::LbProfile;
 
-/// The budget limit that forbids a new LB, with why in words.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The budget limit that forbids a new LB, with the figures that say why (put in words
+/// by `Display` only when a message is shown: placement asks far more often than it tells).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum BudgetLimit {
     /// The number of live LBs (draining ones count until they are gone).
-    Lbs(String),
+    Lbs { max: u32, live: u64 },
     /// The cost per hour of billed LBs (draining ones are not billed).
-    Cost(String),
+    Cost {
+        max: f64,
+        now: f64,
+        add: f64,
+        currency: crate::profile::Currency,
+    },
+}
+
+impl std::fmt::Display for BudgetLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            BudgetLimit::Lbs { max, live } => {
+                write!(f, "the budget of {max} LBs is spent ({live} live)")
+            }
+            BudgetLimit::Cost {
+                max,
+                now,
+                add,
+                currency: c,
+            } => write!(
+                f,
+                "the budget of {max} {c}/h is spent ({now:.4} {c}/h in use, a new LB costs {add:.4} {c}/h)"
+            ),
+        }
+    }
 }
 
 /// What a placement would add to the tenant's usage.
@@ -85,18 +110,18 @@ impl Allocator {
         if let Some(m) = b.max_lbs
             && live >= u64::from(m)
         {
-            return Some(BudgetLimit::Lbs(format!(
-                "the budget of {m} LBs is spent ({live} live)"
-            )));
+            return Some(BudgetLimit::Lbs { max: m, live });
         }
         if let Some(m) = b.max_cost_per_hour {
             let now = self.cost_per_hour();
             let add = self.config.profiles[profile].price_per_hour();
             if now + add > m + 1e-9 {
-                let c = self.config.currency();
-                return Some(BudgetLimit::Cost(format!(
-                    "the budget of {m} {c}/h is spent ({now:.4} {c}/h in use, a new LB costs {add:.4} {c}/h)"
-                )));
+                return Some(BudgetLimit::Cost {
+                    max: m,
+                    now,
+                    add,
+                    currency: self.config.currency(),
+                });
             }
         }
         None

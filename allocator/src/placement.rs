@@ -304,10 +304,8 @@ impl Allocator {
             ));
         }
         if let Some(limit) = self.budget_blocks(profile) {
-            let why = match &limit {
-                BudgetLimit::Lbs(w) | BudgetLimit::Cost(w) => w.clone(),
-            };
-            if matches!(limit, BudgetLimit::Lbs(_)) && self.totals.draining > 0 {
+            let why = limit.to_string();
+            if matches!(limit, BudgetLimit::Lbs { .. }) && self.totals.draining > 0 {
                 // An LB is on its way out: room in the budget is coming, one at a time.
                 return Err(Wait::Pending(
                     PendingReason::WaitingForCapacity,
