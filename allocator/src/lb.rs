@@ -241,7 +241,11 @@ impl Lb {
         for &l in listeners {
             self.used.remove(l);
         }
-        for &l in listeners {
+        // Highest port first, so a claim's run of automatic ports at the top of the cursor
+        // steps it back instead of leaving holes (see `AutoPorts::give_back`).
+        let mut back: smallvec::SmallVec<[Listener; 4]> = listeners.into();
+        back.sort_unstable_by(|a, b| b.port.cmp(&a.port));
+        for l in back {
             self.auto.give_back(profile, self.rule, &self.used, l);
         }
         self.claims -= 1;

@@ -314,7 +314,22 @@ impl AutoPorts {
             return;
         }
         let c = &mut self.cursors[rule.between_claims.space(l.protocol)];
-        if u32::from(l.port.get()) < c.next && !rule.occupied(used, l) {
+        let p = u32::from(l.port.get());
+        if p >= c.next || rule.occupied(used, l) {
+            return;
+        }
+        if p + 1 == c.next {
+            // The cursor steps back over it, and over holes just below, rather than keep
+            // them: fewer holes, and an LB that empties keeps none (one LB per claim then
+            // allocates no hole set per claim).
+            c.next = p;
+            while let Some(&h) = c.holes.last()
+                && u32::from(h) + 1 == c.next
+            {
+                c.holes.pop_last();
+                c.next -= 1;
+            }
+        } else {
             c.holes.insert(l.port.get());
         }
     }
