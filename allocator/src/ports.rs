@@ -364,3 +364,57 @@ impl AutoPorts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::builtin_profile;
+
+    /// Takes the lowest free automatic TCP port, as placement does.
+    fn take_one(auto: &mut AutoPorts, p: &LbProfile, rule: ClashRule, used: &mut Used) -> Listener {
+        let l = auto
+            .lowest_free(p, rule, used, Protocol::Tcp, &[])
+            .expect("a free port");
+        used.insert(l, 0);
+        auto.take(p, rule, used, l, true);
+        l
+    }
+
+    /// Ports given back in any order leave the cursor true to its invariant and the
+    /// same lowest free port; given back from the top, they leave no hole behind.
+    #[test]
+    fn giving_back_from_the_top_steps_the_cursor_back() {
+        let p = builtin_profile("aws-nlb").expect("built in");
+        let rule = ClashRule::new(&p, None);
+        let first = p.auto_ports.first.get();
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [0, 2, 1]] {
+            let mut auto = AutoPorts::new(&p);
+            let mut used = Used::default();
+            let ls: Vec<Listener> = (0..3)
+                .map(|_| take_one(&mut auto, &p, rule, &mut used))
+                .collect();
+            assert_eq!(ls[2].port.get(), first + 2);
+            for i in order {
+                used.remove(ls[i]);
+                auto.give_back(&p, rule, &used, ls[i]);
+                auto.check(&p, rule, &used).expect("cursor invariant");
+            }
+            let c = &auto.cursors[rule.between_claims.space(Protocol::Tcp)];
+            // Whatever the order, the last port given back was the cursor's top or joined
+            // holes below it: all three are back in the range, none kept as a hole.
+            assert!(c.holes.is_empty(), "order {order:?}: holes {:?}", c.holes);
+            assert_eq!(c.next, u32::from(first), "order {order:?}");
+            assert_eq!(take_one(&mut auto, &p, rule, &mut used).port.get(), first);
+        }
+        // A port freed below others still in use stays a hole and is found first.
+        let mut auto = AutoPorts::new(&p);
+        let mut used = Used::default();
+        let ls: Vec<Listener> = (0..3)
+            .map(|_| take_one(&mut auto, &p, rule, &mut used))
+            .collect();
+        used.remove(ls[0]);
+        auto.give_back(&p, rule, &used, ls[0]);
+        auto.check(&p, rule, &used).expect("cursor invariant");
+        assert_eq!(take_one(&mut auto, &p, rule, &mut used), ls[0]);
+    }
+}
