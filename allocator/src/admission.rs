@@ -34,6 +34,10 @@ impl Shape {
     }
 }
 
+/// A turn's standing for the next pick: whether its next claim keeps its tenant within
+/// its fair share, and `(held, ask, weight)` for [`goes_before`]; `None` when it is done.
+type Standing = Option<(bool, (u32, u32, u32))>;
+
 /// One tenant's turn in a retry pass.
 struct Turn {
     tenant: TenantId,
@@ -108,14 +112,14 @@ impl Allocator {
         // Each turn's standing, `(within its share, (held, ask, weight))`, depends only on
         // its next claim and on what is held: kept per turn, and worked out again for one
         // turn when its next claim changes, for all when a claim was placed.
-        let standing = |me: &Allocator, i: usize, turn: &Turn| -> Option<(bool, (u32, u32, u32))> {
+        let standing = |me: &Allocator, i: usize, turn: &Turn| -> Standing {
             let &k = turn.claims.get(turn.next)?;
             let ask = me.claims.get(k).claim.listener_count();
             let held = me.usage(&turn.tenant).listeners;
             let share = fill.share(at[i], me.totals.listeners_used as f64 + f64::from(ask));
             Some((f64::from(held) <= share + 1e-9, (held, ask, turn.weight)))
         };
-        let mut standings: Vec<Option<(bool, (u32, u32, u32))>> = turns
+        let mut standings: Vec<Standing> = turns
             .iter()
             .enumerate()
             .map(|(i, t)| standing(self, i, t))

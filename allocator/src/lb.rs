@@ -244,7 +244,7 @@ impl Lb {
         // Highest port first, so a claim's run of automatic ports at the top of the cursor
         // steps it back instead of leaving holes (see `AutoPorts::give_back`).
         let mut back: smallvec::SmallVec<[Listener; 4]> = listeners.into();
-        back.sort_unstable_by(|a, b| b.port.cmp(&a.port));
+        back.sort_unstable_by_key(|l| std::cmp::Reverse(l.port));
         for l in back {
             self.auto.give_back(profile, self.rule, &self.used, l);
         }
