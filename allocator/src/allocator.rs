@@ -317,6 +317,10 @@ pub struct Allocator {
 /// Most emptied listener tables kept for reuse.
 pub(crate) const SPARE_USED: usize = 32;
 
+/// Largest table kept for reuse, in listeners: a big LB's table would hold its memory for
+/// whichever LB opens next, however little that one needs.
+pub(crate) const SPARE_USED_ROOM: usize = 256;
+
 impl std::fmt::Debug for Allocator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Allocator")

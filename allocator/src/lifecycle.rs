@@ -198,7 +198,9 @@ impl Allocator {
         if self.inherited.over_budget && !self.over_budget() {
             self.inherited.over_budget = false;
         }
-        if self.spare_used.len() < crate::allocator::SPARE_USED {
+        if self.spare_used.len() < crate::allocator::SPARE_USED
+            && l.used.room() <= crate::allocator::SPARE_USED_ROOM
+        {
             let mut used = l.used;
             used.clear();
             self.spare_used.push(used);

@@ -39,6 +39,11 @@ impl Used {
         self.per_protocol = [0; 3];
     }
 
+    /// Listeners the table holds without growing.
+    pub fn room(&self) -> usize {
+        self.map.capacity()
+    }
+
     /// Listeners in use.
     pub fn len(&self) -> usize {
         self.map.len()
