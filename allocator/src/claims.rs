@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use crate::decision::PendingReason;
 use crate::model::{Claim, ClaimId, LbId, Listeners, TenantId};
@@ -34,17 +37,34 @@ pub(crate) struct Slot {
 }
 
 /// Live claims by slot number, with a free list and an id index.
+///
+/// The id index holds slot numbers only, hashed and compared through the slot's own id:
+/// the id is stored once, and an index entry costs 4 bytes instead of a key's 16 and
+/// its padding (at a million claims, ~40 B per claim less).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClaimTable {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    by_id: FxHashMap<ClaimId, u32>,
+    by_id: HashTable<u32>,
+}
+
+fn hash_id(id: &ClaimId) -> u64 {
+    FxBuildHasher.hash_one(id.as_str())
+}
+
+/// The id of live slot `k`.
+fn id_of(slots: &[Option<Slot>], k: u32) -> &ClaimId {
+    slots[k as usize]
+        .as_ref()
+        .unwrap_or_else(|| unreachable!("the id index holds live slots only"))
+        .claim
+        .id()
 }
 
 impl ClaimTable {
     /// Stores a claim; the caller has checked its id is new.
     pub fn insert(&mut self, slot: Slot) -> u32 {
-        let id = slot.claim.id().clone();
+        let hash = hash_id(slot.claim.id());
         let k = if let Some(k) = self.free.pop() {
             self.slots[k as usize] = Some(slot);
             k
@@ -52,23 +72,31 @@ impl ClaimTable {
             self.slots.push(Some(slot));
             (self.slots.len() - 1) as u32
         };
-        self.by_id.insert(id, k);
+        let slots = &self.slots;
+        self.by_id
+            .insert_unique(hash, k, |&j| hash_id(id_of(slots, j)));
         k
     }
 
     /// Removes a claim and returns it.
     pub fn remove(&mut self, k: u32) -> Slot {
+        let hash = hash_id(id_of(&self.slots, k));
+        if let Ok(entry) = self.by_id.find_entry(hash, |&j| j == k) {
+            entry.remove();
+        }
         let slot = self.slots[k as usize]
             .take()
             .unwrap_or_else(|| unreachable!("removing a live slot"));
-        self.by_id.remove(slot.claim.id());
         self.free.push(k);
         slot
     }
 
     /// The slot of a claim id.
     pub fn find(&self, id: &ClaimId) -> Option<u32> {
-        self.by_id.get(id).copied()
+        let slots = &self.slots;
+        self.by_id
+            .find(hash_id(id), |&j| id_of(slots, j) == id)
+            .copied()
     }
 
     /// A live slot.
