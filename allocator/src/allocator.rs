@@ -469,16 +469,29 @@ impl Allocator {
     // ---------------------------------------------------------------- claims
 
     /// Stores a claim at `place` (add and restore).
-    pub(crate) fn insert_claim(&mut self, claim: Claim, seq: u64, place: Place) -> u32 {
+    pub(crate) fn insert_claim(&mut self, mut claim: Claim, seq: u64, place: Place) -> u32 {
         for l in claim.fixed_listeners() {
             self.bump_demand(l, 1);
         }
-        if !self.usage.contains_key(claim.tenant()) {
-            self.usage.insert(claim.tenant().clone(), Usage::default());
-        }
+        self.share_tenant(&mut claim);
         let k = self.claims.insert(Slot { claim, seq, place });
         self.account(k, Books::Add);
         k
+    }
+
+    /// Gives the tenant a books entry if it has none, and the claim that entry's copy of
+    /// the tenant's name: a million claims of a few tenants then hold a few names, not a
+    /// million.
+    fn share_tenant(&mut self, claim: &mut Claim) {
+        let tenant = match self.usage.get_key_value(claim.tenant()) {
+            Some((t, _)) => t.clone(),
+            None => {
+                let t = claim.tenant().clone();
+                self.usage.insert(t.clone(), Usage::default());
+                t
+            }
+        };
+        claim.share_tenant(tenant);
     }
 
     fn add_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
@@ -532,7 +545,8 @@ impl Allocator {
         };
         // The books hold the old claim's tenant and size: take it out, swap, put it back.
         self.account(k, Books::Remove);
-        self.usage.entry(claim.tenant().clone()).or_default();
+        let mut claim = claim;
+        self.share_tenant(&mut claim);
         self.claims.get_mut(k).claim = claim;
         self.claims.get_mut(k).place = Place::Unplaced;
         self.account(k, Books::Add);
