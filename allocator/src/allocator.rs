@@ -483,13 +483,12 @@ impl Allocator {
     /// the tenant's name: a million claims of a few tenants then hold a few names, not a
     /// million.
     fn share_tenant(&mut self, claim: &mut Claim) {
-        let tenant = match self.usage.get_key_value(claim.tenant()) {
-            Some((t, _)) => t.clone(),
-            None => {
-                let t = claim.tenant().clone();
-                self.usage.insert(t.clone(), Usage::default());
-                t
-            }
+        let tenant = if let Some((t, _)) = self.usage.get_key_value(claim.tenant()) {
+            t.clone()
+        } else {
+            let t = claim.tenant().clone();
+            self.usage.insert(t.clone(), Usage::default());
+            t
         };
         claim.share_tenant(tenant);
     }
