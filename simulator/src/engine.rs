@@ -51,16 +51,41 @@ enum Ev {
     TraceRemove(ClaimId),
 }
 
-/// A claim as the cloud sees it.
+/// A claim as the cloud sees it: 32 bytes, one per live claim.
 #[derive(Debug, Clone)]
 struct ClaimTrack {
-    tenant: TenantId,
+    /// Its tenant's number in [`Cloud::tenants`].
+    tenant: u32,
     arrived: u64,
     lb: Option<LbId>,
     /// On a ready LB now.
     serving: bool,
     /// Ever served.
     served: bool,
+}
+
+/// Tenants numbered in order of first arrival, so a claim's track holds a number, not
+/// a name.
+#[derive(Debug, Default)]
+struct TenantNumbers {
+    numbers: FxMap<TenantId, u32>,
+}
+
+impl TenantNumbers {
+    /// The tenant's number, given one if it has none.
+    fn number(&mut self, tenant: &TenantId) -> u32 {
+        if let Some(&n) = self.numbers.get(tenant) {
+            return n;
+        }
+        let n = u32::try_from(self.numbers.len()).unwrap_or(u32::MAX);
+        self.numbers.insert(tenant.clone(), n);
+        n
+    }
+
+    /// The tenant's number, if it has one.
+    fn find(&self, tenant: &TenantId) -> Option<u32> {
+        self.numbers.get(tenant).copied()
+    }
 }
 
 /// An LB as the cloud sees it.
@@ -83,7 +108,9 @@ struct Cloud {
     claims: FxMap<ClaimId, ClaimTrack>,
     lbs: FxMap<LbId, LbTrack>,
     serving: u64,
-    serving_per_tenant: BTreeMap<TenantId, u64>,
+    /// Tenants by number, and claims on a ready LB per tenant number.
+    tenants: TenantNumbers,
+    serving_per_tenant: Vec<u64>,
     waits: WaitHistogram,
     pending_reasons: BTreeMap<String, u64>,
     lbs_created: u64,
@@ -99,10 +126,7 @@ impl Cloud {
             return;
         }
         t.serving = on;
-        let per = match self.serving_per_tenant.get_mut(&t.tenant) {
-            Some(per) => per,
-            None => self.serving_per_tenant.entry(t.tenant.clone()).or_default(),
-        };
+        let per = &mut self.serving_per_tenant[t.tenant as usize];
         if on {
             self.serving += 1;
             *per += 1;
@@ -306,7 +330,8 @@ impl Simulation {
                 claims: FxMap::default(),
                 lbs: FxMap::default(),
                 serving: 0,
-                serving_per_tenant: BTreeMap::new(),
+                tenants: TenantNumbers::default(),
+                serving_per_tenant: Vec::new(),
                 waits: WaitHistogram::default(),
                 pending_reasons: BTreeMap::new(),
                 lbs_created: 0,
@@ -542,10 +567,14 @@ impl Simulation {
                 self.tenant_arrivals.insert(claim.tenant().clone(), 1);
             }
         }
+        let tenant = self.cloud.tenants.number(claim.tenant());
+        if self.cloud.serving_per_tenant.len() <= tenant as usize {
+            self.cloud.serving_per_tenant.resize(tenant as usize + 1, 0);
+        }
         self.cloud.claims.insert(
             claim.id().clone(),
             ClaimTrack {
-                tenant: claim.tenant().clone(),
+                tenant,
                 arrived: self.cloud.now,
                 lb: None,
                 serving: false,
@@ -597,10 +626,10 @@ impl Simulation {
             }
             let served = self
                 .cloud
-                .serving_per_tenant
-                .get(tenant)
-                .copied()
-                .unwrap_or(0) as f64;
+                .tenants
+                .find(tenant)
+                .map_or(0, |n| self.cloud.serving_per_tenant[n as usize])
+                as f64;
             let e = match i.tenants.get_mut(tenant) {
                 Some(e) => e,
                 None => i.tenants.entry(tenant.clone()).or_default(),
