@@ -261,7 +261,7 @@ impl Simulation {
     /// A run of the scenario's generated workload with its seed.
     pub fn new(scenario: &Scenario) -> Result<Simulation, sharedlb_allocator::Error> {
         let mut sim = Simulation::base(scenario)?;
-        let generator = WorkloadGen::new(scenario)?;
+        let mut generator = WorkloadGen::new(scenario)?;
         if let Some(t) = generator.next_arrival(0, &mut sim.workload_rng) {
             sim.cloud.queue.push(t, Ev::Arrival);
         }

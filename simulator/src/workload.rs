@@ -49,6 +49,10 @@ pub struct WorkloadGen {
     port_cdf: Vec<f64>,
     ports: Vec<Listener>,
     next: u64,
+    /// The exact (fractional-millisecond) time of the last arrival drawn: the next interval
+    /// starts there, not at the whole millisecond the event was rounded up to, or every
+    /// interval would grow by half a millisecond on average (12% fewer arrivals at 1M/h).
+    last_arrival: f64,
 }
 
 impl WorkloadGen {
@@ -80,6 +84,7 @@ impl WorkloadGen {
             port_cdf,
             ports,
             next: 0,
+            last_arrival: 0.0,
         })
     }
 
@@ -92,21 +97,30 @@ impl WorkloadGen {
     }
 
     /// The next arrival after `now`, by thinning a Poisson process at the peak rate;
-    /// `None` when the rate is zero.
-    pub fn next_arrival<R: Rng + ?Sized>(&self, now: u64, rng: &mut R) -> Option<u64> {
+    /// `None` when the rate is zero. Arrivals are events at whole milliseconds (rounded
+    /// up), but the process runs on exact times: called at the event of the last arrival
+    /// it drew, it continues from that arrival's exact time.
+    pub fn next_arrival<R: Rng + ?Sized>(&mut self, now: u64, rng: &mut R) -> Option<u64> {
         let peak =
             self.w.arrival.rate_per_hour / 3_600_000.0 * (1.0 + self.w.arrival.diurnal_amplitude);
         if peak <= 0.0 {
             return None;
         }
         let exp = Exp::new(peak).ok()?;
-        let mut t = now as f64;
+        let now_f = now as f64;
+        // The last arrival's event is its exact time rounded up: within a millisecond.
+        let mut t = if (0.0..1.0).contains(&(now_f - self.last_arrival)) {
+            self.last_arrival
+        } else {
+            now_f
+        };
         loop {
             t += exp.sample(rng);
             if t > 1e15 {
                 return None;
             }
             if rng.random::<f64>() * peak <= self.rate(t as u64) {
+                self.last_arrival = t;
                 return Some(t.ceil() as u64);
             }
         }

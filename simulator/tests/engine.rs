@@ -42,6 +42,30 @@ fn mean_live_claims_approach_lambda_times_lifetime() {
 }
 
 #[test]
+fn arrivals_keep_their_rate_when_intervals_are_a_few_milliseconds() {
+    // 1M/h is one arrival per 3.6 ms. Events are whole milliseconds; were each interval
+    // drawn from the millisecond an arrival was rounded up to, every interval would grow
+    // by half a millisecond and a tenth of an hour would see ~88,000 arrivals, not 100,000.
+    let toml = POISSON
+        .replace("rate_per_hour = 10.0", "rate_per_hour = 1000000.0")
+        .replace("duration = \"200d\"", "duration = \"6m\"")
+        .replace("warmup = \"5d\"", "warmup = 0")
+        .replace("mean = \"10h\"", "mean = \"1s\"");
+    for seed in 1..=2 {
+        let mut s = scenario(&toml);
+        s.seed = seed;
+        let (sum, _) = run(&s).unwrap();
+        // Poisson: the standard deviation of 100,000 arrivals is ~316; allow five.
+        let off = (sum.arrivals as f64 - 100_000.0).abs();
+        assert!(
+            off < 1_600.0,
+            "seed {seed}: {} arrivals in 6 minutes at 1M/h, expected 100,000 ± 1,600",
+            sum.arrivals
+        );
+    }
+}
+
+#[test]
 fn dedicated_uses_one_lb_per_live_claim_at_every_sample() {
     let (sum, samples) = run(&scenario(POISSON)).unwrap();
     assert!(samples.len() > 4000);
