@@ -39,14 +39,18 @@ impl Config {
 
 impl Allocator {
     /// Cost per hour of the billed LBs (provisioning or ready), in the configuration's
-    /// currency.
+    /// currency. Priced in the baseline's nano-units, so that where the LBs are the
+    /// baseline's (the `dedicated` policy) the two are the same number, not two roundings
+    /// of it.
     pub fn cost_per_hour(&self) -> f64 {
-        self.totals
+        let nanos: u128 = self
+            .totals
             .billed_per_profile
             .iter()
             .zip(&self.config.profiles)
-            .map(|(&n, p)| f64::from(n) * p.price_per_hour())
-            .sum()
+            .map(|(&n, p)| u128::from(n) * nanos(p.price_per_hour()))
+            .sum();
+        nanos as f64 / 1e9
     }
 
     /// What one LB per placed claim would cost per hour (the baseline savings are measured
