@@ -455,6 +455,10 @@ pub fn bare_loop(
         seq += 1;
     };
     push(&mut heap, &mut payload, &mut free, 0, Ev::Arrive);
+    // Arrivals run on exact times, rounded up to whole milliseconds only as events (as
+    // the simulator's generator does): intervals drawn from the rounded times would each
+    // grow by half a millisecond.
+    let mut clock = 0.0f64;
     let mut n = 0;
     let mut live = 0usize;
     while let Some(Reverse((t, _, i))) = heap.pop() {
@@ -469,7 +473,8 @@ pub fn bare_loop(
                 live += 1;
                 let c = g.claim();
                 let l = life.sample(&mut g.rng) as u64;
-                let next = arrive.sample(&mut g.rng).ceil() as u64;
+                clock += arrive.sample(&mut g.rng);
+                let next = clock.ceil() as u64;
                 push(
                     &mut heap,
                     &mut payload,
@@ -477,7 +482,7 @@ pub fn bare_loop(
                     t + l,
                     Ev::Leave(c.id().clone()),
                 );
-                push(&mut heap, &mut payload, &mut free, t + next, Ev::Arrive);
+                push(&mut heap, &mut payload, &mut free, next.max(t), Ev::Arrive);
                 if let Err(e) = a.drive(Time(t), Event::ClaimAdded(c), &mut InstantCloud) {
                     unreachable!("benchmark events are valid: {e}");
                 }
