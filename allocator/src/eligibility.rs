@@ -165,9 +165,9 @@ impl Config {
         &self,
         claim: &Claim,
     ) -> Result<Eligible, (PendingReason, String)> {
-        let candidates: Eligible = match claim.profile() {
+        let candidates = match claim.profile() {
             Some(name) => match self.profile_index(name) {
-                Some(i) => [i].into_iter().collect(),
+                Some(i) => i..i + 1,
                 None => {
                     return Err((
                         PendingReason::Unsupported,
@@ -175,8 +175,12 @@ impl Config {
                     ));
                 }
             },
-            None => (0..self.profiles.len()).collect(),
+            None => 0..self.profiles.len(),
         };
+        // The checks of fixed listeners are vacuous for a claim without any (most ask
+        // automatic ports only), and this runs for every placement and every baseline
+        // price.
+        let has_fixed = claim.fixed_listeners().next().is_some();
         let mut too_large = None;
         let mut unsupported = None;
         let mut ok = Eligible::new();
@@ -193,18 +197,22 @@ impl Config {
                     .get_or_insert_with(|| format!("{} cannot mix protocols on one LB", p.name));
                 continue;
             }
-            if let Some(l) = claim.fixed_listeners().find(|l| p.is_reserved(l.port)) {
-                unsupported.get_or_insert_with(|| format!("{} reserves port {}", p.name, l.port));
-                continue;
-            }
             let rule = PortRule::of_profile(p);
-            let mut keys: SmallVec<[_; 8]> = claim.fixed_listeners().map(|l| rule.key(l)).collect();
-            keys.sort_unstable();
-            if keys.windows(2).any(|w| w[0] == w[1]) {
-                unsupported.get_or_insert_with(|| {
-                    format!("{} cannot hold one port number for two protocols", p.name)
-                });
-                continue;
+            if has_fixed {
+                if let Some(l) = claim.fixed_listeners().find(|l| p.is_reserved(l.port)) {
+                    unsupported
+                        .get_or_insert_with(|| format!("{} reserves port {}", p.name, l.port));
+                    continue;
+                }
+                let mut keys: SmallVec<[_; 8]> =
+                    claim.fixed_listeners().map(|l| rule.key(l)).collect();
+                keys.sort_unstable();
+                if keys.windows(2).any(|w| w[0] == w[1]) {
+                    unsupported.get_or_insert_with(|| {
+                        format!("{} cannot hold one port number for two protocols", p.name)
+                    });
+                    continue;
+                }
             }
             let automatic_room = automatic_room(p, rule, claim);
             if claim.listener_count() > p.max_listeners || automatic_room.is_err() {
@@ -254,7 +262,11 @@ fn automatic_room(p: &LbProfile, rule: PortRule, claim: &Claim) -> Result<(), (u
         .enumerate()
         .filter(|&(i, &r)| in_range(r) && !p.reserved[..i].contains(&r))
         .count() as u32;
+    let has_fixed = automatic < claim.listener_count();
     let free = |proto: Option<Protocol>| {
+        if !has_fixed {
+            return p.auto_ports.len() - reserved;
+        }
         // The claim's fixed ports in the range that are not reserved, each once (the
         // claim has no listener twice, and within one space no port number twice once
         // the eligibility check above has passed; count distinct ports all the same).
