@@ -137,12 +137,11 @@ mod tests {
             let mut q = EventQueue::new();
             let mut model = std::collections::BTreeSet::new();
             for (i, op) in ops.iter().enumerate() {
-                match op {
-                    Some(t) => {
-                        q.push(*t, i);
-                        model.insert((*t, i));
-                    }
-                    None => prop_assert_eq!(q.pop(), model.pop_first()),
+                if let Some(t) = op {
+                    q.push(*t, i);
+                    model.insert((*t, i));
+                } else {
+                    prop_assert_eq!(q.pop(), model.pop_first());
                 }
                 prop_assert_eq!(q.len(), model.len());
                 prop_assert_eq!(q.peek_time(), model.first().map(|e| e.0));
