@@ -60,8 +60,9 @@ pub(crate) struct Totals {
     pub lbs_per_profile: Vec<u32>,
     /// LBs billed (not draining) per profile.
     pub billed_per_profile: Vec<u32>,
-    /// The baseline: Σ over placed claims of their one-LB price, in nano-units per hour.
-    pub baseline_nanos: u128,
+    /// The baseline: placed claims per profile of the one LB each would have alone (a
+    /// claim no profile can hold is in none).
+    pub baseline_per_profile: Vec<u32>,
     pub provisioning: u32,
     pub draining: u32,
     pub listeners_used: u64,
@@ -371,6 +372,7 @@ impl Allocator {
             totals: Totals {
                 lbs_per_profile: vec![0; n],
                 billed_per_profile: vec![0; n],
+                baseline_per_profile: vec![0; n],
                 ..Totals::default()
             },
             retry: RetryScope::default(),
@@ -643,8 +645,9 @@ impl Allocator {
         self.unidle(lb);
         self.reindex(lb);
         let claim = &self.claims.get(k).claim;
-        self.totals.baseline_nanos +=
-            crate::cost::nanos(self.config.dedicated_price_per_hour(claim));
+        if let Some(p) = self.config.dedicated_profile_index(claim) {
+            self.totals.baseline_per_profile[p] += 1;
+        }
         self.bound.count(claim, 1);
         let tenant = claim.tenant().clone();
         let u = self.usage.entry(tenant).or_default();
@@ -682,8 +685,9 @@ impl Allocator {
         }
         self.reindex(lb);
         let claim = &self.claims.get(k).claim;
-        self.totals.baseline_nanos -=
-            crate::cost::nanos(self.config.dedicated_price_per_hour(claim));
+        if let Some(p) = self.config.dedicated_profile_index(claim) {
+            self.totals.baseline_per_profile[p] -= 1;
+        }
         self.bound.count(claim, -1);
         let tenant = claim.tenant().clone();
         let u = self

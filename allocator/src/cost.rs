@@ -9,24 +9,26 @@
 //! sides, so a policy gains nothing by leaving claims waiting — and the `dedicated` policy
 //! itself saves exactly nothing.
 //!
-//! Both are kept as exact integer sums (nano-units of the currency per hour), so adding and
-//! removing the same claims leaves no rounding drift.
+//! Both are kept as counts per profile (LBs billed; placed claims whose one LB would be of
+//! that profile), so adding and removing the same claims leaves no rounding drift, and both
+//! are priced by the one formula, [`Allocator::price_per_hour`]: where the LBs are the
+//! baseline's (the `dedicated` policy) the two are the same number.
 
 use crate::allocator::Allocator;
 use crate::config::Config;
 use crate::model::Claim;
 use crate::profile::LbProfile;
 
-/// A price per hour in nano-units of its currency.
-pub(crate) fn nanos(price_per_hour: f64) -> u128 {
-    (price_per_hour * 1e9).round().max(0.0) as u128
-}
-
 impl Config {
     /// The profile one LB per Service would give this claim: the first that can hold it.
     pub fn dedicated_profile(&self, claim: &Claim) -> Option<&LbProfile> {
-        let eligible = self.eligible_profiles(claim).ok()?;
-        eligible.first().map(|&i| &self.profiles[i])
+        self.dedicated_profile_index(claim)
+            .map(|i| &self.profiles[i])
+    }
+
+    /// [`Config::dedicated_profile`] as an index into the profiles.
+    pub(crate) fn dedicated_profile_index(&self, claim: &Claim) -> Option<usize> {
+        self.eligible_profiles(claim).ok()?.first().copied()
     }
 
     /// What one LB per Service costs per hour for this claim (0 when no profile can hold
@@ -39,23 +41,24 @@ impl Config {
 
 impl Allocator {
     /// Cost per hour of the billed LBs (provisioning or ready), in the configuration's
-    /// currency. Priced in the baseline's nano-units, so that where the LBs are the
-    /// baseline's (the `dedicated` policy) the two are the same number, not two roundings
-    /// of it.
+    /// currency.
     pub fn cost_per_hour(&self) -> f64 {
-        let nanos: u128 = self
-            .totals
-            .billed_per_profile
-            .iter()
-            .zip(&self.config.profiles)
-            .map(|(&n, p)| u128::from(n) * nanos(p.price_per_hour()))
-            .sum();
-        nanos as f64 / 1e9
+        self.price_per_hour(&self.totals.billed_per_profile)
     }
 
     /// What one LB per placed claim would cost per hour (the baseline savings are measured
     /// against), in the configuration's currency.
     pub fn baseline_per_hour(&self) -> f64 {
-        self.totals.baseline_nanos as f64 / 1e9
+        self.price_per_hour(&self.totals.baseline_per_profile)
+    }
+
+    /// The price per hour of so many LBs of each profile: the one formula cost and
+    /// baseline share, so equal counts give equal figures to the last bit.
+    fn price_per_hour(&self, per_profile: &[u32]) -> f64 {
+        per_profile
+            .iter()
+            .zip(&self.config.profiles)
+            .map(|(&n, p)| f64::from(n) * p.price_per_hour())
+            .sum()
     }
 }

@@ -101,12 +101,14 @@ impl Allocator {
         if placed != self.totals.placed {
             return Err(format!("placed count {} vs {placed}", self.totals.placed));
         }
-        let baseline: u128 = self
-            .claims
-            .iter()
-            .filter(|(_, s)| matches!(s.place, Place::Assigned { .. }))
-            .map(|(_, s)| crate::cost::nanos(self.config.dedicated_price_per_hour(&s.claim)))
-            .sum();
+        let mut baseline = vec![0u32; self.config.profiles.len()];
+        for (_, s) in self.claims.iter() {
+            if matches!(s.place, Place::Assigned { .. })
+                && let Some(p) = self.config.dedicated_profile_index(&s.claim)
+            {
+                baseline[p] += 1;
+            }
+        }
         let placed_claims: Vec<&crate::model::Claim> = self
             .claims
             .iter()
@@ -125,7 +127,7 @@ impl Allocator {
                 "the kept lower bound {live:?} disagrees with {full:?}"
             ));
         }
-        if baseline != self.totals.baseline_nanos {
+        if baseline != self.totals.baseline_per_profile {
             return Err("the baseline disagrees with a recount".into());
         }
         let mut lbs_per_profile = vec![0u32; self.config.profiles.len()];

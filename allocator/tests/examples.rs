@@ -625,6 +625,36 @@ fn monthly_caps_set_the_price_per_hour() {
 }
 
 #[test]
+fn a_budget_of_exactly_n_monthly_capped_lbs_admits_n() {
+    // 1461 LB11s at their monthly cap (5.39 EUR over 730.5 h) cost exactly 2 × 5.39 =
+    // 10.78 EUR/h. The price has no exact nano-unit form: rounding each LB's price to
+    // nano-units once made the 1461st claim wait for the budget.
+    let mut c = Config::with_builtin("hetzner-lb11", policy("dedicated")).unwrap();
+    c.budget.max_cost_per_hour = Some(10.78);
+    let mut a = Allocator::new(c).unwrap();
+    let mut log = Log(Vec::new());
+    for i in 0..1462 {
+        let claim = Claim::new(&format!("t/c{i}"), vec![tcp(80)]).unwrap();
+        a.drive(Time(0), Event::ClaimAdded(claim), &mut log)
+            .unwrap();
+    }
+    let id = |i: u32| ClaimId::new(format!("t/c{i}")).unwrap();
+    assert_eq!(
+        a.pending_reason(&id(1460)),
+        None,
+        "the 1461st fits the budget"
+    );
+    assert_eq!(
+        a.pending_reason(&id(1461)),
+        Some(PendingReason::BudgetExhausted),
+        "the 1462nd does not"
+    );
+    assert_eq!(a.lbs().len(), 1461);
+    // The dedicated policy's LBs are its baseline: equal to the last bit.
+    assert_eq!(a.cost_per_hour(), a.baseline_per_hour());
+}
+
+#[test]
 fn sharing_rules() {
     let mut h = Harness::new(config("best-fit", 10));
     let mk =
