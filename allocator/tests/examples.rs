@@ -651,7 +651,7 @@ fn a_budget_of_exactly_n_monthly_capped_lbs_admits_n() {
     );
     assert_eq!(a.lbs().len(), 1461);
     // The dedicated policy's LBs are its baseline: equal to the last bit.
-    assert_eq!(a.cost_per_hour(), a.baseline_per_hour());
+    assert_eq!(a.cost_per_hour().to_bits(), a.baseline_per_hour().to_bits());
 }
 
 #[test]
