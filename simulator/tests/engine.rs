@@ -83,7 +83,7 @@ fn dedicated_uses_one_lb_per_live_claim_at_every_sample() {
 
 #[test]
 fn dedicated_saves_exactly_nothing_whatever_the_price() {
-    // Hetzner's LB11 is priced by a monthly cap: 5.39 EUR / 730 h has no exact nano-unit
+    // Hetzner's LB11 is priced by a monthly cap: 5.39 EUR / 730.5 h has no exact nano-unit
     // form, so cost and baseline must be priced the same way to be equal (they once
     // differed by 1.7e-8 of the baseline).
     let toml = POISSON.replace("aws-nlb", "hetzner-lb11");
