@@ -81,7 +81,10 @@ impl ClaimTable {
     /// Removes a claim and returns it.
     pub fn remove(&mut self, k: u32) -> Slot {
         let hash = hash_id(id_of(&self.slots, k));
-        let indexed = self.by_id.find_entry(hash, |&j| j == k).map(|e| e.remove());
+        let indexed = self
+            .by_id
+            .find_entry(hash, |&j| j == k)
+            .map(hashbrown::hash_table::OccupiedEntry::remove);
         debug_assert!(indexed.is_ok(), "every live slot is in the id index");
         let slot = self.slots[k as usize]
             .take()
