@@ -626,16 +626,15 @@ impl Claim {
     /// Sets who the claim may share with.
     #[must_use]
     pub fn with_sharing(mut self, sharing: Sharing) -> Claim {
-        self.sharing = match sharing {
-            Sharing::Tenant => KeylessSharing::Tenant,
-            Sharing::Anyone => KeylessSharing::Anyone,
-            Sharing::Dedicated => KeylessSharing::Dedicated,
-            Sharing::Group(_) | Sharing::CrossTenantGroup(_) => KeylessSharing::Keyed,
+        let (keyless, keyed) = match sharing {
+            Sharing::Tenant => (KeylessSharing::Tenant, Sharing::Tenant),
+            Sharing::Anyone => (KeylessSharing::Anyone, Sharing::Tenant),
+            Sharing::Dedicated => (KeylessSharing::Dedicated, Sharing::Tenant),
+            keyed @ (Sharing::Group(_) | Sharing::CrossTenantGroup(_)) => {
+                (KeylessSharing::Keyed, keyed)
+            }
         };
-        let keyed = match self.sharing {
-            KeylessSharing::Keyed => sharing,
-            _ => Sharing::Tenant,
-        };
+        self.sharing = keyless;
         self.with_rare(|r| r.keyed_sharing = keyed)
     }
 

@@ -65,10 +65,12 @@ struct ClaimTrack {
 }
 
 /// Tenants numbered in order of first arrival, so a claim's track holds a number, not
-/// a name.
+/// a name; with each tenant's claims on a ready LB.
 #[derive(Debug, Default)]
 struct TenantNumbers {
     numbers: FxMap<TenantId, u32>,
+    /// Claims on a ready LB, by tenant number.
+    serving: Vec<u64>,
 }
 
 impl TenantNumbers {
@@ -79,12 +81,15 @@ impl TenantNumbers {
         }
         let n = u32::try_from(self.numbers.len()).unwrap_or(u32::MAX);
         self.numbers.insert(tenant.clone(), n);
+        self.serving.push(0);
         n
     }
 
-    /// The tenant's number, if it has one.
-    fn find(&self, tenant: &TenantId) -> Option<u32> {
-        self.numbers.get(tenant).copied()
+    /// The tenant's claims on a ready LB (none for a tenant never seen).
+    fn serving(&self, tenant: &TenantId) -> u64 {
+        self.numbers
+            .get(tenant)
+            .map_or(0, |&n| self.serving[n as usize])
     }
 }
 
@@ -108,9 +113,8 @@ struct Cloud {
     claims: FxMap<ClaimId, ClaimTrack>,
     lbs: FxMap<LbId, LbTrack>,
     serving: u64,
-    /// Tenants by number, and claims on a ready LB per tenant number.
+    /// Tenants by number, with their claims on a ready LB.
     tenants: TenantNumbers,
-    serving_per_tenant: Vec<u64>,
     waits: WaitHistogram,
     pending_reasons: BTreeMap<String, u64>,
     lbs_created: u64,
@@ -126,7 +130,7 @@ impl Cloud {
             return;
         }
         t.serving = on;
-        let per = &mut self.serving_per_tenant[t.tenant as usize];
+        let per = &mut self.tenants.serving[t.tenant as usize];
         if on {
             self.serving += 1;
             *per += 1;
@@ -331,7 +335,6 @@ impl Simulation {
                 lbs: FxMap::default(),
                 serving: 0,
                 tenants: TenantNumbers::default(),
-                serving_per_tenant: Vec::new(),
                 waits: WaitHistogram::default(),
                 pending_reasons: BTreeMap::new(),
                 lbs_created: 0,
@@ -568,9 +571,6 @@ impl Simulation {
             }
         }
         let tenant = self.cloud.tenants.number(claim.tenant());
-        if self.cloud.serving_per_tenant.len() <= tenant as usize {
-            self.cloud.serving_per_tenant.resize(tenant as usize + 1, 0);
-        }
         self.cloud.claims.insert(
             claim.id().clone(),
             ClaimTrack {
@@ -624,12 +624,7 @@ impl Simulation {
             if live == 0.0 {
                 continue;
             }
-            let served = self
-                .cloud
-                .tenants
-                .find(tenant)
-                .map_or(0, |n| self.cloud.serving_per_tenant[n as usize])
-                as f64;
+            let served = self.cloud.tenants.serving(tenant) as f64;
             let e = match i.tenants.get_mut(tenant) {
                 Some(e) => e,
                 None => i.tenants.entry(tenant.clone()).or_default(),
