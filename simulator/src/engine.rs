@@ -25,6 +25,7 @@ use crate::metrics::{Sample, Summary, TenantSummary, WaitHistogram};
 use crate::queue::EventQueue;
 use crate::scenario::{ProfileSpec, Scenario};
 use crate::trace::TraceEvent;
+use crate::tracks::{ClaimTrack, Tracks};
 use crate::workload::{WorkloadGen, sample_duration};
 
 /// The engine's maps are keyed by claim and LB ids the engine made itself and are never
@@ -39,29 +40,17 @@ const MS_PER_HOUR: f64 = 3_600_000.0;
 enum Ev {
     Arrival,
     Burst,
-    Departure(ClaimId),
+    /// A generated claim leaves: its track's handle (the departure is the only remover).
+    Departure(u32),
     LbReady(LbId),
     LbFail(LbId),
     LbGone(LbId),
     Wakeup,
     Sample,
     Consolidate,
-    // Boxed: keeps every queued event small.
+    // Boxed, as the id below: keeps every queued event 16 bytes.
     TraceAdd(Box<Claim>),
-    TraceRemove(ClaimId),
-}
-
-/// A claim as the cloud sees it: 32 bytes, one per live claim.
-#[derive(Debug, Clone)]
-struct ClaimTrack {
-    /// Its tenant's number in [`Cloud::tenants`].
-    tenant: u32,
-    arrived: u64,
-    lb: Option<LbId>,
-    /// On a ready LB now.
-    serving: bool,
-    /// Ever served.
-    served: bool,
+    TraceRemove(Box<ClaimId>),
 }
 
 /// Tenants numbered in order of first arrival, so a claim's track holds a number, not
@@ -97,8 +86,9 @@ impl TenantNumbers {
 #[derive(Debug, Clone, Default)]
 struct LbTrack {
     ready: bool,
-    /// Claims placed on it while it provisions: served once it is ready.
-    waiters: Vec<ClaimId>,
+    /// Handles of claims placed on it while it provisions: served once it is ready (if
+    /// the handle's track is still on it).
+    waiters: Vec<u32>,
 }
 
 /// The simulated cloud: the shell that carries out the allocator's decisions.
@@ -110,7 +100,7 @@ struct Cloud {
     rng: Pcg64Mcg,
     profiles: Vec<ProfileSpec>,
     profile_index: HashMap<ProfileName, usize>,
-    claims: FxMap<ClaimId, ClaimTrack>,
+    claims: Tracks,
     lbs: FxMap<LbId, LbTrack>,
     serving: u64,
     /// Tenants by number, with their claims on a ready LB.
@@ -122,8 +112,8 @@ struct Cloud {
 }
 
 impl Cloud {
-    fn set_serving(&mut self, id: &ClaimId, on: bool) {
-        let Some(t) = self.claims.get_mut(id) else {
+    fn set_serving(&mut self, k: u32, on: bool) {
+        let Some(t) = self.claims.get_mut(k) else {
             return;
         };
         if t.serving == on {
@@ -148,19 +138,21 @@ impl Cloud {
 
     /// The claim is now on `lb` (or nowhere).
     fn place(&mut self, id: &ClaimId, lb: Option<LbId>) {
-        let Some(t) = self.claims.get_mut(id) else {
+        let Some(k) = self.claims.find(id) else {
             return;
         };
-        t.lb = lb;
+        if let Some(t) = self.claims.get_mut(k) {
+            t.lb = lb;
+        }
         let ready = match lb.and_then(|l| self.lbs.get_mut(&l)) {
             Some(track) if track.ready => true,
             Some(track) => {
-                track.waiters.push(id.clone());
+                track.waiters.push(k);
                 false
             }
             None => false,
         };
-        self.set_serving(id, ready);
+        self.set_serving(k, ready);
     }
 
     fn lb_ready(&mut self, lb: LbId) {
@@ -168,9 +160,9 @@ impl Cloud {
             return;
         };
         track.ready = true;
-        for c in std::mem::take(&mut track.waiters) {
-            if self.claims.get(&c).is_some_and(|t| t.lb == Some(lb)) {
-                self.set_serving(&c, true);
+        for k in std::mem::take(&mut track.waiters) {
+            if self.claims.get(k).is_some_and(|t| t.lb == Some(lb)) {
+                self.set_serving(k, true);
             }
         }
     }
@@ -295,7 +287,9 @@ impl Simulation {
                 TraceEvent::Add { t, claim } => {
                     sim.cloud.queue.push(t, Ev::TraceAdd(Box::new(claim)));
                 }
-                TraceEvent::Remove { t, id } => sim.cloud.queue.push(t, Ev::TraceRemove(id)),
+                TraceEvent::Remove { t, id } => {
+                    sim.cloud.queue.push(t, Ev::TraceRemove(Box::new(id)));
+                }
             }
         }
         Ok(sim)
@@ -331,7 +325,7 @@ impl Simulation {
                 rng: Pcg64Mcg::seed_from_u64(scenario.seed ^ 0x9E37_79B9_7F4A_7C15),
                 profiles,
                 profile_index,
-                claims: FxMap::default(),
+                claims: Tracks::default(),
                 lbs: FxMap::default(),
                 serving: 0,
                 tenants: TenantNumbers::default(),
@@ -479,10 +473,7 @@ impl Simulation {
                 if let Some(next) = g.next_arrival(now, &mut self.workload_rng) {
                     self.cloud.queue.push(next, Ev::Arrival);
                 }
-                self.cloud
-                    .queue
-                    .push(now.saturating_add(life), Ev::Departure(claim.id().clone()));
-                self.add(claim);
+                self.add_generated(claim, now.saturating_add(life));
             }
             Ev::Burst => {
                 let Some(b) = self.scenario.workload.arrival.bursts.clone() else {
@@ -494,10 +485,7 @@ impl Simulation {
                     };
                     let claim = g.claim(&mut self.workload_rng);
                     let life = g.lifetime(&mut self.workload_rng);
-                    self.cloud
-                        .queue
-                        .push(now.saturating_add(life), Ev::Departure(claim.id().clone()));
-                    self.add(claim);
+                    self.add_generated(claim, now.saturating_add(life));
                 }
                 let next = now.saturating_add(b.every.ms());
                 // `next > now`: a saturated clock must not schedule the same instant forever.
@@ -505,10 +493,16 @@ impl Simulation {
                     self.cloud.queue.push(next, Ev::Burst);
                 }
             }
-            Ev::Departure(id) | Ev::TraceRemove(id) => self.remove(&id),
+            Ev::Departure(k) => self.remove(k),
+            Ev::TraceRemove(id) => {
+                if let Some(k) = self.cloud.claims.find(&id) {
+                    self.remove(k);
+                }
+            }
             Ev::TraceAdd(claim) => {
-                if !self.cloud.claims.contains_key(claim.id()) {
-                    self.add(*claim);
+                // A trace may add an id that is live: the repeat is ignored.
+                if self.cloud.claims.find(claim.id()).is_none() && self.track(&claim).is_some() {
+                    self.drive(Event::ClaimAdded(*claim));
                 }
             }
             Ev::LbReady(lb) => {
@@ -562,7 +556,30 @@ impl Simulation {
         }
     }
 
-    fn add(&mut self, claim: Claim) {
+    /// A generated claim arrives and leaves at `departs`. Generated ids are unique, so
+    /// its track is new, and its departure event is the one remover of its handle.
+    fn add_generated(&mut self, claim: Claim, departs: u64) {
+        let Some(k) = self.track(&claim) else {
+            unreachable!("generated claim ids are unique: {}", claim.id());
+        };
+        // Queued before the allocator sees the claim, as the events its decisions queue
+        // come after it at the same instant.
+        self.cloud.queue.push(departs, Ev::Departure(k));
+        self.drive(Event::ClaimAdded(claim));
+    }
+
+    /// Counts an arriving claim and starts its track; `None` (and nothing counted) if a
+    /// live claim has its id.
+    fn track(&mut self, claim: &Claim) -> Option<u32> {
+        let tenant = self.cloud.tenants.number(claim.tenant());
+        let k = self.cloud.claims.insert(ClaimTrack {
+            id: claim.id().clone(),
+            tenant,
+            arrived: self.cloud.now,
+            lb: None,
+            serving: false,
+            served: false,
+        })?;
         self.arrivals += 1;
         match self.tenant_arrivals.get_mut(claim.tenant()) {
             Some(n) => *n += 1,
@@ -570,26 +587,17 @@ impl Simulation {
                 self.tenant_arrivals.insert(claim.tenant().clone(), 1);
             }
         }
-        let tenant = self.cloud.tenants.number(claim.tenant());
-        self.cloud.claims.insert(
-            claim.id().clone(),
-            ClaimTrack {
-                tenant,
-                arrived: self.cloud.now,
-                lb: None,
-                serving: false,
-                served: false,
-            },
-        );
-        self.drive(Event::ClaimAdded(claim));
+        Some(k)
     }
 
-    fn remove(&mut self, id: &ClaimId) {
-        if !self.cloud.claims.contains_key(id) {
+    /// A claim leaves: the allocator releases it, then its track ends.
+    fn remove(&mut self, k: u32) {
+        let Some(id) = self.cloud.claims.get(k).map(|t| t.id.clone()) else {
             return;
-        }
-        self.drive(Event::ClaimRemoved(id.clone()));
-        let Some(track) = self.cloud.claims.remove(id) else {
+        };
+        // The track stays while the allocator's decisions about the claim are carried out.
+        self.drive(Event::ClaimRemoved(id));
+        let Some(track) = self.cloud.claims.remove(k) else {
             return;
         };
         self.departures += 1;

@@ -15,6 +15,7 @@ pub mod report;
 pub mod scenario;
 pub mod sweep;
 pub mod trace;
+mod tracks;
 pub mod workload;
 
 pub use engine::Simulation;

@@ -259,3 +259,50 @@ fn allocator_invariants_hold_at_every_event_of_every_example() {
         }
     }
 }
+
+#[test]
+fn a_replay_given_a_repeated_addition_or_an_unknown_removal_counts_each_claim_once() {
+    // The trace parser rejects such traces; a library caller may still build one.
+    use sharedlb_allocator::{Claim, Listener, PortRequest};
+    use sharedlb_simulator::trace::TraceEvent;
+    let add = |t: u64, id: &str, ports: &[u16]| TraceEvent::Add {
+        t,
+        claim: Claim::new(
+            id,
+            ports
+                .iter()
+                .map(|&p| PortRequest::Fixed(Listener::tcp(p).unwrap()))
+                .collect(),
+        )
+        .unwrap(),
+    };
+    let remove = |t: u64, id: &str| TraceEvent::Remove {
+        t,
+        id: id.parse().unwrap(),
+    };
+    let trace = vec![
+        add(0, "shop/web", &[443]),
+        add(10_000, "shop/web", &[80, 81]),
+        add(20_000, "shop/db", &[5432]),
+        remove(60_000, "shop/ghost"),
+        remove(120_000, "shop/web"),
+        remove(180_000, "shop/web"),
+        add(240_000, "shop/web", &[8443]),
+        remove(300_000, "shop/db"),
+    ];
+    let mut sim = Simulation::replay(&scenario(POISSON), trace).unwrap();
+    sim.run_until(u64::MAX, u64::MAX);
+    // shop/web is live again from 4 m, with the ports of that addition.
+    let web = "shop/web".parse().unwrap();
+    let (_, listeners) = sim.allocator().placement(&web).unwrap();
+    assert_eq!(
+        listeners.iter().map(|l| l.port.get()).collect::<Vec<_>>(),
+        [8443]
+    );
+    assert_eq!(sim.allocator().claim_count(), 1);
+    let (sum, _) = sim.run();
+    // shop/web twice (the repeat at 10 s while it is live is ignored), shop/db once; the
+    // ghost and the second removal of shop/web remove nothing.
+    assert_eq!(sum.arrivals, 3);
+    assert_eq!(sum.departures, 2);
+}
