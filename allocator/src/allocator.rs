@@ -294,6 +294,8 @@ pub struct Allocator {
     pub(crate) pool_ids: FxHashMap<(PoolKey, usize), u32>,
     pub(crate) pools: Vec<Pool>,
     pub(crate) claims: ClaimTable,
+    /// The live claims' bodies, each kept once.
+    pub(crate) bodies: crate::claims::Bodies,
     pub(crate) waiting: WaitQueue,
     pub(crate) usage: BTreeMap<TenantId, Usage>,
     pub(crate) demand: FxHashMap<Listener, u32>,
@@ -364,6 +366,7 @@ impl Allocator {
             pool_ids: FxHashMap::default(),
             pools: Vec::new(),
             claims: ClaimTable::default(),
+            bodies: crate::claims::Bodies::default(),
             waiting: WaitQueue::default(),
             usage: BTreeMap::new(),
             demand: FxHashMap::default(),
@@ -475,24 +478,25 @@ impl Allocator {
         for l in claim.fixed_listeners() {
             self.bump_demand(l, 1);
         }
-        self.share_tenant(&mut claim);
+        self.keep_body(&mut claim);
         let k = self.claims.insert(Slot { claim, seq, place });
         self.account(k, Books::Add);
         k
     }
 
-    /// Gives the tenant a books entry if it has none, and the claim that entry's copy of
-    /// the tenant's name: a million claims of a few tenants then hold a few names, not a
-    /// million.
-    fn share_tenant(&mut self, claim: &mut Claim) {
-        let tenant = if let Some((t, _)) = self.usage.get_key_value(claim.tenant()) {
-            t.clone()
-        } else {
-            let t = claim.tenant().clone();
-            self.usage.insert(t.clone(), Usage::default());
-            t
-        };
-        claim.share_tenant(tenant);
+    /// Gives the claim the kept body of claims alike. A body kept for the first time takes
+    /// its tenant's books entry (made if none) and that entry's copy of the tenant's
+    /// name: a million claims of a few tenants then hold a few names, not a million.
+    fn keep_body(&mut self, claim: &mut Claim) {
+        let usage = &mut self.usage;
+        self.bodies.intern(claim, |body| {
+            body.tenant = if let Some((t, _)) = usage.get_key_value(&body.tenant) {
+                t.clone()
+            } else {
+                usage.insert(body.tenant.clone(), Usage::default());
+                body.tenant.clone()
+            };
+        });
     }
 
     fn add_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
@@ -518,6 +522,7 @@ impl Allocator {
         }
         self.account(k, Books::Remove);
         let slot = self.claims.remove(k);
+        self.bodies.release(&slot.claim);
         for l in slot.claim.fixed_listeners() {
             self.bump_demand(l, -1);
         }
@@ -547,8 +552,9 @@ impl Allocator {
         // The books hold the old claim's tenant and size: take it out, swap, put it back.
         self.account(k, Books::Remove);
         let mut claim = claim;
-        self.share_tenant(&mut claim);
-        self.claims.get_mut(k).claim = claim;
+        self.keep_body(&mut claim);
+        let old = std::mem::replace(&mut self.claims.get_mut(k).claim, claim);
+        self.bodies.release(&old);
         self.claims.get_mut(k).place = Place::Unplaced;
         self.account(k, Books::Add);
         if let Some((lb, listeners)) = previous {

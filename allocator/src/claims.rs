@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use crate::decision::PendingReason;
-use crate::model::{Claim, ClaimId, LbId, Listeners, TenantId};
+use crate::model::{Claim, ClaimBody, ClaimId, LbId, Listeners, TenantId};
 
 /// Where a claim stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +137,119 @@ impl ClaimTable {
     }
 }
 
+/// The bodies of live claims, each kept once with the number of live claims that have
+/// it: a million claims of a few kinds hold a few bodies, not a million.
+///
+/// Bodies sit in numbered places, and a kept body carries its place number, so a claim
+/// leaving (or arriving with a body already kept) finds it without hashing; a new body
+/// is found through an index of place numbers, hashed through the body. A body leaves
+/// when its last claim does, whatever copies callers keep, so the table never holds more
+/// bodies than live claims.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bodies {
+    places: Vec<Option<(Arc<ClaimBody>, u32)>>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+}
+
+fn hash_body(body: &ClaimBody) -> u64 {
+    FxBuildHasher.hash_one(body)
+}
+
+/// The body kept at place `i`.
+fn body_at(places: &[Option<(Arc<ClaimBody>, u32)>], i: u32) -> &ClaimBody {
+    &places[i as usize]
+        .as_ref()
+        .unwrap_or_else(|| unreachable!("the body index holds kept places only"))
+        .0
+}
+
+impl Bodies {
+    /// Gives `claim` the kept body equal to its own, keeping its own if none is; `fresh`
+    /// may change a body kept for the first time (to share the tenant's name) as long as
+    /// it stays equal.
+    pub fn intern(&mut self, claim: &mut Claim, fresh: impl FnOnce(&mut ClaimBody)) {
+        let hint = claim.body().kept as usize;
+        if let Some(Some((kept, n))) = self.places.get_mut(hint)
+            && Arc::ptr_eq(kept, claim.body())
+        {
+            *n += 1;
+            return;
+        }
+        let hash = hash_body(claim.body());
+        let places = &mut self.places;
+        if let Some(&i) = self
+            .index
+            .find(hash, |&i| body_at(places, i) == &**claim.body())
+        {
+            let Some((kept, n)) = &mut places[i as usize] else {
+                unreachable!("the body index holds kept places only");
+            };
+            *n += 1;
+            claim.share_body(Arc::clone(kept));
+            return;
+        }
+        let i = self.free.pop().unwrap_or_else(|| {
+            places.push(None);
+            u32::try_from(places.len() - 1)
+                .unwrap_or_else(|_| unreachable!("more than 4G live claims"))
+        });
+        // Not cloned when the claim holds the only handle, as a claim handed over does.
+        let body = claim.body_mut();
+        fresh(body);
+        body.kept = i;
+        places[i as usize] = Some((Arc::clone(claim.body()), 1));
+        self.index
+            .insert_unique(hash, i, |&j| hash_body(body_at(places, j)));
+    }
+
+    /// Counts one claim of `claim`'s (kept) body less, dropping the body with its last.
+    pub fn release(&mut self, claim: &Claim) {
+        let i = claim.body().kept;
+        let Some(Some((kept, n))) = self.places.get_mut(i as usize) else {
+            unreachable!("a live claim's body is kept");
+        };
+        debug_assert!(
+            Arc::ptr_eq(kept, claim.body()),
+            "a live claim's body is kept"
+        );
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        let hash = hash_body(kept);
+        let indexed = self
+            .index
+            .find_entry(hash, |&j| j == i)
+            .map(hashbrown::hash_table::OccupiedEntry::remove);
+        debug_assert!(indexed.is_ok(), "every kept body is in the index");
+        self.places[i as usize] = None;
+        self.free.push(i);
+    }
+
+    /// Each kept body (by address) with its count of live claims; whether the index
+    /// finds each of them and nothing else.
+    pub fn counts(&self) -> (Vec<(*const ClaimBody, u32)>, bool) {
+        let mut counts = Vec::new();
+        let mut indexed = true;
+        for (i, (b, n)) in self
+            .places
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+        {
+            counts.push((Arc::as_ptr(b), *n));
+            indexed &= b.kept as usize == i
+                && self
+                    .index
+                    .find(hash_body(b), |&j| j as usize == i)
+                    .is_some();
+        }
+        let indexed = indexed && self.index.len() == counts.len();
+        (counts, indexed)
+    }
+}
+
 /// Claims waiting for a retry, per tenant in arrival order. Claims that only a change to
 /// themselves can help (too large, unsupported) are not queued.
 #[derive(Clone, Debug, Default)]
@@ -177,5 +291,60 @@ impl WaitQueue {
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Bodies;
+    use crate::model::{Claim, PortRequest, Protocol, Sharing};
+
+    fn claim(id: &str, proto: Protocol) -> Claim {
+        Claim::new(id, vec![PortRequest::Any(proto)]).unwrap()
+    }
+
+    #[test]
+    fn claims_alike_share_one_body_which_leaves_with_the_last_of_them() {
+        let mut bodies = Bodies::default();
+        let mut fresh = 0;
+        let mut keep = |bodies: &mut Bodies, c: &mut Claim| bodies.intern(c, |_| fresh += 1);
+        let (mut a, mut b) = (claim("t/a", Protocol::Tcp), claim("t/b", Protocol::Tcp));
+        let mut c = claim("t/c", Protocol::Udp);
+        let mut d = claim("t/d", Protocol::Tcp).with_sharing(Sharing::Anyone);
+        assert!(!Arc::ptr_eq(a.body(), b.body()), "built apart, two bodies");
+        for x in [&mut a, &mut b, &mut c, &mut d] {
+            keep(&mut bodies, x);
+        }
+        assert!(Arc::ptr_eq(a.body(), b.body()), "kept, one body");
+        assert!(!Arc::ptr_eq(a.body(), c.body()), "another protocol");
+        assert!(!Arc::ptr_eq(a.body(), d.body()), "another sharing rule");
+        assert_eq!(fresh, 3, "three bodies kept for the first time");
+        let count = |bodies: &Bodies, x: &Claim| {
+            bodies
+                .counts()
+                .0
+                .into_iter()
+                .find(|&(p, _)| p == Arc::as_ptr(x.body()))
+                .map(|(_, n)| n)
+        };
+        assert_eq!(count(&bodies, &a), Some(2));
+        // A copy a caller keeps does not keep the body once its claims have left.
+        let copy = a.clone();
+        bodies.release(&a);
+        assert_eq!(count(&bodies, &b), Some(1));
+        bodies.release(&b);
+        assert_eq!(count(&bodies, &copy), None);
+        assert_eq!(
+            bodies.counts(),
+            (
+                vec![(Arc::as_ptr(c.body()), 1), (Arc::as_ptr(d.body()), 1)],
+                true
+            )
+        );
+        bodies.release(&c);
+        bodies.release(&d);
+        assert_eq!(bodies.counts(), (vec![], true));
     }
 }

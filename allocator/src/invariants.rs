@@ -316,6 +316,24 @@ impl Allocator {
         if let Some((t, _)) = per.into_iter().next() {
             return Err(format!("tenant {t} has claims but no usage record"));
         }
+        // Every live claim holds a kept body, and each kept body counts its claims.
+        let mut holders: std::collections::HashMap<*const crate::model::ClaimBody, u32> =
+            std::collections::HashMap::new();
+        for (_, s) in self.claims.iter() {
+            *holders
+                .entry(std::sync::Arc::as_ptr(s.claim.body()))
+                .or_default() += 1;
+        }
+        let (kept, indexed) = self.bodies.counts();
+        let kept: std::collections::HashMap<_, _> = kept.into_iter().collect();
+        if holders != kept || !indexed {
+            return Err(format!(
+                "the kept claim bodies' counts disagree with a recount of the live claims \
+                 ({} bodies kept, {} in use)",
+                kept.len(),
+                holders.len()
+            ));
+        }
         if self.over_budget() && !self.inherited.over_budget {
             return Err(format!(
                 "{} LBs costing {:.4}/h are over the budget",

@@ -490,47 +490,60 @@ pub enum Sharing {
 #[serde(try_from = "RawClaim", into = "RawClaim")]
 pub struct Claim {
     id: ClaimId,
-    tenant: TenantId,
-    ports: SmallVec<[PortRequest; 4]>,
-    /// The settings most claims leave at their defaults, boxed so that a claim is 72 bytes
-    /// instead of 120 (the allocator keeps one per live claim): a sharing key, pins.
-    rare: Option<Box<RareSettings>>,
-    /// Its sharing rule when that has no key; a keyed rule is in `rare`.
-    sharing: KeylessSharing,
-    allow_migration: bool,
+    /// Everything but the id. The allocator keeps one body for all its live claims that
+    /// are alike (tenant, ports asked, sharing, pins), so a stored claim is 24 bytes.
+    body: Arc<ClaimBody>,
 }
 
-/// A claim's settings that are seldom set; all-default is stored as no box at all.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct RareSettings {
-    /// A sharing rule with a key; `Sharing::Tenant` when the rule has none.
-    keyed_sharing: Sharing,
+/// What a claim asks for, apart from its identity.
+#[derive(Clone, Debug)]
+pub(crate) struct ClaimBody {
+    /// Where an allocator keeps this body (see `Bodies`), so that a claim leaving finds
+    /// it without hashing: a hint, checked before use, and no part of what the claim asks.
+    pub(crate) kept: u32,
+    pub(crate) tenant: TenantId,
+    ports: SmallVec<[PortRequest; 4]>,
+    sharing: Sharing,
+    allow_migration: bool,
     pinned_lb: Option<LbId>,
     profile: Option<ProfileName>,
 }
 
-/// A claim's sharing rule, kept in one byte when it carries no key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KeylessSharing {
-    Tenant,
-    Anyone,
-    Dedicated,
-    /// The rule has a key: see [`RareSettings::keyed_sharing`].
-    Keyed,
+impl ClaimBody {
+    /// What the claim asks: all but where it is kept.
+    #[allow(clippy::type_complexity)]
+    fn asks(
+        &self,
+    ) -> (
+        &TenantId,
+        &[PortRequest],
+        &Sharing,
+        bool,
+        Option<LbId>,
+        Option<&ProfileName>,
+    ) {
+        (
+            &self.tenant,
+            &self.ports,
+            &self.sharing,
+            self.allow_migration,
+            self.pinned_lb,
+            self.profile.as_ref(),
+        )
+    }
 }
 
-impl KeylessSharing {
-    /// The rule, when it has no key.
-    fn rule(self) -> Option<&'static Sharing> {
-        static TENANT: Sharing = Sharing::Tenant;
-        static ANYONE: Sharing = Sharing::Anyone;
-        static DEDICATED: Sharing = Sharing::Dedicated;
-        match self {
-            KeylessSharing::Tenant => Some(&TENANT),
-            KeylessSharing::Anyone => Some(&ANYONE),
-            KeylessSharing::Dedicated => Some(&DEDICATED),
-            KeylessSharing::Keyed => None,
-        }
+impl PartialEq for ClaimBody {
+    fn eq(&self, other: &ClaimBody) -> bool {
+        self.asks() == other.asks()
+    }
+}
+
+impl Eq for ClaimBody {}
+
+impl std::hash::Hash for ClaimBody {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.asks().hash(state);
     }
 }
 
@@ -565,16 +578,15 @@ impl TryFrom<RawClaim> for Claim {
 
 impl From<Claim> for RawClaim {
     fn from(c: Claim) -> RawClaim {
-        let sharing = c.sharing().clone();
-        let rare = c.rare.map(|r| *r).unwrap_or_default();
+        let b = Arc::unwrap_or_clone(c.body);
         RawClaim {
             id: c.id,
-            tenant: c.tenant,
-            ports: c.ports.into_vec(),
-            sharing,
-            allow_migration: c.allow_migration,
-            pinned_lb: rare.pinned_lb,
-            profile: rare.profile,
+            tenant: b.tenant,
+            ports: b.ports.into_vec(),
+            sharing: b.sharing,
+            allow_migration: b.allow_migration,
+            pinned_lb: b.pinned_lb,
+            profile: b.profile,
         }
     }
 }
@@ -608,69 +620,67 @@ impl Claim {
         let tenant = TenantId::new(id.namespace())?;
         Ok(Claim {
             id,
-            tenant,
-            ports: SmallVec::from_vec(ports),
-            rare: None,
-            sharing: KeylessSharing::Tenant,
-            allow_migration: false,
+            body: Arc::new(ClaimBody {
+                kept: u32::MAX,
+                tenant,
+                ports: SmallVec::from_vec(ports),
+                sharing: Sharing::Tenant,
+                allow_migration: false,
+                pinned_lb: None,
+                profile: None,
+            }),
         })
     }
 
     /// Sets the tenant charged for the claim.
     #[must_use]
     pub fn with_tenant(mut self, tenant: TenantId) -> Claim {
-        self.tenant = tenant;
+        self.body_mut().tenant = tenant;
         self
     }
 
     /// Sets who the claim may share with.
     #[must_use]
     pub fn with_sharing(mut self, sharing: Sharing) -> Claim {
-        let (keyless, keyed) = match sharing {
-            Sharing::Tenant => (KeylessSharing::Tenant, Sharing::Tenant),
-            Sharing::Anyone => (KeylessSharing::Anyone, Sharing::Tenant),
-            Sharing::Dedicated => (KeylessSharing::Dedicated, Sharing::Tenant),
-            keyed @ (Sharing::Group(_) | Sharing::CrossTenantGroup(_)) => {
-                (KeylessSharing::Keyed, keyed)
-            }
-        };
-        self.sharing = keyless;
-        self.with_rare(|r| r.keyed_sharing = keyed)
+        self.body_mut().sharing = sharing;
+        self
     }
 
     /// Sets whether consolidation may move the claim to another LB.
     #[must_use]
     pub fn with_migration(mut self, allow: bool) -> Claim {
-        self.allow_migration = allow;
+        self.body_mut().allow_migration = allow;
         self
     }
 
     /// Pins the claim to one LB (only it will do).
     #[must_use]
-    pub fn with_pinned_lb(self, lb: Option<LbId>) -> Claim {
-        self.with_rare(|r| r.pinned_lb = lb)
+    pub fn with_pinned_lb(mut self, lb: Option<LbId>) -> Claim {
+        self.body_mut().pinned_lb = lb;
+        self
     }
 
     /// Restricts the claim to LBs of one profile.
     #[must_use]
-    pub fn with_profile(self, profile: Option<ProfileName>) -> Claim {
-        self.with_rare(|r| r.profile = profile)
-    }
-
-    /// Changes the seldom-set settings, keeping no box when they end all default.
-    fn with_rare(mut self, change: impl FnOnce(&mut RareSettings)) -> Claim {
-        let mut rare = self.rare.take().unwrap_or_default();
-        change(&mut rare);
-        if *rare != RareSettings::default() {
-            self.rare = Some(rare);
-        }
+    pub fn with_profile(mut self, profile: Option<ProfileName>) -> Claim {
+        self.body_mut().profile = profile;
         self
     }
 
-    /// Replaces the tenant by an equal one, so that claims of one tenant share its text.
-    pub(crate) fn share_tenant(&mut self, tenant: TenantId) {
-        debug_assert_eq!(tenant, self.tenant);
-        self.tenant = tenant;
+    /// The body to change: its own copy if it shares one.
+    pub(crate) fn body_mut(&mut self) -> &mut ClaimBody {
+        Arc::make_mut(&mut self.body)
+    }
+
+    /// The body, shared with claims alike.
+    pub(crate) fn body(&self) -> &Arc<ClaimBody> {
+        &self.body
+    }
+
+    /// Replaces the body by an equal one, so that claims alike share it.
+    pub(crate) fn share_body(&mut self, body: Arc<ClaimBody>) {
+        debug_assert_eq!(body, self.body);
+        self.body = body;
     }
 
     /// Identity, `namespace/name`.
@@ -680,51 +690,51 @@ impl Claim {
 
     /// The tenant charged for it.
     pub fn tenant(&self) -> &TenantId {
-        &self.tenant
+        &self.body.tenant
     }
 
     /// The ports asked for, at least one, no listener twice.
     pub fn ports(&self) -> &[PortRequest] {
-        &self.ports
+        &self.body.ports
     }
 
     /// Who it may share with.
     pub fn sharing(&self) -> &Sharing {
-        match (self.sharing.rule(), &self.rare) {
-            (Some(rule), _) => rule,
-            (None, Some(r)) => &r.keyed_sharing,
-            (None, None) => unreachable!("a keyed rule is kept in the rare settings"),
-        }
+        &self.body.sharing
     }
 
     /// Whether consolidation may move it.
     pub fn allow_migration(&self) -> bool {
-        self.allow_migration
+        self.body.allow_migration
     }
 
     /// The only LB that will do, if pinned.
     pub fn pinned_lb(&self) -> Option<LbId> {
-        self.rare.as_ref().and_then(|r| r.pinned_lb)
+        self.body.pinned_lb
     }
 
     /// The only profile that will do, if set.
     pub fn profile(&self) -> Option<&ProfileName> {
-        self.rare.as_ref().and_then(|r| r.profile.as_ref())
+        self.body.profile.as_ref()
     }
 
     /// How many listeners the claim needs.
     pub fn listener_count(&self) -> u32 {
-        self.ports.len() as u32
+        self.body.ports.len() as u32
     }
 
     /// The fixed listeners asked for.
     pub fn fixed_listeners(&self) -> impl Iterator<Item = Listener> + '_ {
-        self.ports.iter().filter_map(|r| r.fixed())
+        self.body.ports.iter().filter_map(|r| r.fixed())
     }
 
     /// How many ports are automatic (`Any`).
     pub fn automatic_count(&self) -> u32 {
-        self.ports.iter().filter(|r| r.fixed().is_none()).count() as u32
+        self.body
+            .ports
+            .iter()
+            .filter(|r| r.fixed().is_none())
+            .count() as u32
     }
 }
 

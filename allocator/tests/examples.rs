@@ -692,6 +692,35 @@ fn sharing_rules() {
 }
 
 #[test]
+fn claims_alike_that_change_and_go_keep_the_books_of_their_shared_settings() {
+    // Claims alike share one kept copy of their settings; every step's invariant check
+    // counts each kept copy's claims.
+    let mut h = Harness::new(config("best-fit", 10));
+    h.add("t/a", vec![any_tcp()]);
+    h.add("t/b", vec![any_tcp()]);
+    h.add("u/c", vec![any_tcp()]);
+    h.ev(Event::ClaimUpdated(
+        Claim::new("t/b", vec![any_tcp(), tcp(80)]).unwrap(),
+    ));
+    h.ev(Event::ClaimUpdated(
+        Claim::new("t/a", vec![any_tcp(), tcp(80)]).unwrap(),
+    ));
+    h.ev(Event::ClaimUpdated(
+        Claim::new("t/b", vec![any_tcp()]).unwrap(),
+    ));
+    let a = h.a.claim(&id("t/a")).unwrap().clone();
+    assert_eq!(a.ports(), [any_tcp(), tcp(80)]);
+    h.remove("t/a");
+    h.remove("t/b");
+    // The copy kept above outlives its claim; a newcomer alike is unaffected by it.
+    h.ev(Event::ClaimAdded(a.clone()));
+    assert_eq!(h.a.claim(&id("t/a")), Some(&a));
+    h.remove("t/a");
+    h.remove("u/c");
+    assert_eq!(h.a.claim_count(), 0);
+}
+
+#[test]
 fn any_ports_are_lowest_free_and_stable_across_update() {
     let mut h = Harness::new(config("best-fit", 10));
     h.add("t/a", vec![any_tcp(), any_tcp()]);
