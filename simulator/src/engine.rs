@@ -22,7 +22,7 @@ use sharedlb_allocator::{
 };
 
 use crate::metrics::{Sample, Summary, TenantSummary, WaitHistogram};
-use crate::queue::EventQueue;
+use crate::queue::{EventQueue, Payload};
 use crate::scenario::{ProfileSpec, Scenario};
 use crate::trace::TraceEvent;
 use crate::tracks::{ClaimTrack, Tracks};
@@ -51,6 +51,21 @@ enum Ev {
     // Boxed, as the id below: keeps every queued event 16 bytes.
     TraceAdd(Box<Claim>),
     TraceRemove(Box<ClaimId>),
+}
+
+/// A departure travels in its heap entry (its track handle is the word), so a million
+/// pending departures need no slab slots.
+impl Payload for Ev {
+    fn to_word(&self) -> Option<u32> {
+        match self {
+            Ev::Departure(k) => Some(*k),
+            _ => None,
+        }
+    }
+
+    fn from_word(word: u32) -> Ev {
+        Ev::Departure(word)
+    }
 }
 
 /// Tenants numbered in order of first arrival, so a claim's track holds a number, not

@@ -1,8 +1,21 @@
 //! The event queue: a 4-ary min-heap ordered by (time, sequence), so ties break by
 //! insertion order and runs are deterministic. A 4-ary heap halves the depth of a binary
 //! heap and keeps a node's children in one cache line, which matters with a million
-//! pending events. The heap holds only (time, sequence, slot); payloads live in a slab,
-//! so sifting moves 24-byte entries whatever the event type.
+//! pending events. The heap holds only (time, sequence, word); a payload that fits in a
+//! word travels in it, the others live in a slab, so sifting moves 24-byte entries
+//! whatever the event type and the commonest events need no slab slot.
+
+/// An event that may travel in its heap entry, as a word below 2³¹, instead of in a slab
+/// slot: a million pending departures then cost no slab.
+pub trait Payload: Sized {
+    /// The event as a word below 2³¹, if it is one that travels so.
+    fn to_word(&self) -> Option<u32>;
+    /// The event a word from [`Payload::to_word`] stands for.
+    fn from_word(word: u32) -> Self;
+}
+
+/// Marks a heap entry's word as the payload itself rather than a slab slot.
+const INLINE: u32 = 1 << 31;
 
 /// A timed event queue with deterministic tie-breaking.
 #[derive(Debug, Clone)]
@@ -26,7 +39,7 @@ impl<T> Default for EventQueue<T> {
 
 const D: usize = 4;
 
-impl<T> EventQueue<T> {
+impl<T: Payload> EventQueue<T> {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
@@ -51,14 +64,22 @@ impl<T> EventQueue<T> {
     pub fn push(&mut self, time: u64, item: T) {
         let seq = self.seq;
         self.seq += 1;
-        let slot = if let Some(s) = self.free.pop() {
-            self.slab[s as usize] = Some(item);
-            s
-        } else {
-            self.slab.push(Some(item));
-            (self.slab.len() - 1) as u32
+        let word = match item.to_word() {
+            Some(w) if w < INLINE => w | INLINE,
+            _ => {
+                if let Some(s) = self.free.pop() {
+                    self.slab[s as usize] = Some(item);
+                    s
+                } else {
+                    self.slab.push(Some(item));
+                    u32::try_from(self.slab.len() - 1)
+                        .ok()
+                        .filter(|&s| s < INLINE)
+                        .unwrap_or_else(|| unreachable!("more than 2G events pending"))
+                }
+            }
         };
-        self.heap.push((time, seq, slot));
+        self.heap.push((time, seq, word));
         let mut i = self.heap.len() - 1;
         while i > 0 {
             let parent = (i - 1) / D;
@@ -112,9 +133,12 @@ impl<T> EventQueue<T> {
             self.heap[hole] = last;
             top
         };
-        let (t, _, slot) = top;
-        let item = self.slab[slot as usize].take()?;
-        self.free.push(slot);
+        let (t, _, word) = top;
+        if word & INLINE != 0 {
+            return Some((t, T::from_word(word & !INLINE)));
+        }
+        let item = self.slab[word as usize].take()?;
+        self.free.push(word);
         Some((t, item))
     }
 
@@ -128,6 +152,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A test event: even numbers travel in the heap entry, odd ones in the slab.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    struct Item(usize);
+
+    impl Payload for Item {
+        fn to_word(&self) -> Option<u32> {
+            u32::try_from(self.0).ok().filter(|w| w % 2 == 0)
+        }
+        fn from_word(word: u32) -> Item {
+            Item(word as usize)
+        }
+    }
+
     proptest! {
         #[test]
         fn interleaved_pushes_and_pops_match_a_sorted_model(
@@ -138,8 +175,8 @@ mod tests {
             let mut model = std::collections::BTreeSet::new();
             for (i, op) in ops.iter().enumerate() {
                 if let Some(t) = op {
-                    q.push(*t, i);
-                    model.insert((*t, i));
+                    q.push(*t, Item(i));
+                    model.insert((*t, Item(i)));
                 } else {
                     prop_assert_eq!(q.pop(), model.pop_first());
                 }
@@ -152,11 +189,11 @@ mod tests {
         fn pops_in_time_then_insertion_order(times in prop::collection::vec(0u64..50, 0..300)) {
             let mut q = EventQueue::new();
             for (i, &t) in times.iter().enumerate() {
-                q.push(t, i);
+                q.push(t, Item(i));
             }
-            let mut expect: Vec<(u64, usize)> = times.iter().copied().zip(0..).collect();
+            let mut expect: Vec<(u64, Item)> = times.iter().copied().zip((0..).map(Item)).collect();
             expect.sort_unstable();
-            let got: Vec<(u64, usize)> = std::iter::from_fn(|| q.pop()).collect();
+            let got: Vec<(u64, Item)> = std::iter::from_fn(|| q.pop()).collect();
             prop_assert_eq!(got, expect);
         }
     }
