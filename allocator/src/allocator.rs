@@ -18,7 +18,7 @@ use crate::policy::{Policy, PolicyRules};
 use rustc_hash::FxHashMap;
 
 /// A claim's placement (LB and listeners) or why it waits.
-pub type ClaimPlace<'a> = Result<(LbId, &'a [Listener]), PendingReason>;
+pub type ClaimPlace = Result<(LbId, Listeners), PendingReason>;
 
 /// A tenant's current usage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -543,7 +543,8 @@ impl Allocator {
         let old_count = self.claims.get(k).claim.listener_count();
         let moved_tenant = self.claims.get(k).claim.tenant() != claim.tenant();
         let previous = match self.claims.get(k).place.clone() {
-            Place::Assigned { lb, listeners } => {
+            Place::Assigned { lb, ports } => {
+                let listeners = ports.listeners(&self.claims.get(k).claim);
                 self.release(k);
                 Some((lb, listeners))
             }
@@ -636,7 +637,7 @@ impl Allocator {
     }
 
     /// Records slot `k` on `lb` with `listeners`.
-    pub(crate) fn assign(&mut self, k: u32, lb: LbId, listeners: Listeners) {
+    pub(crate) fn assign(&mut self, k: u32, lb: LbId, listeners: &[Listener]) {
         let n = listeners.len() as u32;
         let profile_index = self.lbs[&lb].profile;
         {
@@ -646,7 +647,7 @@ impl Allocator {
                 .lbs
                 .get_mut(&lb)
                 .unwrap_or_else(|| unreachable!("assign to a live LB"));
-            l.occupy(profile, claim, k, &listeners);
+            l.occupy(profile, claim, k, listeners);
         }
         self.unidle(lb);
         self.reindex(lb);
@@ -661,7 +662,8 @@ impl Allocator {
         u.claims += 1;
         self.totals.listeners_used += u64::from(n);
         self.totals.placed += 1;
-        self.set_place(k, Place::Assigned { lb, listeners });
+        let ports = crate::claims::HeldPorts::of(listeners);
+        self.set_place(k, Place::Assigned { lb, ports });
     }
 
     /// Frees slot `k`'s listeners; the slot is left unplaced (the caller decides what next).
@@ -672,9 +674,11 @@ impl Allocator {
     /// Frees slot `k`'s listeners and leaves it at `then` (unplaced, or in transit when it
     /// is leaving).
     pub(crate) fn release_to(&mut self, k: u32, then: Place) {
-        let Place::Assigned { lb, listeners } = self.claims.get(k).place.clone() else {
+        let slot = self.claims.get(k);
+        let Place::Assigned { lb, ports } = &slot.place else {
             return;
         };
+        let (lb, listeners) = (*lb, ports.listeners(&slot.claim));
         let n = listeners.len() as u32;
         let now = self.now;
         {
@@ -750,10 +754,11 @@ impl Allocator {
     }
 
     /// The LB and listeners of a placed claim; `None` if waiting or unknown.
-    pub fn placement(&self, id: &ClaimId) -> Option<(LbId, &[Listener])> {
+    pub fn placement(&self, id: &ClaimId) -> Option<(LbId, Listeners)> {
         let k = self.claims.find(id)?;
-        match &self.claims.get(k).place {
-            Place::Assigned { lb, listeners } => Some((*lb, listeners)),
+        let slot = self.claims.get(k);
+        match &slot.place {
+            Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&slot.claim))),
             Place::Pending(_) | Place::Unplaced | Place::Transit => None,
         }
     }
@@ -774,13 +779,13 @@ impl Allocator {
     }
 
     /// Every claim in arrival order, with its LB and listeners or its pending reason.
-    pub fn claims(&self) -> Vec<(&Claim, ClaimPlace<'_>)> {
+    pub fn claims(&self) -> Vec<(&Claim, ClaimPlace)> {
         self.claims
             .in_arrival_order()
             .into_iter()
             .map(|(_, s)| {
                 let p = match &s.place {
-                    Place::Assigned { lb, listeners } => Ok((*lb, &listeners[..])),
+                    Place::Assigned { lb, ports } => Ok((*lb, ports.listeners(&s.claim))),
                     Place::Pending(r) => Err(*r),
                     Place::Unplaced | Place::Transit => Err(PendingReason::WaitingForCapacity),
                 };

@@ -82,18 +82,19 @@ impl Allocator {
             let mut done: Vec<(u32, Listeners, LbId)> = Vec::new();
             let mut failed = false;
             for k in ks {
-                let Place::Assigned { listeners: old, .. } = self.claims.get(k).place.clone()
-                else {
+                let slot = self.claims.get(k);
+                let Place::Assigned { ports, .. } = &slot.place else {
                     unreachable!("claims on an LB are assigned")
                 };
+                let old = ports.listeners(&slot.claim);
                 self.release(k);
                 if let Ok((Target::Existing(to), ls)) =
                     self.find_place(k, Placement::Migrate { exclude: &exclude })
                 {
-                    self.assign(k, to, ls);
+                    self.assign(k, to, &ls);
                     done.push((k, old, to));
                 } else {
-                    self.assign(k, src, old);
+                    self.assign(k, src, &old);
                     failed = true;
                     break;
                 }
@@ -101,16 +102,18 @@ impl Allocator {
             if failed {
                 for (k, old, _) in done.into_iter().rev() {
                     self.release(k);
-                    self.assign(k, src, old);
+                    self.assign(k, src, &old);
                 }
                 exclude.remove(&src);
                 continue;
             }
             for (k, _, to) in done {
                 targets.insert(to);
-                let Place::Assigned { listeners, .. } = self.claims.get(k).place.clone() else {
+                let slot = self.claims.get(k);
+                let Place::Assigned { ports, .. } = &slot.place else {
                     unreachable!("just assigned")
                 };
+                let listeners = ports.listeners(&slot.claim);
                 moves.push(Migration {
                     claim: self.claims.get(k).claim.id().clone(),
                     from: src,

@@ -34,8 +34,8 @@ impl Allocator {
         for (k, slot) in self.claims.iter() {
             let c = &slot.claim;
             let books = per.entry(c.tenant().clone()).or_default();
-            let (lb, listeners) = match &slot.place {
-                Place::Assigned { lb, listeners } => (lb, listeners),
+            let (lb, listeners, held) = match &slot.place {
+                Place::Assigned { lb, ports } => (lb, ports.listeners(c), ports.ports().len()),
                 Place::Pending(reason) => {
                     books.waiting += 1;
                     books.waiting_listeners += c.listener_count();
@@ -67,11 +67,10 @@ impl Allocator {
             if self.pools[l.pool as usize].key != self.pool_of(c) {
                 return Err(format!("{} is on {lb} of another pool", c.id()));
             }
-            if listeners.len() != c.ports().len() {
+            if held != c.ports().len() {
                 return Err(format!(
-                    "{}: {} listeners for {} ports",
+                    "{}: {held} listeners for {} ports",
                     c.id(),
-                    listeners.len(),
                     c.ports().len()
                 ));
             }

@@ -97,10 +97,7 @@ pub fn plan_offline(claims: &[Claim], profile: &LbProfile) -> Result<OfflinePlan
         let mut cs: Vec<PlannedClaim> = a
             .claims_on(lb.id)
             .into_iter()
-            .filter_map(|id| {
-                a.placement(&id)
-                    .map(|(_, ls)| (id.clone(), Listeners::from(ls)))
-            })
+            .filter_map(|id| a.placement(&id).map(|(_, ls)| (id.clone(), ls)))
             .collect();
         cs.sort_by(|x, y| x.0.cmp(&y.0));
         plan.lbs.push((lb.id, cs));

@@ -103,7 +103,7 @@ impl Allocator {
                     }
                 };
                 let claim = self.claims.get(k).claim.id().clone();
-                self.assign(k, lb, listeners.clone());
+                self.assign(k, lb, &listeners);
                 out.push(Decision::Assign {
                     claim,
                     lb,

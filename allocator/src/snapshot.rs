@@ -113,7 +113,7 @@ impl Allocator {
                 claim: s.claim.clone(),
                 seq: s.seq,
                 placement: match &s.place {
-                    Place::Assigned { lb, listeners } => Some((*lb, listeners.clone())),
+                    Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&s.claim))),
                     _ => None,
                 },
                 pending: match s.place {
@@ -189,7 +189,7 @@ impl Allocator {
             let k = a.insert_claim(r.claim, r.seq, Place::Unplaced);
             if let Some((lb, listeners)) = r.placement {
                 match a.check_placement(k, lb, &listeners) {
-                    Ok(()) => a.assign(k, lb, listeners),
+                    Ok(()) => a.assign(k, lb, &listeners),
                     Err(reason) => dropped.push(Dropped {
                         claim: Some(a.claims.get(k).claim.id().clone()),
                         lb: Some(lb),

@@ -253,7 +253,7 @@ fn two_claims_share_one_lb_service_with_mirrored_slices() {
 
     // The backing Service selects web's pods and targets 8443.
     let (lb, ls) = a.placement(&core::claim_key(&web).unwrap()).unwrap();
-    let backing = core::desired_backing_service(&web, ls);
+    let backing = core::desired_backing_service(&web, &ls);
     assert_eq!(backing.name_any(), "web-sharedlb");
     assert_eq!(backing.namespace().as_deref(), Some("shop"));
     assert_eq!(backing.owner_references()[0].uid, "uid-web");
@@ -289,7 +289,7 @@ fn two_claims_share_one_lb_service_with_mirrored_slices() {
             app_protocol: None,
         }]),
     };
-    let mirrored = core::mirrored_slices(&web, lb, ls, &[source], "sharedlb-system");
+    let mirrored = core::mirrored_slices(&web, lb, &ls, &[source], "sharedlb-system");
     assert_eq!(mirrored.len(), 1);
     let m = &mirrored[0];
     assert_eq!(m.namespace().as_deref(), Some("sharedlb-system"));
@@ -319,7 +319,7 @@ fn two_claims_share_one_lb_service_with_mirrored_slices() {
         &web,
         &Outcome::Placed {
             lb,
-            listeners: ls,
+            listeners: &ls,
             address: None,
         },
         "2026-01-01T00:00:00Z",
@@ -344,7 +344,7 @@ fn two_claims_share_one_lb_service_with_mirrored_slices() {
         &web,
         &Outcome::Placed {
             lb,
-            listeners: ls,
+            listeners: &ls,
             address: address.clone(),
         },
         "2026-01-01T00:01:00Z",
@@ -360,7 +360,7 @@ fn two_claims_share_one_lb_service_with_mirrored_slices() {
         },
         &Outcome::Placed {
             lb,
-            listeners: ls,
+            listeners: &ls,
             address,
         },
         "2026-01-01T00:05:00Z",
@@ -428,7 +428,7 @@ fn shared_ip_mode_annotates_per_claim_services() {
         "port 0: the lowest free automatic port"
     );
     let pool = a.lb(lb).unwrap().pool;
-    let m = core::desired_shared_ip_service(&game, lb, &pool, ls, SharedIpImpl::Metallb);
+    let m = core::desired_shared_ip_service(&game, lb, &pool, &ls, SharedIpImpl::Metallb);
     assert_eq!(m.namespace().as_deref(), Some("games"));
     assert_eq!(
         m.annotations()["metallb.universe.tf/allow-shared-ip"],
@@ -437,7 +437,7 @@ fn shared_ip_mode_annotates_per_claim_services() {
     let spec = m.spec.unwrap();
     assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
     assert_eq!(spec.ports.unwrap()[0].port, 30000);
-    let c = core::desired_shared_ip_service(&game, lb, &pool, ls, SharedIpImpl::Cilium);
+    let c = core::desired_shared_ip_service(&game, lb, &pool, &ls, SharedIpImpl::Cilium);
     assert_eq!(
         c.annotations()["lbipam.cilium.io/sharing-key"],
         "sharedlb-lb-1"
@@ -450,7 +450,7 @@ fn shared_ip_mode_annotates_per_claim_services() {
         &game,
         lb,
         &PoolKey::Tenant("games".parse().unwrap()),
-        ls,
+        &ls,
         SharedIpImpl::Cilium,
     );
     assert!(
@@ -462,7 +462,7 @@ fn shared_ip_mode_annotates_per_claim_services() {
         &game,
         &Outcome::Placed {
             lb,
-            listeners: ls,
+            listeners: &ls,
             address: Some("192.0.2.7".into()),
         },
         "t",
@@ -502,7 +502,7 @@ fn restart_rebuilds_the_same_placements_and_decides_nothing_new() {
             &c,
             &Outcome::Placed {
                 lb,
-                listeners: ls,
+                listeners: &ls,
                 address: None,
             },
             "t",
