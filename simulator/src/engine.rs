@@ -97,13 +97,11 @@ impl TenantNumbers {
     }
 }
 
-/// An LB as the cloud sees it.
+/// An LB as the cloud sees it. The claims on it are the allocator's to say: when it
+/// becomes ready, those it holds then are served.
 #[derive(Debug, Clone, Default)]
 struct LbTrack {
     ready: bool,
-    /// Handles of claims placed on it while it provisions: served once it is ready (if
-    /// the handle's track is still on it).
-    waiters: Vec<u32>,
 }
 
 /// The simulated cloud: the shell that carries out the allocator's decisions.
@@ -151,32 +149,25 @@ impl Cloud {
         }
     }
 
-    /// The claim is now on `lb` (or nowhere).
+    /// The claim is now on `lb` (or nowhere): served if that LB is ready.
     fn place(&mut self, id: &ClaimId, lb: Option<LbId>) {
         let Some(k) = self.claims.find(id) else {
             return;
         };
-        if let Some(t) = self.claims.get_mut(k) {
-            t.lb = lb;
-        }
-        let ready = match lb.and_then(|l| self.lbs.get_mut(&l)) {
-            Some(track) if track.ready => true,
-            Some(track) => {
-                track.waiters.push(k);
-                false
-            }
-            None => false,
-        };
+        let ready = lb
+            .and_then(|l| self.lbs.get(&l))
+            .is_some_and(|track| track.ready);
         self.set_serving(k, ready);
     }
 
-    fn lb_ready(&mut self, lb: LbId) {
+    /// `lb` is ready: `on_it`, the claims the allocator has placed on it, are served.
+    fn lb_ready(&mut self, lb: LbId, on_it: &[ClaimId]) {
         let Some(track) = self.lbs.get_mut(&lb) else {
             return;
         };
         track.ready = true;
-        for k in std::mem::take(&mut track.waiters) {
-            if self.claims.get(k).is_some_and(|t| t.lb == Some(lb)) {
+        for id in on_it {
+            if let Some(k) = self.claims.find(id) {
                 self.set_serving(k, true);
             }
         }
@@ -522,7 +513,8 @@ impl Simulation {
             }
             Ev::LbReady(lb) => {
                 if self.alloc.lb_state(lb) == Some(LbState::Provisioning) {
-                    self.cloud.lb_ready(lb);
+                    let on_it = self.alloc.claims_on(lb);
+                    self.cloud.lb_ready(lb, &on_it);
                     self.drive(Event::LbReady(lb));
                 }
             }
@@ -591,7 +583,6 @@ impl Simulation {
             id: claim.id().clone(),
             tenant,
             arrived: self.cloud.now,
-            lb: None,
             serving: false,
             served: false,
         })?;

@@ -306,3 +306,47 @@ fn a_replay_given_a_repeated_addition_or_an_unknown_removal_counts_each_claim_on
     assert_eq!(sum.arrivals, 3);
     assert_eq!(sum.departures, 2);
 }
+
+#[test]
+fn claims_on_a_provisioning_lb_are_served_when_it_is_ready_unless_they_left() {
+    // One LB, ready 10 minutes after it is asked for. `shop/web` waits for it and is
+    // then served until it leaves at 60 m; `shop/db` leaves at 5 m, before the LB is
+    // ready, never served. `late` comes at 20 m and is served at once.
+    use sharedlb_allocator::{Claim, PortRequest, Protocol};
+    use sharedlb_simulator::trace::TraceEvent;
+    const MIN: u64 = 60_000;
+    let toml = POISSON
+        .replace("policy = \"dedicated\"", "policy = \"best-fit\"")
+        .replace(
+            "provisioning = { kind = \"fixed\", value = \"1m\" }",
+            "provisioning = { kind = \"fixed\", value = \"10m\" }",
+        );
+    let add = |t: u64, id: &str| TraceEvent::Add {
+        t,
+        claim: Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)]).unwrap(),
+    };
+    let remove = |t: u64, id: &str| TraceEvent::Remove {
+        t,
+        id: id.parse().unwrap(),
+    };
+    let trace = vec![
+        add(0, "shop/web"),
+        add(0, "shop/db"),
+        remove(5 * MIN, "shop/db"),
+        add(20 * MIN, "shop/late"),
+        remove(60 * MIN, "shop/web"),
+        remove(60 * MIN, "shop/late"),
+    ];
+    let (sum, _) = Simulation::replay(&scenario(&toml), trace).unwrap().run();
+    assert_eq!(sum.lbs_created, 1, "both first claims share the one LB");
+    assert_eq!(sum.rejections, 1, "shop/db left unserved");
+    assert_eq!(sum.waits.count, 2, "shop/web and shop/late were served");
+    assert!((sum.waits.max_s - 600.0).abs() < 1e-9, "{:?}", sum.waits);
+    // Served 50 + 40 claim-minutes of 60 + 5 + 40 live.
+    let want = 90.0 / 105.0;
+    assert!(
+        (sum.served_fraction - want).abs() < 1e-9,
+        "served {} of live, want {want}",
+        sum.served_fraction
+    );
+}
