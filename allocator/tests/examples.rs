@@ -721,6 +721,40 @@ fn claims_alike_that_change_and_go_keep_the_books_of_their_shared_settings() {
 }
 
 #[test]
+fn a_copy_of_a_gone_claim_comes_back_to_the_settings_kept_for_a_newcomer_alike() {
+    // `t/a`'s kept settings go with it and their place is reused by `t/b`'s, equal but
+    // another copy; the copy of `t/a` a caller kept still names that place. Coming back,
+    // it must share `t/b`'s copy, not count as it: the invariant check recounts.
+    let mut h = Harness::new(config("best-fit", 10));
+    h.add("t/a", vec![any_tcp()]);
+    let a = h.a.claim(&id("t/a")).unwrap().clone();
+    h.remove("t/a");
+    h.add("t/b", vec![any_tcp()]);
+    h.ev(Event::ClaimAdded(a));
+    h.remove("t/b");
+    h.remove("t/a");
+    assert_eq!(h.a.claim_count(), 0);
+}
+
+#[test]
+fn an_update_that_changes_a_ports_protocol_does_not_keep_the_old_port_number() {
+    // The port kept on an update is the old listener's, protocol and all: a TCP port
+    // turned UDP takes the lowest free UDP port, not the same number.
+    let mut h = Harness::new(config("best-fit", 10));
+    h.add("t/f", vec![any_tcp()]);
+    h.add("t/x", vec![any_tcp()]);
+    let (lb, ls) = h.a.placement(&id("t/x")).unwrap();
+    assert_eq!(ls[..], [Listener::tcp(30001).unwrap()]);
+    let udp_any = PortRequest::Any(Protocol::Udp);
+    h.ev(Event::ClaimUpdated(
+        Claim::new("t/x", vec![udp_any]).unwrap(),
+    ));
+    let (lb2, ls) = h.a.placement(&id("t/x")).unwrap();
+    assert_eq!(lb2, lb, "it stays on its LB");
+    assert_eq!(ls[..], [Listener::udp(30000).unwrap()]);
+}
+
+#[test]
 fn any_ports_are_lowest_free_and_stable_across_update() {
     let mut h = Harness::new(config("best-fit", 10));
     h.add("t/a", vec![any_tcp(), any_tcp()]);

@@ -165,6 +165,36 @@ mod tests {
         }
     }
 
+    /// A payload that always asks to travel as a word, whatever its size.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Word(u32);
+
+    impl Payload for Word {
+        fn to_word(&self) -> Option<u32> {
+            Some(self.0)
+        }
+        fn from_word(word: u32) -> Word {
+            Word(word)
+        }
+    }
+
+    #[test]
+    fn words_that_need_the_marking_bit_travel_in_the_slab_and_come_back_whole() {
+        let words = [4, 1 << 31, 7, u32::MAX, (1 << 31) - 1, (1 << 31) + 6];
+        let mut q = EventQueue::new();
+        for (i, &w) in words.iter().enumerate() {
+            q.push(10 - i as u64 % 2, Word(w));
+        }
+        // Time 9 first (odd positions), then time 10, each in insertion order.
+        let got: Vec<u32> = std::iter::from_fn(|| q.pop()).map(|(_, w)| w.0).collect();
+        assert_eq!(got, [1 << 31, u32::MAX, (1 << 31) + 6, 4, 7, (1 << 31) - 1]);
+        assert_eq!(
+            q.slab.len(),
+            3,
+            "only the three words of 2^31 and more took slots"
+        );
+    }
+
     proptest! {
         #[test]
         fn interleaved_pushes_and_pops_match_a_sorted_model(
