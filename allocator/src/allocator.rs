@@ -542,14 +542,16 @@ impl Allocator {
         }
         let old_count = self.claims.get(k).claim.listener_count();
         let moved_tenant = self.claims.get(k).claim.tenant() != claim.tenant();
-        let previous = match self.claims.get(k).place.clone() {
-            Place::Assigned { lb, ports } => {
-                let listeners = ports.listeners(&self.claims.get(k).claim);
-                self.release(k);
-                Some((lb, listeners))
-            }
+        // The old claim's listeners, rebuilt before it is swapped out: they are what the
+        // claim may keep.
+        let slot = self.claims.get(k);
+        let previous = match &slot.place {
+            Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&slot.claim))),
             Place::Pending(_) | Place::Unplaced | Place::Transit => None,
         };
+        if previous.is_some() {
+            self.release(k);
+        }
         // The books hold the old claim's tenant and size: take it out, swap, put it back.
         self.account(k, Books::Remove);
         let mut claim = claim;

@@ -507,7 +507,7 @@ impl Simulation {
             }
             Ev::TraceAdd(claim) => {
                 // A trace may add an id that is live: the repeat is ignored.
-                if self.cloud.claims.find(claim.id()).is_none() && self.track(&claim).is_some() {
+                if self.track(&claim).is_some() {
                     self.drive(Event::ClaimAdded(*claim));
                 }
             }
@@ -575,8 +575,8 @@ impl Simulation {
         self.drive(Event::ClaimAdded(claim));
     }
 
-    /// Counts an arriving claim and starts its track; `None` (and nothing counted) if a
-    /// live claim has its id.
+    /// Counts an arriving claim and starts its track; `None` (and no arrival counted) if
+    /// a live claim has its id.
     fn track(&mut self, claim: &Claim) -> Option<u32> {
         let tenant = self.cloud.tenants.number(claim.tenant());
         let k = self.cloud.claims.insert(ClaimTrack {

@@ -27,9 +27,8 @@ pub(crate) struct ClaimTrack {
 
 /// Live claim tracks by handle, with a free list and an id index.
 ///
-/// A handle stays valid until [`Tracks::remove`] of it, and is then reused: a holder of a
-/// handle must be the only one to remove it (a generated claim's departure event), or
-/// check the track it finds (an LB's list of claims waiting for it to be ready).
+/// A handle stays valid until [`Tracks::remove`] of it, and is then reused: whoever keeps
+/// a handle must be the only one to remove it (a generated claim's departure event).
 #[derive(Debug, Default)]
 pub(crate) struct Tracks {
     slots: Vec<Option<ClaimTrack>>,
