@@ -10,6 +10,7 @@ use std::ops::Deref;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -306,14 +307,17 @@ macro_rules! string_id {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(Arc<str>);
+        // A thin pointer (8 bytes, the length kept beside the text): every live claim's
+        // slot and simulator track holds one, so the half an `Arc<str>` spends on the
+        // length is 8 bytes per claim in each.
+        pub struct $name(ArcStr);
 
         // Ordered by text. Two handles of one name (the allocator shares a tenant's name
         // among its claims) are equal without reading the text: map lookups by a shared
         // name end without a string comparison.
         impl Ord for $name {
             fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                if Arc::ptr_eq(&self.0, &other.0) {
+                if ArcStr::ptr_eq(&self.0, &other.0) {
                     std::cmp::Ordering::Equal
                 } else {
                     self.0.cmp(&other.0)
@@ -339,7 +343,7 @@ macro_rules! string_id {
                         reason: format!("is {} bytes long, at most {MAX_ID_LEN} are allowed", s.len()),
                     })
                 } else {
-                    Ok($name(Arc::from(s)))
+                    Ok($name(ArcStr::from(s)))
                 }
             }
 

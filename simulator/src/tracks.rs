@@ -12,7 +12,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use sharedlb_allocator::ClaimId;
 
-/// A claim as the cloud sees it: 32 bytes, one per live claim.
+/// A claim as the cloud sees it: 24 bytes, one per live claim.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimTrack {
     pub id: ClaimId,
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_track_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<Option<ClaimTrack>>(), 32);
+    fn a_track_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Option<ClaimTrack>>(), 24);
     }
 }
