@@ -252,7 +252,9 @@ mod tests {
         for i in 4..7 {
             q.push(5 - (i as u64 % 2) * 4, Item(i));
         }
-        let got: Vec<(u64, usize)> = std::iter::from_fn(|| q.pop()).map(|(t, x)| (t, x.0)).collect();
+        let got: Vec<(u64, usize)> = std::iter::from_fn(|| q.pop())
+            .map(|(t, x)| (t, x.0))
+            .collect();
         assert_eq!(
             got,
             [(1, 3), (1, 5), (5, 0), (5, 1), (5, 2), (5, 4), (5, 6)]
