@@ -461,6 +461,36 @@ mod tests {
         );
         auto.check(&p, rule, &used).expect("cursor invariant");
         assert!(auto.holes.is_empty(), "holes left: {:?}", auto.holes);
+        // With a UDP hole kept (the lowest UDP port freed), TCP given back from the top
+        // steps its own cursor back over its own holes, to the start, and keeps none.
+        used.remove(udp[0]);
+        auto.give_back(&p, rule, &used, udp[0]);
+        let mut tcp_held: Vec<Listener> = used
+            .sorted()
+            .into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| l.protocol == Protocol::Tcp)
+            .collect();
+        tcp_held.reverse();
+        for &l in tcp_held.iter().skip(1).chain(&tcp_held[..1]) {
+            used.remove(l);
+            auto.give_back(&p, rule, &used, l);
+        }
+        auto.check(&p, rule, &used).expect("cursor invariant");
+        let tcp_space = rule.between_claims.space(Protocol::Tcp);
+        assert_eq!(
+            auto.next[tcp_space],
+            u32::from(first),
+            "TCP's cursor back at the start"
+        );
+        assert_eq!(
+            auto.holes.iter().copied().collect::<Vec<_>>(),
+            [hole(
+                rule.between_claims.space(Protocol::Udp),
+                u32::from(first)
+            )],
+            "only UDP's hole is kept"
+        );
     }
 
     /// Ports given back in any order leave the cursor true to its invariant and the
