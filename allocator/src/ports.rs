@@ -226,11 +226,6 @@ fn hole(space: usize, port: u32) -> u32 {
     (space as u32) << 16 | port
 }
 
-/// The keys of every hole `space` may have.
-fn space_holes(space: usize) -> std::ops::Range<u32> {
-    hole(space, 0)..hole(space + 1, 0)
-}
-
 impl AutoPorts {
     /// Cursors at the start of `profile`'s automatic range.
     pub fn new(profile: &LbProfile) -> AutoPorts {
@@ -242,9 +237,23 @@ impl AutoPorts {
         }
     }
 
-    /// The holes of `space`, lowest first, as ports.
-    fn holes_of(&self, space: usize) -> impl DoubleEndedIterator<Item = u32> + '_ {
-        self.holes.range(space_holes(space)).map(|&k| k & 0xffff)
+    /// The holes of `space`, lowest first, as ports. A range bounded on one side: a
+    /// bounded range would search the tree for both ends.
+    fn holes_of(&self, space: usize) -> impl Iterator<Item = u32> + '_ {
+        let end = hole(space + 1, 0);
+        self.holes
+            .range(hole(space, 0)..)
+            .map_while(move |&k| (k < end).then_some(k & 0xffff))
+    }
+
+    /// The highest hole of `space`, as a port.
+    fn last_hole(&self, space: usize) -> Option<u32> {
+        let start = hole(space, 0);
+        self.holes
+            .range(..hole(space + 1, 0))
+            .next_back()
+            .filter(|&&k| k >= start)
+            .map(|&k| k & 0xffff)
     }
 
     /// Stops keeping the cursors (bulk restore); [`AutoPorts::restart`] resumes.
@@ -341,7 +350,7 @@ impl AutoPorts {
             // allocates no hole set per claim).
             self.next[space] = p;
             loop {
-                let top = self.holes_of(space).next_back();
+                let top = self.last_hole(space);
                 match top {
                     Some(h) if h + 1 == self.next[space] => {
                         self.holes.remove(&hole(space, h));
