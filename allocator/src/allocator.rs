@@ -489,14 +489,19 @@ impl Allocator {
     /// name: a million claims of a few tenants then hold a few names, not a million.
     fn keep_body(&mut self, claim: &mut Claim) {
         let usage = &mut self.usage;
-        self.bodies.intern(claim, |body| {
-            body.tenant = if let Some((t, _)) = usage.get_key_value(&body.tenant) {
-                t.clone()
-            } else {
-                usage.insert(body.tenant.clone(), Usage::default());
-                body.tenant.clone()
-            };
-        });
+        let config = &self.config;
+        self.bodies.intern(
+            claim,
+            |body| {
+                body.tenant = if let Some((t, _)) = usage.get_key_value(&body.tenant) {
+                    t.clone()
+                } else {
+                    usage.insert(body.tenant.clone(), Usage::default());
+                    body.tenant.clone()
+                };
+            },
+            |claim| config.eligible_profiles(claim).ok(),
+        );
     }
 
     fn add_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
@@ -654,7 +659,7 @@ impl Allocator {
         self.unidle(lb);
         self.reindex(lb);
         let claim = &self.claims.get(k).claim;
-        if let Some(p) = self.config.dedicated_profile_index(claim) {
+        if let Some(p) = self.dedicated_profile_index(claim) {
             self.totals.baseline_per_profile[p] += 1;
         }
         self.bound.count(claim, 1);
@@ -697,7 +702,7 @@ impl Allocator {
         }
         self.reindex(lb);
         let claim = &self.claims.get(k).claim;
-        if let Some(p) = self.config.dedicated_profile_index(claim) {
+        if let Some(p) = self.dedicated_profile_index(claim) {
             self.totals.baseline_per_profile[p] -= 1;
         }
         self.bound.count(claim, -1);

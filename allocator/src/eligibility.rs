@@ -55,18 +55,44 @@ pub(crate) enum Admit {
     WithDedicatedLb,
 }
 
+/// Profile indexes a claim may use: borrowed from its kept body, or worked out afresh.
+pub(crate) enum Eligibility<'a> {
+    Kept(&'a Eligible),
+    Fresh(Eligible),
+}
+
+impl std::ops::Deref for Eligibility<'_> {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        match self {
+            Eligibility::Kept(e) => e,
+            Eligibility::Fresh(e) => e,
+        }
+    }
+}
+
 impl Allocator {
     /// The pool a claim belongs to under the current policy.
     pub(crate) fn pool_of(&self, claim: &Claim) -> PoolKey {
         PoolKey::of(claim, self.rules.pooling)
     }
 
-    /// Profiles that can hold the claim at all, or why none can.
+    /// Profiles that can hold the claim at all, or why none can: as worked out when its
+    /// body was kept, if it was (see [`Config::eligible_profiles`] for the rule).
     pub(crate) fn eligible_profiles(
         &self,
         claim: &Claim,
-    ) -> Result<Eligible, (PendingReason, String)> {
-        self.config.eligible_profiles(claim)
+    ) -> Result<Eligibility<'_>, (PendingReason, String)> {
+        match self.bodies.eligible(claim) {
+            Some(Some(e)) => Ok(Eligibility::Kept(e)),
+            _ => self.config.eligible_profiles(claim).map(Eligibility::Fresh),
+        }
+    }
+
+    /// The profile one LB per Service would give this claim (see
+    /// [`Config::dedicated_profile`]), as its kept body records it.
+    pub(crate) fn dedicated_profile_index(&self, claim: &Claim) -> Option<usize> {
+        self.eligible_profiles(claim).ok()?.first().copied()
     }
 
     /// Whether the tenant's quota allows `what`; why not otherwise.

@@ -100,6 +100,16 @@ impl Allocator {
         if placed != self.totals.placed {
             return Err(format!("placed count {} vs {placed}", self.totals.placed));
         }
+        for (_, s) in self.claims.iter() {
+            let kept = self.bodies.eligible(&s.claim);
+            let fresh = self.config.eligible_profiles(&s.claim).ok();
+            if kept != Some(fresh.as_ref()) {
+                return Err(format!(
+                    "{}: eligible profiles kept {kept:?}, worked out {fresh:?}",
+                    s.claim.id()
+                ));
+            }
+        }
         let mut baseline = vec![0u32; self.config.profiles.len()];
         for (_, s) in self.claims.iter() {
             if matches!(s.place, Place::Assigned { .. })
