@@ -275,11 +275,15 @@ impl Bodies {
             .insert_unique(hash, i, |&j| hash_body(body_at(places, j)));
     }
 
-    /// The profiles that can hold `claim`, as worked out when its body was kept: `None`
-    /// if its body is not kept here, `Some(None)` if no profile can.
-    pub fn eligible(&self, claim: &Claim) -> Option<Option<&Eligible>> {
+    /// The profiles that can hold `claim`, as worked out when its body was kept; `None`
+    /// if no profile can, or its body is not kept here (the caller works it out then).
+    pub fn eligible(&self, claim: &Claim) -> Option<&Eligible> {
         let kept = self.places.get(claim.body().kept as usize)?.as_ref()?;
-        Arc::ptr_eq(&kept.body, claim.body()).then_some(kept.eligible.as_ref())
+        if Arc::ptr_eq(&kept.body, claim.body()) {
+            kept.eligible.as_ref()
+        } else {
+            None
+        }
     }
 
     /// Counts one claim of `claim`'s (kept) body less, dropping the body with its last.

@@ -84,8 +84,8 @@ impl Allocator {
         claim: &Claim,
     ) -> Result<Eligibility<'_>, (PendingReason, String)> {
         match self.bodies.eligible(claim) {
-            Some(Some(e)) => Ok(Eligibility::Kept(e)),
-            _ => self.config.eligible_profiles(claim).map(Eligibility::Fresh),
+            Some(e) => Ok(Eligibility::Kept(e)),
+            None => self.config.eligible_profiles(claim).map(Eligibility::Fresh),
         }
     }
 

@@ -103,7 +103,7 @@ impl Allocator {
         for (_, s) in self.claims.iter() {
             let kept = self.bodies.eligible(&s.claim);
             let fresh = self.config.eligible_profiles(&s.claim).ok();
-            if kept != Some(fresh.as_ref()) {
+            if kept != fresh.as_ref() {
                 return Err(format!(
                     "{}: eligible profiles kept {kept:?}, worked out {fresh:?}",
                     s.claim.id()
