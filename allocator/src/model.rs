@@ -636,6 +636,28 @@ impl Claim {
         })
     }
 
+    /// A claim asking exactly what this one asks (tenant, ports, sharing, pins), under
+    /// another id: the two share what they ask, so making many claims alike from one
+    /// template allocates only their ids. The tenant stays this claim's, whatever `id`'s
+    /// namespace.
+    ///
+    /// ```
+    /// use sharedlb_allocator::{Claim, ClaimId, PortRequest, Protocol};
+    /// let template = Claim::new("shop/template", vec![PortRequest::Any(Protocol::Tcp)])?;
+    /// let web = template.renamed(ClaimId::new("other/web")?);
+    /// assert_eq!(web.id().as_str(), "other/web");
+    /// assert_eq!(web.tenant().as_str(), "shop");
+    /// assert_eq!(web.ports(), template.ports());
+    /// # Ok::<(), sharedlb_allocator::Error>(())
+    /// ```
+    #[must_use]
+    pub fn renamed(&self, id: ClaimId) -> Claim {
+        Claim {
+            id,
+            body: Arc::clone(&self.body),
+        }
+    }
+
     /// Sets the tenant charged for the claim.
     #[must_use]
     pub fn with_tenant(mut self, tenant: TenantId) -> Claim {

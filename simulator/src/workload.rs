@@ -1,10 +1,14 @@
 //! The workload generator: arrivals (Poisson, diurnal, bursts), lifetimes, tenants, ports.
 
+use std::fmt::Write as _;
+
 use rand::Rng;
 use rand_distr::{Distribution, Exp, LogNormal, Pareto};
+use rustc_hash::FxHashMap;
 use sharedlb_allocator::{
     Claim, ClaimId, Listener, Port, PortRequest, Protocol, Sharing, TenantId,
 };
+use smallvec::SmallVec;
 
 use crate::scenario::{DurationDist, Scenario, Workload, parse_sharing};
 
@@ -53,7 +57,22 @@ pub struct WorkloadGen {
     /// starts there, not at the whole millisecond the event was rounded up to, or every
     /// interval would grow by half a millisecond on average (12% fewer arrivals at 1M/h).
     last_arrival: f64,
+    /// A claim of each kind drawn lately, which new claims of that kind are made from
+    /// ([`Claim::renamed`]): a new claim then allocates its id only, not its tenant's name,
+    /// its port list and its body. Emptied when it reaches [`TEMPLATES`] kinds.
+    templates: FxHashMap<Kind, Claim>,
+    /// Most kinds kept in `templates` ([`TEMPLATES`]; tests set fewer, or none).
+    template_room: usize,
+    /// The text of the last id made, kept for its room.
+    id_text: String,
 }
+
+/// What a generated claim asks, apart from its id: tenant (by number), whether it may
+/// migrate, its ports.
+type Kind = (usize, bool, SmallVec<[PortRequest; 4]>);
+
+/// Most kinds of claim the generator keeps a template of.
+const TEMPLATES: usize = 4096;
 
 impl WorkloadGen {
     /// A generator for the scenario's workload and tenants (checked by the scenario's
@@ -85,6 +104,9 @@ impl WorkloadGen {
             ports,
             next: 0,
             last_arrival: 0.0,
+            templates: FxHashMap::default(),
+            template_room: TEMPLATES,
+            id_text: String::new(),
         })
     }
 
@@ -129,9 +151,9 @@ impl WorkloadGen {
     /// A new claim with a fresh id.
     pub fn claim<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Claim {
         self.next += 1;
-        let (tenant, sharing) = self.tenants[pick(&self.tenant_cdf, rng)].clone();
+        let t = pick(&self.tenant_cdf, rng);
         let n = rng.random_range(self.w.min_listeners..=self.w.max_listeners);
-        let mut ports: Vec<PortRequest> = Vec::with_capacity(n as usize);
+        let mut ports: SmallVec<[PortRequest; 4]> = SmallVec::with_capacity(n as usize);
         for _ in 0..n {
             let any = self.ports.is_empty() || rng.random::<f64>() < self.w.any_fraction;
             let mut req = None;
@@ -151,15 +173,28 @@ impl WorkloadGen {
             }));
         }
         let migrate = rng.random::<f64>() < self.w.migration_fraction;
+        let (tenant, sharing) = &self.tenants[t];
+        self.id_text.clear();
+        let _ = write!(self.id_text, "{tenant}/svc-{}", self.next);
         // Valid by construction: a checked tenant name, at least one port (min_listeners
         // >= 1) and no fixed listener twice (drawn again above, else any port).
-        let id = ClaimId::new(format!("{tenant}/svc-{}", self.next))
-            .unwrap_or_else(|e| unreachable!("generated id: {e}"));
-        Claim::with_ports(id, ports)
+        let id = ClaimId::new(&self.id_text).unwrap_or_else(|e| unreachable!("generated id: {e}"));
+        let kind = (t, migrate, ports);
+        if let Some(template) = self.templates.get(&kind) {
+            return template.renamed(id);
+        }
+        let claim = Claim::with_ports(id, kind.2.to_vec())
             .unwrap_or_else(|e| unreachable!("generated claim: {e}"))
-            .with_tenant(tenant)
-            .with_sharing(sharing)
-            .with_migration(migrate)
+            .with_tenant(tenant.clone())
+            .with_sharing(sharing.clone())
+            .with_migration(migrate);
+        if self.template_room > 0 {
+            if self.templates.len() >= self.template_room {
+                self.templates.clear();
+            }
+            self.templates.insert(kind, claim.clone());
+        }
+        claim
     }
 
     /// A lifetime in ms.
@@ -188,4 +223,70 @@ fn pick<R: Rng + ?Sized>(cdf: &[f64], rng: &mut R) -> usize {
     let u: f64 = rng.random();
     cdf.partition_point(|&c| c <= u)
         .min(cdf.len().saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_pcg::Pcg64Mcg;
+
+    const SCENARIO: &str = r#"
+name = "kinds"
+seed = 1
+duration = "1h"
+[[tenants]]
+name = "shop"
+[[tenants]]
+name = "games"
+sharing = "anyone"
+share = 2.0
+[[tenants]]
+name = "edge"
+sharing = "group:dns"
+[[profiles]]
+name = "aws-nlb"
+[workload]
+arrival = { rate_per_hour = 60.0 }
+lifetime = { kind = "fixed", value = "10m" }
+min_listeners = 1
+max_listeners = 3
+any_fraction = 0.5
+udp_fraction = 0.3
+migration_fraction = 0.5
+popular_ports = [{ port = 53, protocol = "UDP" }, { port = 443, protocol = "TCP" }, { port = 80, protocol = "TCP" }]
+"#;
+
+    /// Claims made from templates are the claims a generator without templates makes
+    /// from the same draws: same id, tenant, ports, sharing and migration, whether the
+    /// templates are kept, emptied every few kinds, or not kept at all.
+    #[test]
+    fn claims_made_from_templates_ask_what_their_draws_ask() {
+        let scenario = Scenario::from_toml(SCENARIO, "test").expect("valid scenario");
+        let draw = |room: usize| {
+            let mut g = WorkloadGen::new(&scenario).expect("generator");
+            g.template_room = room;
+            let mut rng = Pcg64Mcg::seed_from_u64(7);
+            let claims: Vec<Claim> = (0..3000).map(|_| g.claim(&mut rng)).collect();
+            (claims, g.templates.len())
+        };
+        let (plain, none_kept) = draw(0);
+        assert_eq!(none_kept, 0);
+        let (kept, kinds) = draw(TEMPLATES);
+        assert!(
+            (2..3000).contains(&kinds),
+            "kinds recur, so templates serve: {kinds} kinds in 3000 claims"
+        );
+        assert_eq!(plain, kept);
+        let (emptied, at_most) = draw(2);
+        assert!(at_most <= 2);
+        assert_eq!(plain, emptied);
+        // The draws cover what the key must tell apart.
+        assert!(
+            plain.iter().any(Claim::allow_migration) && !plain.iter().all(Claim::allow_migration)
+        );
+        let tenants: std::collections::BTreeSet<&str> =
+            plain.iter().map(|c| c.tenant().as_str()).collect();
+        assert_eq!(tenants.len(), 3);
+    }
 }
