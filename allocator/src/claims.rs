@@ -474,4 +474,37 @@ mod tests {
         bodies.release(&d);
         assert_eq!(bodies.counts(), (vec![], true));
     }
+
+    #[test]
+    fn claims_renamed_from_one_template_share_one_kept_body_and_leave_the_template_be() {
+        let mut bodies = Bodies::default();
+        let template = claim("t/template", Protocol::Tcp);
+        let mut made: Vec<Claim> = (0..3)
+            .map(|i| template.renamed(format!("t/c{i}").parse().unwrap()))
+            .collect();
+        for c in &mut made {
+            bodies.intern(c, |_| {}, |_| None);
+        }
+        let (kept, indexed) = bodies.counts();
+        assert!(indexed);
+        assert_eq!(kept.len(), 1, "one kept body for the three: {kept:?}");
+        assert_eq!(kept[0].1, 3);
+        assert!(made.iter().all(|c| Arc::ptr_eq(c.body(), made[0].body())));
+        assert_eq!(
+            template.body().kept,
+            u32::MAX,
+            "the template's body was copied to be kept, not changed"
+        );
+        for c in &made {
+            bodies.release(c);
+        }
+        assert_eq!(bodies.counts(), (vec![], true));
+        // A claim of the kind made after all have left is kept afresh.
+        let mut again = template.renamed("t/again".parse().unwrap());
+        bodies.intern(&mut again, |_| {}, |_| None);
+        assert_eq!(
+            bodies.counts(),
+            (vec![(Arc::as_ptr(again.body()), 1)], true)
+        );
+    }
 }

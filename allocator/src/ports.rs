@@ -502,6 +502,41 @@ mod tests {
         );
     }
 
+    /// A space without holes of its own steps its cursor back over nothing, even when the
+    /// hole just below it belongs to another space.
+    #[test]
+    fn a_cursor_steps_back_over_its_own_holes_only() {
+        let p = builtin_profile("aws-nlb").expect("built in");
+        let rule = ClashRule::new(&p, None);
+        let first = u32::from(p.auto_ports.first.get());
+        let mut auto = AutoPorts::new(&p);
+        let mut used = Used::default();
+        let mut take = |proto, used: &mut Used| {
+            let l = auto
+                .lowest_free(&p, rule, used, proto, &[])
+                .expect("a free port");
+            used.insert(l, 0);
+            auto.take(&p, rule, used, l, true);
+            l
+        };
+        let tcp: Vec<Listener> = (0..3).map(|_| take(Protocol::Tcp, &mut used)).collect();
+        let udp: Vec<Listener> = (0..3).map(|_| take(Protocol::Udp, &mut used)).collect();
+        // A TCP hole at first + 1, just below where UDP's cursor will stand.
+        used.remove(tcp[1]);
+        auto.give_back(&p, rule, &used, tcp[1]);
+        used.remove(udp[2]);
+        auto.give_back(&p, rule, &used, udp[2]);
+        auto.check(&p, rule, &used).expect("cursor invariant");
+        let udp_space = rule.between_claims.space(Protocol::Udp);
+        assert_eq!(
+            auto.next[udp_space],
+            first + 2,
+            "UDP's first + 1 is still in use"
+        );
+        let lowest = auto.lowest_free(&p, rule, &used, Protocol::Udp, &[]);
+        assert_eq!(lowest.map(|l| u32::from(l.port.get())), Some(first + 2));
+    }
+
     /// Ports given back in any order leave the cursor true to its invariant and the
     /// same lowest free port; given back from the top, they leave no hole behind.
     #[test]
