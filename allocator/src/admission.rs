@@ -7,6 +7,7 @@ use crate::allocator::{Allocator, Reach, RetryScope};
 use crate::claims::Place;
 use crate::decision::{Decision, PendingReason};
 use crate::fairness::{WaterFill, goes_before};
+use crate::lb::PoolRef;
 use crate::model::{Claim, LbId, PortRequest, ProfileName, Sharing, TenantId};
 use crate::placement::{Outcome, Placement};
 use rustc_hash::FxHashMap;
@@ -184,7 +185,7 @@ impl Allocator {
                 // Only LBs that gained room can newly fit it.
                 let pool = self.pool_of(claim);
                 let mine = (0..self.config.profiles.len())
-                    .filter_map(|p| self.pool_ids.get(&(pool.clone(), p)))
+                    .filter_map(|p| self.pool_ids.get(&PoolRef(&pool, p)))
                     .any(|&i| scope.has_pool(i));
                 if !mine {
                     return;

@@ -291,7 +291,9 @@ pub struct Allocator {
     /// LBs by id. A hash map: placement looks LBs up by id for every candidate it tests;
     /// whatever shows LBs in order sorts their ids (see [`Allocator::lb_ids`]).
     pub(crate) lbs: FxHashMap<LbId, Lb>,
-    pub(crate) pool_ids: FxHashMap<(PoolKey, usize), u32>,
+    /// Pool index by (pool key, profile); looked up by reference ([`PoolRef`]), so a
+    /// placement takes no handle of the tenant's name per eligible profile.
+    pub(crate) pool_ids: hashbrown::HashMap<(PoolKey, usize), u32, rustc_hash::FxBuildHasher>,
     pub(crate) pools: Vec<Pool>,
     pub(crate) claims: ClaimTable,
     /// The live claims' bodies, each kept once.
@@ -363,7 +365,7 @@ impl Allocator {
             next_lb: 1,
             next_seq: 0,
             lbs: FxHashMap::default(),
-            pool_ids: FxHashMap::default(),
+            pool_ids: hashbrown::HashMap::default(),
             pools: Vec::new(),
             claims: ClaimTable::default(),
             bodies: crate::claims::Bodies::default(),

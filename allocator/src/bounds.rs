@@ -106,7 +106,11 @@ impl LiveBound {
     pub fn count(&mut self, claim: &Claim, sign: i64) {
         let key = PoolKey::of(claim, Pooling::BySharing);
         let dedicated = key.is_dedicated();
-        let pool = self.pools.entry(key.clone()).or_default();
+        // Looked up before made: a made entry costs a second handle of the tenant's name.
+        let pool = match self.pools.get_mut(&key) {
+            Some(pool) => pool,
+            None => self.pools.entry(key.clone()).or_default(),
+        };
         let (old_cap, old_key) = pool_bounds(pool, &self.profile, dedicated);
         let class = if self.profile.mixed_protocols {
             0

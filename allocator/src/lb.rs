@@ -66,6 +66,17 @@ impl PoolKey {
     }
 }
 
+/// A pool index's key, `(pool key, profile)`, by reference: hashes as the owned key
+/// does (field by field), so a map of owned keys is looked up without making one.
+#[derive(Hash)]
+pub(crate) struct PoolRef<'a>(pub &'a PoolKey, pub usize);
+
+impl hashbrown::Equivalent<(PoolKey, usize)> for PoolRef<'_> {
+    fn equivalent(&self, key: &(PoolKey, usize)) -> bool {
+        *self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// Why a claim does not fit an LB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Misfit {
@@ -252,5 +263,47 @@ impl Lb {
             self.auto.give_back(profile, self.rule, &self.used, l);
         }
         self.claims -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of pool key, looked up by reference, finds its own pool and no other.
+    #[test]
+    fn a_pool_is_found_by_reference_to_its_key() {
+        let t = |s: &str| TenantId::new(s).unwrap();
+        let g = |s: &str| GroupKey::new(s).unwrap();
+        let keys = [
+            PoolKey::Tenant(t("shop")),
+            PoolKey::Open,
+            PoolKey::Group(t("shop"), g("edge")),
+            PoolKey::CrossTenantGroup(g("edge")),
+            PoolKey::Dedicated(t("shop")),
+            PoolKey::Tenant(t("games")),
+        ];
+        let mut ids: hashbrown::HashMap<(PoolKey, usize), u32, rustc_hash::FxBuildHasher> =
+            hashbrown::HashMap::default();
+        let mut n = 0;
+        for key in &keys {
+            for profile in 0..3 {
+                ids.insert((key.clone(), profile), n);
+                n += 1;
+            }
+        }
+        let mut n = 0;
+        for key in &keys {
+            for profile in 0..3 {
+                assert_eq!(
+                    ids.get(&PoolRef(key, profile)),
+                    Some(&n),
+                    "{key:?} {profile}"
+                );
+                n += 1;
+            }
+        }
+        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("other")), 0)), None);
+        assert_eq!(ids.get(&PoolRef(&PoolKey::Open, 3)), None);
     }
 }

@@ -4,7 +4,7 @@
 use crate::allocator::{Allocator, Pool};
 use crate::claims::Place;
 use crate::decision::Decision;
-use crate::lb::{Lb, LbState, Misfit, PoolKey};
+use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolRef};
 use crate::model::{Claim, LbId, Listeners, Time};
 use crate::policy::IdleLbs;
 use crate::ports::ClashRule;
@@ -12,7 +12,7 @@ use crate::ports::ClashRule;
 impl Allocator {
     /// The index of the pool index for `(key, profile)`, made on first use.
     pub(crate) fn pool_index(&mut self, key: PoolKey, profile: usize) -> u32 {
-        if let Some(&i) = self.pool_ids.get(&(key.clone(), profile)) {
+        if let Some(&i) = self.pool_ids.get(&PoolRef(&key, profile)) {
             return i;
         }
         let i = self.pools.len() as u32;

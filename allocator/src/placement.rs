@@ -10,7 +10,7 @@ use crate::allocator::{Allocator, RetryScope};
 use crate::claims::Place;
 use crate::decision::{Decision, PendingReason};
 use crate::eligibility::{Admit, BudgetLimit};
-use crate::lb::{LbState, Misfit};
+use crate::lb::{LbState, Misfit, PoolRef};
 use crate::model::{Claim, LbId, Listener, Listeners};
 use crate::policy::{Candidates, View};
 
@@ -216,7 +216,7 @@ impl Allocator {
                 eligible
                     .iter()
                     .filter_map(|&p| {
-                        let i = *self.pool_ids.get(&(pool.clone(), p))?;
+                        let i = *self.pool_ids.get(&PoolRef(&pool, p))?;
                         Some((i, class_in(p)))
                     })
                     .flat_map(|(i, class)| {
@@ -231,7 +231,7 @@ impl Allocator {
                 eligible
                     .iter()
                     .filter_map(|&p| {
-                        let i = *self.pool_ids.get(&(pool.clone(), p))?;
+                        let i = *self.pool_ids.get(&PoolRef(&pool, p))?;
                         Some((&self.pools[i as usize].index, class_in(p)))
                     })
                     .collect(),
