@@ -737,6 +737,40 @@ fn a_copy_of_a_gone_claim_comes_back_to_the_settings_kept_for_a_newcomer_alike()
 }
 
 #[test]
+fn two_allocators_fed_the_same_claims_from_one_template_keep_their_books_apart() {
+    // A shell may hand the very same claim values to two allocators (comparing
+    // policies), made from one template, so every claim shares one body. Each allocator
+    // keeps its own account of that body: claims leaving and coming back in a different
+    // order on each side must leave both consistent (the invariant check recounts).
+    let template = Claim::new("t/template", vec![any_tcp()]).unwrap();
+    let claims: Vec<Claim> = (0..6)
+        .map(|i| template.renamed(id(&format!("t/c{i}"))))
+        .collect();
+    let mut a = Harness::new(config("best-fit", 2));
+    let mut b = Harness::new(config("first-fit", 2));
+    for c in &claims {
+        a.ev(Event::ClaimAdded(c.clone()));
+        b.ev(Event::ClaimAdded(c.clone()));
+    }
+    // All leave from `a`, then one comes back; only half leave from `b`.
+    for c in &claims {
+        a.remove(c.id().as_str());
+    }
+    for c in &claims[..3] {
+        b.remove(c.id().as_str());
+    }
+    a.ev(Event::ClaimAdded(claims[0].clone()));
+    b.ev(Event::ClaimAdded(claims[0].clone()));
+    assert_eq!((a.a.claim_count(), b.a.claim_count()), (1, 4));
+    for c in &claims[3..] {
+        b.remove(c.id().as_str());
+    }
+    a.remove("t/c0");
+    b.remove("t/c0");
+    assert_eq!((a.a.claim_count(), b.a.claim_count()), (0, 0));
+}
+
+#[test]
 fn an_update_that_changes_a_ports_protocol_does_not_keep_the_old_port_number() {
     // The port kept on an update is the old listener's, protocol and all: a TCP port
     // turned UDP takes the lowest free UDP port, not the same number.
