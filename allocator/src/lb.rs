@@ -306,4 +306,43 @@ mod tests {
         assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("other")), 0)), None);
         assert_eq!(ids.get(&PoolRef(&PoolKey::Open, 3)), None);
     }
+
+    /// A hasher that puts every key in one bucket chain, so lookups rest on `Equivalent`
+    /// alone: the hash cannot tell keys apart for it.
+    #[derive(Clone, Default)]
+    struct OneBucket;
+
+    impl std::hash::BuildHasher for OneBucket {
+        type Hasher = OneBucketHasher;
+        fn build_hasher(&self) -> OneBucketHasher {
+            OneBucketHasher
+        }
+    }
+
+    struct OneBucketHasher;
+
+    impl std::hash::Hasher for OneBucketHasher {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn a_pool_reference_is_equivalent_to_its_own_key_only() {
+        let t = |s: &str| TenantId::new(s).unwrap();
+        let mut ids: hashbrown::HashMap<(PoolKey, usize), u32, OneBucket> =
+            hashbrown::HashMap::default();
+        ids.insert((PoolKey::Tenant(t("shop")), 0), 1);
+        ids.insert((PoolKey::Tenant(t("shop")), 1), 2);
+        ids.insert((PoolKey::Dedicated(t("shop")), 0), 3);
+        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("shop")), 0)), Some(&1));
+        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("shop")), 1)), Some(&2));
+        assert_eq!(
+            ids.get(&PoolRef(&PoolKey::Dedicated(t("shop")), 0)),
+            Some(&3)
+        );
+        assert_eq!(ids.get(&PoolRef(&PoolKey::Dedicated(t("shop")), 1)), None);
+        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("games")), 0)), None);
+    }
 }

@@ -762,12 +762,42 @@ fn two_allocators_fed_the_same_claims_from_one_template_keep_their_books_apart()
     a.ev(Event::ClaimAdded(claims[0].clone()));
     b.ev(Event::ClaimAdded(claims[0].clone()));
     assert_eq!((a.a.claim_count(), b.a.claim_count()), (1, 4));
+    a.a.check_invariants().unwrap();
     for c in &claims[3..] {
         b.remove(c.id().as_str());
     }
     a.remove("t/c0");
     b.remove("t/c0");
     assert_eq!((a.a.claim_count(), b.a.claim_count()), (0, 0));
+}
+
+#[test]
+fn a_claim_read_from_one_allocator_is_kept_apart_in_another() {
+    // The claim `a` hands out carries `a`'s kept body, whose place number means nothing
+    // to another allocator: there the same place may hold an equal body (another copy)
+    // or another body altogether. Each must find its own equal body, count it and
+    // release it; the invariant check recounts bodies by address.
+    let mut a = Harness::new(config("best-fit", 10));
+    a.add("t/y", vec![any_tcp()]);
+    let from_a = a.a.claim(&id("t/y")).unwrap().clone();
+    // `b` keeps the same kind first: an equal body at the same place number.
+    let mut b = Harness::new(config("best-fit", 10));
+    b.add("t/x", vec![any_tcp()]);
+    b.ev(Event::ClaimAdded(from_a.clone()));
+    // `c` keeps a UDP body first: another body at that place number.
+    let mut c = Harness::new(config("best-fit", 10));
+    c.add("t/u", vec![PortRequest::Any(Protocol::Udp)]);
+    c.add("t/x", vec![any_tcp()]);
+    c.ev(Event::ClaimAdded(from_a));
+    a.a.check_invariants().unwrap();
+    for h in [&mut b, &mut c] {
+        h.remove("t/x");
+        h.remove("t/y");
+    }
+    c.remove("t/u");
+    a.remove("t/y");
+    let counts = [&a, &b, &c].map(|h| h.a.claim_count());
+    assert_eq!(counts, [0, 0, 0]);
 }
 
 #[test]
