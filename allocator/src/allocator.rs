@@ -551,11 +551,7 @@ impl Allocator {
         let moved_tenant = self.claims.get(k).claim.tenant() != claim.tenant();
         // The old claim's listeners, rebuilt before it is swapped out: they are what the
         // claim may keep.
-        let slot = self.claims.get(k);
-        let previous = match &slot.place {
-            Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&slot.claim))),
-            Place::Pending(_) | Place::Unplaced | Place::Transit => None,
-        };
+        let previous = self.claims.get(k).placement();
         if previous.is_some() {
             self.release(k);
         }
@@ -683,11 +679,9 @@ impl Allocator {
     /// Frees slot `k`'s listeners and leaves it at `then` (unplaced, or in transit when it
     /// is leaving).
     pub(crate) fn release_to(&mut self, k: u32, then: Place) {
-        let slot = self.claims.get(k);
-        let Place::Assigned { lb, ports } = &slot.place else {
+        let Some((lb, listeners)) = self.claims.get(k).placement() else {
             return;
         };
-        let (lb, listeners) = (*lb, ports.listeners(&slot.claim));
         let n = listeners.len() as u32;
         let now = self.now;
         {
@@ -765,21 +759,13 @@ impl Allocator {
     /// The LB and listeners of a placed claim; `None` if waiting or unknown.
     pub fn placement(&self, id: &ClaimId) -> Option<(LbId, Listeners)> {
         let k = self.claims.find(id)?;
-        let slot = self.claims.get(k);
-        match &slot.place {
-            Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&slot.claim))),
-            Place::Pending(_) | Place::Unplaced | Place::Transit => None,
-        }
+        self.claims.get(k).placement()
     }
 
     /// Why a claim waits; `None` if placed or unknown.
     pub fn pending_reason(&self, id: &ClaimId) -> Option<PendingReason> {
         let k = self.claims.find(id)?;
-        match self.claims.get(k).place {
-            Place::Pending(r) => Some(r),
-            Place::Unplaced | Place::Transit => Some(PendingReason::WaitingForCapacity),
-            Place::Assigned { .. } => None,
-        }
+        self.claims.get(k).pending_reason()
     }
 
     /// A claim as last given.

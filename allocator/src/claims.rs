@@ -89,6 +89,26 @@ pub(crate) struct Slot {
     pub place: Place,
 }
 
+impl Slot {
+    /// The LB and listeners of a placed claim, rebuilt from its ports; `None` if it is
+    /// not on an LB.
+    pub fn placement(&self) -> Option<(LbId, Listeners)> {
+        match &self.place {
+            Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&self.claim))),
+            Place::Pending(_) | Place::Unplaced | Place::Transit => None,
+        }
+    }
+
+    /// Why the claim waits (a claim not tried yet waits for capacity); `None` if placed.
+    pub fn pending_reason(&self) -> Option<PendingReason> {
+        match self.place {
+            Place::Pending(r) => Some(r),
+            Place::Unplaced | Place::Transit => Some(PendingReason::WaitingForCapacity),
+            Place::Assigned { .. } => None,
+        }
+    }
+}
+
 /// Live claims by slot number, with a free list and an id index.
 ///
 /// The id index holds slot numbers only, hashed and compared through the slot's own id:

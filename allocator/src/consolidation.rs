@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::allocator::Allocator;
-use crate::claims::Place;
 use crate::decision::Decision;
 use crate::lb::LbState;
 use crate::model::{ClaimId, LbId, Listeners};
@@ -82,11 +81,9 @@ impl Allocator {
             let mut done: Vec<(u32, Listeners, LbId)> = Vec::new();
             let mut failed = false;
             for k in ks {
-                let slot = self.claims.get(k);
-                let Place::Assigned { ports, .. } = &slot.place else {
+                let Some((_, old)) = self.claims.get(k).placement() else {
                     unreachable!("claims on an LB are assigned")
                 };
-                let old = ports.listeners(&slot.claim);
                 self.release(k);
                 if let Ok((Target::Existing(to), ls)) =
                     self.find_place(k, Placement::Migrate { exclude: &exclude })
@@ -109,11 +106,9 @@ impl Allocator {
             }
             for (k, _, to) in done {
                 targets.insert(to);
-                let slot = self.claims.get(k);
-                let Place::Assigned { ports, .. } = &slot.place else {
+                let Some((_, listeners)) = self.claims.get(k).placement() else {
                     unreachable!("just assigned")
                 };
-                let listeners = ports.listeners(&slot.claim);
                 moves.push(Migration {
                     claim: self.claims.get(k).claim.id().clone(),
                     from: src,

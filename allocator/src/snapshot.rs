@@ -112,10 +112,7 @@ impl Allocator {
             .map(|(_, s)| ClaimRecord {
                 claim: s.claim.clone(),
                 seq: s.seq,
-                placement: match &s.place {
-                    Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&s.claim))),
-                    _ => None,
-                },
+                placement: s.placement(),
                 pending: match s.place {
                     Place::Pending(r) => Some(r),
                     _ => None,
