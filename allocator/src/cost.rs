@@ -28,7 +28,7 @@ impl Config {
 
     /// [`Config::dedicated_profile`] as an index into the profiles.
     pub(crate) fn dedicated_profile_index(&self, claim: &Claim) -> Option<usize> {
-        self.eligible_profiles(claim).ok()?.first().copied()
+        dedicated_of(&self.eligible_profiles(claim).ok()?)
     }
 
     /// What one LB per Service costs per hour for this claim (0 when no profile can hold
@@ -39,7 +39,19 @@ impl Config {
     }
 }
 
+/// The baseline's profile among those that can hold a claim (in configuration order):
+/// the first, the one the `dedicated` policy opens.
+fn dedicated_of(eligible: &[usize]) -> Option<usize> {
+    eligible.first().copied()
+}
+
 impl Allocator {
+    /// [`Config::dedicated_profile_index`], from the eligible profiles the claim's kept
+    /// body records.
+    pub(crate) fn dedicated_profile_index(&self, claim: &Claim) -> Option<usize> {
+        dedicated_of(&self.eligible_profiles(claim).ok()?)
+    }
+
     /// Cost per hour of the billed LBs (provisioning or ready), in the configuration's
     /// currency.
     pub fn cost_per_hour(&self) -> f64 {

@@ -89,12 +89,6 @@ impl Allocator {
         }
     }
 
-    /// The profile one LB per Service would give this claim (see
-    /// [`Config::dedicated_profile`]), as its kept body records it.
-    pub(crate) fn dedicated_profile_index(&self, claim: &Claim) -> Option<usize> {
-        self.eligible_profiles(claim).ok()?.first().copied()
-    }
-
     /// Whether the tenant's quota allows `what`; why not otherwise.
     pub(crate) fn quota_check(&self, claim: &Claim, what: Admit) -> Result<(), String> {
         let t = claim.tenant();
