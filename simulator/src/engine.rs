@@ -137,11 +137,10 @@ impl Cloud {
         if on {
             self.serving += 1;
             *per += 1;
-            if !t.served {
-                t.served = true;
-                if t.arrived >= self.warmup {
-                    self.waits.record(self.now.saturating_sub(t.arrived));
-                }
+            if let Some(arrived) = self.claims.first_served(k)
+                && arrived >= self.warmup
+            {
+                self.waits.record(self.now.saturating_sub(arrived));
             }
         } else {
             self.serving -= 1;
@@ -579,13 +578,14 @@ impl Simulation {
     /// a live claim has its id.
     fn track(&mut self, claim: &Claim) -> Option<u32> {
         let tenant = self.cloud.tenants.number(claim.tenant());
-        let k = self.cloud.claims.insert(ClaimTrack {
-            id: claim.id().clone(),
-            tenant,
-            arrived: self.cloud.now,
-            serving: false,
-            served: false,
-        })?;
+        let k = self.cloud.claims.insert(
+            ClaimTrack {
+                id: claim.id().clone(),
+                tenant,
+                serving: false,
+            },
+            self.cloud.now,
+        )?;
         self.arrivals += 1;
         match self.tenant_arrivals.get_mut(claim.tenant()) {
             Some(n) => *n += 1,
@@ -603,11 +603,11 @@ impl Simulation {
         };
         // The track stays while the allocator's decisions about the claim are carried out.
         self.drive(Event::ClaimRemoved(id));
-        let Some(track) = self.cloud.claims.remove(k) else {
+        let Some((_, never_served)) = self.cloud.claims.remove(k) else {
             return;
         };
         self.departures += 1;
-        if !track.served && track.arrived >= self.warmup {
+        if never_served.is_some_and(|arrived| arrived >= self.warmup) {
             self.rejections += 1;
         }
     }
