@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::claims::{ClaimTable, Place, Slot, WaitQueue};
+use crate::claims::{ClaimKey, ClaimTable, Place, Slot, WaitQueue};
 use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
@@ -771,6 +771,49 @@ impl Allocator {
     /// A claim as last given.
     pub fn claim(&self, id: &ClaimId) -> Option<&Claim> {
         self.claims.find(id).map(|k| &self.claims.get(k).claim)
+    }
+
+    /// The key of a live claim; `None` if unknown. See [`ClaimKey`].
+    ///
+    /// ```
+    /// use sharedlb_allocator::{
+    ///     Allocator, Claim, Config, Decision, Event, PortRequest, Protocol, Reports, Shell, Time,
+    /// };
+    ///
+    /// /// Whether each claim is placed, in a vector by key rather than a map by id.
+    /// #[derive(Default)]
+    /// struct Placed(Vec<bool>);
+    /// impl Shell for Placed {
+    ///     fn carry_out(&mut self, _now: Time, d: Decision, reports: &mut Reports<'_>) {
+    ///         if let Decision::Assign { claim, .. } = d {
+    ///             let key = reports.allocator().claim_key(&claim).expect("live").index();
+    ///             if self.0.len() <= key {
+    ///                 self.0.resize(key + 1, false);
+    ///             }
+    ///             self.0[key] = true;
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let mut alloc = Allocator::new(Config::with_builtin("aws-nlb", "best-fit".parse()?)?)?;
+    /// let mut shell = Placed::default();
+    /// let web = Claim::new("shop/web", vec![PortRequest::Any(Protocol::Tcp)])?;
+    /// alloc.drive(Time(0), Event::ClaimAdded(web.clone()), &mut shell)?;
+    /// let key = alloc.claim_key(web.id()).expect("live");
+    /// assert!(shell.0[key.index()]);
+    /// assert_eq!(alloc.claim_by_key(key).map(Claim::id), Some(web.id()));
+    /// alloc.drive(Time(1), Event::ClaimRemoved(web.id().clone()), &mut shell)?;
+    /// assert_eq!(alloc.claim_key(web.id()), None);
+    /// assert_eq!(alloc.claim_by_key(key), None, "the key is free again");
+    /// # Ok::<(), sharedlb_allocator::Error>(())
+    /// ```
+    pub fn claim_key(&self, id: &ClaimId) -> Option<ClaimKey> {
+        self.claims.find(id).map(ClaimKey::of_slot)
+    }
+
+    /// The live claim with `key`; `None` if no live claim has it.
+    pub fn claim_by_key(&self, key: ClaimKey) -> Option<&Claim> {
+        self.claims.try_get(key.slot()).map(|s| &s.claim)
     }
 
     /// Every claim in arrival order, with its LB and listeners or its pending reason.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::hash::BuildHasher;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -109,6 +110,36 @@ impl Slot {
     }
 }
 
+/// A live claim's slot in the allocator's claim table: the same from the claim's arrival
+/// to its removal (an update keeps it), then free for a later claim. A shell keeping
+/// state per claim can hold it in a vector by key instead of a second map by id (see
+/// [`Allocator::claim_key`](crate::Allocator::claim_key)).
+///
+/// Four bytes, and an `Option<ClaimKey>` too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClaimKey(NonZeroU32);
+
+impl ClaimKey {
+    /// The key of slot `k`.
+    pub(crate) fn of_slot(k: u32) -> ClaimKey {
+        ClaimKey(
+            k.checked_add(1)
+                .and_then(NonZeroU32::new)
+                .unwrap_or_else(|| unreachable!("fewer than 4G live claims")),
+        )
+    }
+
+    /// The slot it names.
+    pub(crate) fn slot(self) -> u32 {
+        self.0.get() - 1
+    }
+
+    /// The key as a vector index; keys are dense, below the most claims ever live at once.
+    pub fn index(self) -> usize {
+        self.slot() as usize
+    }
+}
+
 /// Live claims by slot number, with a free list and an id index.
 ///
 /// The id index holds slot numbers only, hashed and compared through the slot's own id:
@@ -179,6 +210,11 @@ impl ClaimTable {
         self.slots[k as usize]
             .as_ref()
             .unwrap_or_else(|| unreachable!("live slot index"))
+    }
+
+    /// Slot `k` if it is live.
+    pub fn try_get(&self, k: u32) -> Option<&Slot> {
+        self.slots.get(k as usize).and_then(Option::as_ref)
     }
 
     /// A live slot, mutably.

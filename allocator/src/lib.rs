@@ -65,6 +65,7 @@ mod snapshot;
 pub mod view;
 
 pub use allocator::{Allocator, ClaimPlace, LbInfo, Usage};
+pub use claims::ClaimKey;
 pub use config::{Budget, Config, MAX_PROFILES, Quota, TenantConfig};
 pub use consolidation::Migration;
 pub use decision::{Decision, Event, PendingReason};

@@ -13,13 +13,26 @@ use crate::model::Time;
 /// Events a shell reports back while carrying out decisions, because it already knows the
 /// outcome (an LB that exists as soon as it is asked for, a deletion that is instant).
 /// [`Allocator::drive`] feeds them in before it returns, in the order reported.
+///
+/// It also shows the allocator as the event left it, read-only: a shell that keeps state
+/// per claim by [`ClaimKey`](crate::ClaimKey) finds the key of a decision's claim there.
 #[derive(Debug)]
-pub struct Reports<'a>(&'a mut VecDeque<Event>);
+pub struct Reports<'a> {
+    queue: &'a mut VecDeque<Event>,
+    allocator: &'a Allocator,
+}
 
 impl Reports<'_> {
     /// Reports an outcome.
     pub fn report(&mut self, event: Event) {
-        self.0.push_back(event);
+        self.queue.push_back(event);
+    }
+
+    /// The allocator after the event whose decisions are being carried out (reported
+    /// outcomes not applied yet). A claim a decision names has left it only if the
+    /// event was that claim's removal.
+    pub fn allocator(&self) -> &Allocator {
+        self.allocator
     }
 }
 
@@ -57,7 +70,11 @@ impl Allocator {
                 break;
             }
             for d in out.drain(..) {
-                shell.carry_out(now, d, &mut Reports(&mut reports));
+                let mut r = Reports {
+                    queue: &mut reports,
+                    allocator: self,
+                };
+                shell.carry_out(now, d, &mut r);
             }
         }
         reports.clear();

@@ -114,6 +114,9 @@ struct Cloud {
     profiles: Vec<ProfileSpec>,
     profile_index: HashMap<ProfileName, usize>,
     claims: Tracks,
+    /// The track and id of the claim whose arrival the allocator is handling, until the
+    /// track is bound to the claim's key (at the first decision naming it, or after).
+    arriving: Option<(u32, ClaimId)>,
     lbs: FxMap<LbId, LbTrack>,
     serving: u64,
     /// Tenants by number, with their claims on a ready LB.
@@ -148,9 +151,26 @@ impl Cloud {
         }
     }
 
-    /// The claim is now on `lb` (or nowhere): served if that LB is ready.
-    fn place(&mut self, id: &ClaimId, lb: Option<LbId>) {
-        let Some(k) = self.claims.find(id) else {
+    /// The track of live claim `id`, in `alloc`; binds the arriving claim's track to its
+    /// key (every other live claim's track is bound).
+    fn track_of(&mut self, alloc: &Allocator, id: &ClaimId) -> Option<u32> {
+        let key = alloc.claim_key(id)?;
+        if let Some(k) = self.claims.of_key(key) {
+            return Some(k);
+        }
+        match self.arriving.take() {
+            Some((k, arriving)) if arriving == *id => {
+                self.claims.bind(k, key);
+                Some(k)
+            }
+            _ => unreachable!("a live claim with no track: {id}"),
+        }
+    }
+
+    /// The claim is now on `lb` (or nowhere): served if that LB is ready. A claim the
+    /// allocator no longer has is leaving: [`Simulation::remove`] ends its service.
+    fn place(&mut self, alloc: &Allocator, id: &ClaimId, lb: Option<LbId>) {
+        let Some(k) = self.track_of(alloc, id) else {
             return;
         };
         let ready = lb
@@ -159,14 +179,14 @@ impl Cloud {
         self.set_serving(k, ready);
     }
 
-    /// `lb` is ready: `on_it`, the claims the allocator has placed on it, are served.
-    fn lb_ready(&mut self, lb: LbId, on_it: &[ClaimId]) {
+    /// `lb` is ready: `on_it`, the claims `alloc` has placed on it, are served.
+    fn lb_ready(&mut self, alloc: &Allocator, lb: LbId, on_it: &[ClaimId]) {
         let Some(track) = self.lbs.get_mut(&lb) else {
             return;
         };
         track.ready = true;
         for id in on_it {
-            if let Some(k) = self.claims.find(id) {
+            if let Some(k) = self.track_of(alloc, id) {
                 self.set_serving(k, true);
             }
         }
@@ -174,7 +194,7 @@ impl Cloud {
 }
 
 impl Shell for Cloud {
-    fn carry_out(&mut self, now: Time, d: Decision, _reports: &mut Reports<'_>) {
+    fn carry_out(&mut self, now: Time, d: Decision, reports: &mut Reports<'_>) {
         self.now = now.0;
         match d {
             Decision::CreateLb { lb, profile } => {
@@ -193,12 +213,14 @@ impl Shell for Cloud {
                 self.lbs.insert(lb, LbTrack::default());
                 self.lbs_created += 1;
             }
-            Decision::Assign { claim, lb, .. } => self.place(&claim, Some(lb)),
+            Decision::Assign { claim, lb, .. } => {
+                self.place(reports.allocator(), &claim, Some(lb));
+            }
             Decision::Migrate { claim, to, .. } => {
                 self.migrations += 1;
-                self.place(&claim, Some(to));
+                self.place(reports.allocator(), &claim, Some(to));
             }
-            Decision::Release { claim, .. } => self.place(&claim, None),
+            Decision::Release { claim, .. } => self.place(reports.allocator(), &claim, None),
             Decision::Pending { reason, .. } => {
                 *self
                     .pending_reasons
@@ -331,6 +353,7 @@ impl Simulation {
                 profiles,
                 profile_index,
                 claims: Tracks::default(),
+                arriving: None,
                 lbs: FxMap::default(),
                 serving: 0,
                 tenants: TenantNumbers::default(),
@@ -500,20 +523,24 @@ impl Simulation {
             }
             Ev::Departure(k) => self.remove(k),
             Ev::TraceRemove(id) => {
-                if let Some(k) = self.cloud.claims.find(&id) {
+                if let Some(k) = self
+                    .alloc
+                    .claim_key(&id)
+                    .and_then(|key| self.cloud.claims.of_key(key))
+                {
                     self.remove(k);
                 }
             }
             Ev::TraceAdd(claim) => {
                 // A trace may add an id that is live: the repeat is ignored.
-                if self.track(&claim).is_some() {
-                    self.drive(Event::ClaimAdded(*claim));
+                if let Some(k) = self.track(&claim) {
+                    self.arrive(k, *claim);
                 }
             }
             Ev::LbReady(lb) => {
                 if self.alloc.lb_state(lb) == Some(LbState::Provisioning) {
                     let on_it = self.alloc.claims_on(lb);
-                    self.cloud.lb_ready(lb, &on_it);
+                    self.cloud.lb_ready(&self.alloc, lb, &on_it);
                     self.drive(Event::LbReady(lb));
                 }
             }
@@ -571,21 +598,35 @@ impl Simulation {
         // Queued before the allocator sees the claim, as the events its decisions queue
         // come after it at the same instant.
         self.cloud.queue.push(departs, Ev::Departure(k));
+        self.arrive(k, claim);
+    }
+
+    /// Hands a tracked claim to the allocator, and binds track `k` to its key.
+    fn arrive(&mut self, k: u32, claim: Claim) {
+        let id = claim.id().clone();
+        self.cloud.arriving = Some((k, id.clone()));
         self.drive(Event::ClaimAdded(claim));
+        // Bound already if a decision named the claim.
+        if self.cloud.arriving.take().is_some() {
+            let key = self
+                .alloc
+                .claim_key(&id)
+                .unwrap_or_else(|| unreachable!("the allocator keeps every claim: {id}"));
+            self.cloud.claims.bind(k, key);
+        }
     }
 
     /// Counts an arriving claim and starts its track; `None` (and no arrival counted) if
     /// a live claim has its id.
     fn track(&mut self, claim: &Claim) -> Option<u32> {
+        if self.alloc.claim_key(claim.id()).is_some() {
+            return None;
+        }
         let tenant = self.cloud.tenants.number(claim.tenant());
-        let k = self.cloud.claims.insert(
-            ClaimTrack {
-                id: claim.id().clone(),
-                tenant,
-                serving: false,
-            },
-            self.cloud.now,
-        )?;
+        let k = self
+            .cloud
+            .claims
+            .insert(ClaimTrack::new(tenant), self.cloud.now);
         self.arrivals += 1;
         match self.tenant_arrivals.get_mut(claim.tenant()) {
             Some(n) => *n += 1,
@@ -596,13 +637,22 @@ impl Simulation {
         Some(k)
     }
 
-    /// A claim leaves: the allocator releases it, then its track ends.
+    /// A claim leaves: the allocator releases it, then its service and its track end.
     fn remove(&mut self, k: u32) {
-        let Some(id) = self.cloud.claims.get(k).map(|t| t.id.clone()) else {
+        let Some(id) = self
+            .cloud
+            .claims
+            .get(k)
+            .and_then(ClaimTrack::key)
+            .and_then(|key| self.alloc.claim_by_key(key))
+            .map(|c| c.id().clone())
+        else {
             return;
         };
-        // The track stays while the allocator's decisions about the claim are carried out.
         self.drive(Event::ClaimRemoved(id));
+        // The allocator's release named a claim it no longer has, which the cloud passed
+        // over: its service ends here.
+        self.cloud.set_serving(k, false);
         let Some((_, never_served)) = self.cloud.claims.remove(k) else {
             return;
         };

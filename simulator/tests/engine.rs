@@ -350,3 +350,50 @@ fn claims_on_a_provisioning_lb_are_served_when_it_is_ready_unless_they_left() {
         sum.served_fraction
     );
 }
+
+#[test]
+fn a_claim_that_leaves_is_no_longer_served() {
+    // shop/web is served from 1 m until it leaves at 30 m; nothing is live from then
+    // until shop/late comes at 60 m. No sample may count more claims served than live.
+    use sharedlb_allocator::{Claim, PortRequest, Protocol};
+    use sharedlb_simulator::trace::TraceEvent;
+    const MIN: u64 = 60_000;
+    let toml = POISSON.replace("policy = \"dedicated\"", "policy = \"best-fit\"");
+    let add = |t: u64, id: &str| TraceEvent::Add {
+        t,
+        claim: Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)]).unwrap(),
+    };
+    let remove = |t: u64, id: &str| TraceEvent::Remove {
+        t,
+        id: id.parse().unwrap(),
+    };
+    let trace = vec![
+        add(0, "shop/web"),
+        remove(30 * MIN, "shop/web"),
+        add(60 * MIN, "shop/late"),
+        remove(90 * MIN, "shop/late"),
+    ];
+    let (sum, samples) = Simulation::replay(&scenario(&toml), trace).unwrap().run();
+    let between: Vec<_> = samples
+        .iter()
+        .filter(|s| (31.0..59.0).contains(&(s.t_hours * 60.0)))
+        .collect();
+    assert!(!between.is_empty());
+    for s in &between {
+        assert_eq!(
+            (s.claims_live, s.claims_served),
+            (0, 0),
+            "at {} h",
+            s.t_hours
+        );
+    }
+    for s in &samples {
+        assert!(
+            s.claims_served <= s.claims_live,
+            "at {} h: {s:?}",
+            s.t_hours
+        );
+    }
+    assert!(sum.served_fraction <= 1.0, "{}", sum.served_fraction);
+    assert_eq!((sum.arrivals, sum.departures, sum.rejections), (2, 2, 0));
+}
