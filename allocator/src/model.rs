@@ -10,6 +10,7 @@ use std::ops::Deref;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use smol_str::SmolStr;
@@ -302,17 +303,60 @@ impl From<PortRequest> for RawPortRequest {
     }
 }
 
+/// How an id's text is held. A name many claims share (a tenant, a profile, a group) is
+/// a thin shared pointer: the allocator hands all claims of a tenant one handle, so a map
+/// lookup by it ends without reading text. A claim id, one per claim, is held inline up
+/// to 23 bytes: no heap chunk (a thin handle was 8 bytes and a 48-byte chunk for a
+/// generated `default/svc-951440`), a clone is a copy, and an id index compares ids
+/// without leaving the slot; longer ones are shared.
+trait IdText: Clone + Eq + Ord + std::hash::Hash + Deref<Target = str> {
+    fn of(s: &str) -> Self;
+    /// The same handle: equal without reading the text.
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl IdText for ArcStr {
+    fn of(s: &str) -> Self {
+        ArcStr::from(s)
+    }
+    fn same(&self, other: &Self) -> bool {
+        ArcStr::ptr_eq(self, other)
+    }
+}
+
+impl IdText for SmolStr {
+    fn of(s: &str) -> Self {
+        SmolStr::new(s)
+    }
+    fn same(&self, _: &Self) -> bool {
+        false
+    }
+}
+
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $text:ty) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        // Text up to 23 bytes is held inline (24 bytes, no heap), longer text behind a
-        // shared pointer: a generated claim's id (`default/svc-951440`) then costs no
-        // heap chunk (a thin `ArcStr` handle was 8 bytes plus a 48-byte chunk), cloning
-        // it is a copy, and an id index compares ids without leaving the slot.
-        // Ordered and hashed by text.
-        pub struct $name(SmolStr);
+        // See `IdText` for the choice of `$text`. Hashed by text.
+        pub struct $name($text);
+
+        // Ordered by text; the same handle is equal without reading it.
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if IdText::same(&self.0, &other.0) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    self.0.cmp(&other.0)
+                }
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
 
         impl $name {
             /// Builds the id; blank text and text over [`MAX_ID_LEN`] bytes are rejected.
@@ -326,7 +370,7 @@ macro_rules! string_id {
                         reason: format!("is {} bytes long, at most {MAX_ID_LEN} are allowed", s.len()),
                     })
                 } else {
-                    Ok($name(SmolStr::new(s)))
+                    Ok($name(IdText::of(s)))
                 }
             }
 
@@ -373,22 +417,26 @@ macro_rules! string_id {
 string_id!(
     /// A claim's identity, conventionally `namespace/name`.
     ClaimId,
-    "claim id"
+    "claim id",
+    SmolStr
 );
 string_id!(
     /// A tenant: by default the namespace of its claims.
     TenantId,
-    "tenant"
+    "tenant",
+    ArcStr
 );
 string_id!(
     /// The name of a load-balancer profile (`aws-nlb`, `hetzner-lb11`, ...).
     ProfileName,
-    "profile name"
+    "profile name",
+    ArcStr
 );
 string_id!(
     /// A sharing group's key: claims naming the same key may share load balancers.
     GroupKey,
-    "sharing group key"
+    "sharing group key",
+    ArcStr
 );
 
 impl ClaimId {
