@@ -551,7 +551,7 @@ impl Allocator {
         let moved_tenant = self.claims.get(k).claim.tenant() != claim.tenant();
         // The old claim's listeners, rebuilt before it is swapped out: they are what the
         // claim may keep.
-        let previous = self.claims.get(k).placement();
+        let previous = self.claims.placement(k);
         if previous.is_some() {
             self.release(k);
         }
@@ -561,7 +561,7 @@ impl Allocator {
         self.keep_body(&mut claim);
         let old = std::mem::replace(&mut self.claims.get_mut(k).claim, claim);
         self.bodies.release(&old);
-        self.claims.get_mut(k).place = Place::Unplaced;
+        self.claims.set_place(k, Place::Unplaced);
         self.account(k, Books::Add);
         if let Some((lb, listeners)) = previous {
             // Stay where it is, keeping automatic ports, when the LB still takes it.
@@ -585,7 +585,7 @@ impl Allocator {
     /// step.
     pub(crate) fn set_place(&mut self, k: u32, place: Place) {
         self.account(k, Books::Remove);
-        self.claims.get_mut(k).place = place;
+        self.claims.set_place(k, place);
         self.account(k, Books::Add);
     }
 
@@ -667,7 +667,7 @@ impl Allocator {
         u.claims += 1;
         self.totals.listeners_used += u64::from(n);
         self.totals.placed += 1;
-        let ports = crate::claims::HeldPorts::of(listeners);
+        let ports = self.claims.hold(k, listeners);
         self.set_place(k, Place::Assigned { lb, ports });
     }
 
@@ -679,7 +679,7 @@ impl Allocator {
     /// Frees slot `k`'s listeners and leaves it at `then` (unplaced, or in transit when it
     /// is leaving).
     pub(crate) fn release_to(&mut self, k: u32, then: Place) {
-        let Some((lb, listeners)) = self.claims.get(k).placement() else {
+        let Some((lb, listeners)) = self.claims.placement(k) else {
             return;
         };
         let n = listeners.len() as u32;
@@ -759,7 +759,7 @@ impl Allocator {
     /// The LB and listeners of a placed claim; `None` if waiting or unknown.
     pub fn placement(&self, id: &ClaimId) -> Option<(LbId, Listeners)> {
         let k = self.claims.find(id)?;
-        self.claims.get(k).placement()
+        self.claims.placement(k)
     }
 
     /// Why a claim waits; `None` if placed or unknown.
@@ -821,12 +821,11 @@ impl Allocator {
         self.claims
             .in_arrival_order()
             .into_iter()
-            .map(|(_, s)| {
-                let p = match &s.place {
-                    Place::Assigned { lb, ports } => Ok((*lb, ports.listeners(&s.claim))),
-                    Place::Pending(r) => Err(*r),
-                    Place::Unplaced | Place::Transit => Err(PendingReason::WaitingForCapacity),
-                };
+            .map(|(k, s)| {
+                let p = self.claims.placement(k).ok_or_else(|| {
+                    s.pending_reason()
+                        .unwrap_or_else(|| unreachable!("a claim not placed waits"))
+                });
                 (&s.claim, p)
             })
             .collect()

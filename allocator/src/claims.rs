@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::decision::PendingReason;
 use crate::model::{Claim, ClaimBody, ClaimId, LbId, Listener, Listeners, Port, TenantId};
@@ -31,54 +31,58 @@ pub(crate) enum Place {
 }
 
 /// The ports a placed claim holds, one per port request in request order; a listener's
-/// protocol is its request's. Up to four inline, more on the heap: a placement is 24
-/// bytes, where a list of listeners made it 40.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// protocol is its request's. Up to three inline; more are kept beside the claim table,
+/// under the claim's slot (see [`ClaimTable::hold`]), so a placement is 16 bytes: its
+/// LB, the count and three ports (a list of listeners made it 40, four ports and a
+/// pointer for more 24).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HeldPorts {
-    Inline {
-        n: u8,
-        ports: [Port; 4],
-    },
-    // A thin pointer: a `Box<[Port]>` or a `Vec` would make the placement 32 bytes. The
-    // second allocation is only for claims of more than four ports.
-    #[allow(clippy::box_collection)]
-    Spilled(Box<Vec<Port>>),
+    /// One to three ports; the entries past `n` are unused.
+    Inline { n: InlineCount, ports: [Port; 3] },
+    /// More than three, in the claim table's spill map.
+    Spilled,
+}
+
+/// How many ports a placement holds inline. An enum, not a number: its unused values let
+/// [`Place`] keep its variant there, so it needs no tag of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum InlineCount {
+    Zero = 0,
+    One = 1,
+    Two = 2,
+    Three = 3,
 }
 
 impl HeldPorts {
-    /// The ports of `listeners`, one per request.
-    pub fn of(listeners: &[Listener]) -> HeldPorts {
-        if listeners.len() <= 4 {
-            let mut ports = [Port::MIN; 4];
-            for (p, l) in ports.iter_mut().zip(listeners) {
-                *p = l.port;
-            }
-            HeldPorts::Inline {
-                n: listeners.len() as u8,
-                ports,
-            }
-        } else {
-            HeldPorts::Spilled(Box::new(listeners.iter().map(|l| l.port).collect()))
-        }
-    }
+    /// Most ports held inline.
+    const INLINE: usize = 3;
 
-    /// The ports, in request order.
-    pub fn ports(&self) -> &[Port] {
-        match self {
-            HeldPorts::Inline { n, ports } => &ports[..usize::from(*n)],
-            HeldPorts::Spilled(v) => v,
+    /// The ports of `listeners` if they fit inline.
+    fn inline(listeners: &[Listener]) -> Option<HeldPorts> {
+        let n = match listeners.len() {
+            0 => InlineCount::Zero,
+            1 => InlineCount::One,
+            2 => InlineCount::Two,
+            3 => InlineCount::Three,
+            _ => return None,
+        };
+        let mut ports = [Port::MIN; HeldPorts::INLINE];
+        for (p, l) in ports.iter_mut().zip(listeners) {
+            *p = l.port;
         }
+        Some(HeldPorts::Inline { n, ports })
     }
+}
 
-    /// The listeners `claim` holds with these ports, in request order.
-    pub fn listeners(&self, claim: &Claim) -> Listeners {
-        claim
-            .ports()
-            .iter()
-            .zip(self.ports())
-            .map(|(r, &p)| Listener::new(r.protocol(), p))
-            .collect()
-    }
+/// The listeners `claim` holds with `ports`, in request order.
+fn listeners_of(claim: &Claim, ports: &[Port]) -> Listeners {
+    claim
+        .ports()
+        .iter()
+        .zip(ports)
+        .map(|(r, &p)| Listener::new(r.protocol(), p))
+        .collect()
 }
 
 /// One live claim.
@@ -91,15 +95,6 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// The LB and listeners of a placed claim, rebuilt from its ports; `None` if it is
-    /// not on an LB.
-    pub fn placement(&self) -> Option<(LbId, Listeners)> {
-        match &self.place {
-            Place::Assigned { lb, ports } => Some((*lb, ports.listeners(&self.claim))),
-            Place::Pending(_) | Place::Unplaced | Place::Transit => None,
-        }
-    }
-
     /// Why the claim waits (a claim not tried yet waits for capacity); `None` if placed.
     pub fn pending_reason(&self) -> Option<PendingReason> {
         match self.place {
@@ -150,6 +145,8 @@ pub(crate) struct ClaimTable {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     by_id: HashTable<u32>,
+    /// The ports of placed claims holding more than [`HeldPorts::INLINE`], by slot.
+    spilled: FxHashMap<u32, Box<[Port]>>,
 }
 
 fn hash_id(id: &ClaimId) -> u64 {
@@ -193,8 +190,64 @@ impl ClaimTable {
         let slot = self.slots[k as usize]
             .take()
             .unwrap_or_else(|| unreachable!("removing a live slot"));
+        self.spilled.remove(&k);
         self.free.push(k);
         slot
+    }
+
+    /// The placement's ports for slot `k` holding `listeners`: inline, or kept in the
+    /// spill map until the slot's place is set to anything but them
+    /// ([`ClaimTable::set_place`]) or the slot is removed.
+    pub fn hold(&mut self, k: u32, listeners: &[Listener]) -> HeldPorts {
+        HeldPorts::inline(listeners).unwrap_or_else(|| {
+            self.spilled
+                .insert(k, listeners.iter().map(|l| l.port).collect());
+            HeldPorts::Spilled
+        })
+    }
+
+    /// Sets slot `k`'s place; ports it spilled before are dropped unless the new place
+    /// holds spilled ports (from [`ClaimTable::hold`]).
+    pub fn set_place(&mut self, k: u32, place: Place) {
+        if !matches!(
+            place,
+            Place::Assigned {
+                ports: HeldPorts::Spilled,
+                ..
+            }
+        ) {
+            self.spilled.remove(&k);
+        }
+        self.get_mut(k).place = place;
+    }
+
+    /// The ports live slot `k` holds, in request order; empty if it is not placed.
+    pub fn ports(&self, k: u32) -> &[Port] {
+        match &self.get(k).place {
+            Place::Assigned {
+                ports: HeldPorts::Inline { n, ports },
+                ..
+            } => &ports[..*n as usize],
+            Place::Assigned {
+                ports: HeldPorts::Spilled,
+                ..
+            } => self.spilled.get(&k).map_or(&[], |p| &p[..]),
+            Place::Pending(_) | Place::Unplaced | Place::Transit => &[],
+        }
+    }
+
+    /// The LB and listeners of live slot `k` if it is placed, rebuilt from its ports.
+    pub fn placement(&self, k: u32) -> Option<(LbId, Listeners)> {
+        let slot = self.get(k);
+        match slot.place {
+            Place::Assigned { lb, .. } => Some((lb, listeners_of(&slot.claim, self.ports(k)))),
+            Place::Pending(_) | Place::Unplaced | Place::Transit => None,
+        }
+    }
+
+    /// Slots holding spilled ports, for the invariant check.
+    pub fn spilled_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.spilled.keys().copied()
     }
 
     /// The slot of a claim id.
@@ -442,8 +495,8 @@ impl WaitQueue {
 mod tests {
     use std::sync::Arc;
 
-    use super::{Bodies, HeldPorts, Place};
-    use crate::model::{Claim, Listener, PortRequest, Protocol, Sharing};
+    use super::{Bodies, ClaimTable, HeldPorts, Place, Slot};
+    use crate::model::{Claim, LbId, Listener, PortRequest, Protocol, Sharing};
 
     #[test]
     fn held_ports_give_back_the_listeners_in_request_order_at_any_count() {
@@ -470,17 +523,49 @@ mod tests {
                 })
                 .collect();
             let claim = Claim::new("t/c", requests).unwrap();
-            let held = HeldPorts::of(&asked);
-            assert_eq!(held.ports().len(), usize::from(n));
-            assert_eq!(&held.listeners(&claim)[..], &asked[..], "{n} ports");
-            assert_eq!(matches!(held, HeldPorts::Inline { .. }), n <= 4);
+            let mut table = ClaimTable::default();
+            let k = table.insert(Slot {
+                claim: claim.clone(),
+                seq: 0,
+                place: Place::Unplaced,
+            });
+            let held = table.hold(k, &asked);
+            table.set_place(
+                k,
+                Place::Assigned {
+                    lb: LbId(7),
+                    ports: held,
+                },
+            );
+            assert_eq!(table.ports(k).len(), usize::from(n));
+            let (lb, listeners) = table.placement(k).unwrap();
+            assert_eq!((lb, &listeners[..]), (LbId(7), &asked[..]), "{n} ports");
+            assert_eq!(matches!(held, HeldPorts::Inline { .. }), n <= 3);
+            assert_eq!(table.spilled_slots().count(), usize::from(n > 3));
+            // Leaving the LB drops spilled ports; so does leaving the table.
+            table.set_place(k, Place::Unplaced);
+            assert_eq!(
+                (table.spilled_slots().count(), table.ports(k).len()),
+                (0, 0)
+            );
+            let held = table.hold(k, &asked);
+            table.set_place(
+                k,
+                Place::Assigned {
+                    lb: LbId(7),
+                    ports: held,
+                },
+            );
+            table.remove(k);
+            assert_eq!(table.spilled_slots().count(), 0);
         }
     }
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_placement_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<Place>(), 24);
+    fn a_placement_is_16_bytes_and_a_slot_56() {
+        assert_eq!(std::mem::size_of::<Place>(), 16);
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 56);
     }
 
     fn claim(id: &str, proto: Protocol) -> Claim {

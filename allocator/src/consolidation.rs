@@ -81,7 +81,7 @@ impl Allocator {
             let mut done: Vec<(u32, Listeners, LbId)> = Vec::new();
             let mut failed = false;
             for k in ks {
-                let Some((_, old)) = self.claims.get(k).placement() else {
+                let Some((_, old)) = self.claims.placement(k) else {
                     unreachable!("claims on an LB are assigned")
                 };
                 self.release(k);
@@ -106,7 +106,7 @@ impl Allocator {
             }
             for (k, _, to) in done {
                 targets.insert(to);
-                let Some((_, listeners)) = self.claims.get(k).placement() else {
+                let Some((_, listeners)) = self.claims.placement(k) else {
                     unreachable!("just assigned")
                 };
                 moves.push(Migration {

@@ -35,7 +35,11 @@ impl Allocator {
             let c = &slot.claim;
             let books = per.entry(c.tenant().clone()).or_default();
             let (lb, listeners, held) = match &slot.place {
-                Place::Assigned { lb, ports } => (lb, ports.listeners(c), ports.ports().len()),
+                Place::Assigned { lb, .. } => {
+                    let held = self.claims.ports(k).len();
+                    let (_, listeners) = self.claims.placement(k).ok_or("placed, no placement")?;
+                    (lb, listeners, held)
+                }
                 Place::Pending(reason) => {
                     books.waiting += 1;
                     books.waiting_listeners += c.listener_count();
@@ -95,6 +99,20 @@ impl Allocator {
                 {
                     return Err(format!("{}: {got} clashes within the claim", c.id()));
                 }
+            }
+        }
+        for k in self.claims.spilled_slots() {
+            let spilled = self.claims.try_get(k).is_some_and(|s| {
+                matches!(
+                    s.place,
+                    Place::Assigned {
+                        ports: crate::claims::HeldPorts::Spilled,
+                        ..
+                    }
+                )
+            });
+            if !spilled {
+                return Err(format!("slot {k} keeps spilled ports it does not hold"));
             }
         }
         if placed != self.totals.placed {

@@ -109,10 +109,10 @@ impl Allocator {
             .claims
             .in_arrival_order()
             .into_iter()
-            .map(|(_, s)| ClaimRecord {
+            .map(|(k, s)| ClaimRecord {
                 claim: s.claim.clone(),
                 seq: s.seq,
-                placement: s.placement(),
+                placement: self.claims.placement(k),
                 pending: match s.place {
                     Place::Pending(r) => Some(r),
                     _ => None,
