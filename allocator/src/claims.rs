@@ -30,6 +30,19 @@ pub(crate) enum Place {
     Transit,
 }
 
+impl Place {
+    /// Whether its ports are in the claim table's spill map.
+    fn spills(&self) -> bool {
+        matches!(
+            self,
+            Place::Assigned {
+                ports: HeldPorts::Spilled,
+                ..
+            }
+        )
+    }
+}
+
 /// The ports a placed claim holds, one per port request in request order; a listener's
 /// protocol is its request's. Up to three inline; more are kept beside the claim table,
 /// under the claim's slot (see [`ClaimTable::hold`]), so a placement is 16 bytes: its
@@ -190,7 +203,9 @@ impl ClaimTable {
         let slot = self.slots[k as usize]
             .take()
             .unwrap_or_else(|| unreachable!("removing a live slot"));
-        self.spilled.remove(&k);
+        if slot.place.spills() {
+            self.spilled.remove(&k);
+        }
         self.free.push(k);
         slot
     }
@@ -209,16 +224,12 @@ impl ClaimTable {
     /// Sets slot `k`'s place; ports it spilled before are dropped unless the new place
     /// holds spilled ports (from [`ClaimTable::hold`]).
     pub fn set_place(&mut self, k: u32, place: Place) {
-        if !matches!(
-            place,
-            Place::Assigned {
-                ports: HeldPorts::Spilled,
-                ..
-            }
-        ) {
+        let slot = self.get_mut(k);
+        let dropped = slot.place.spills() && !place.spills();
+        slot.place = place;
+        if dropped {
             self.spilled.remove(&k);
         }
-        self.get_mut(k).place = place;
     }
 
     /// The ports live slot `k` holds, in request order; empty if it is not placed.
