@@ -224,6 +224,11 @@ pub(crate) struct Inherited {
 /// once (an LB that exists as soon as it is asked for) go into the `reports` the shell is
 /// handed, and `drive` feeds them back before it returns.
 ///
+/// **Reading while carrying out.** The `reports` also show the allocator as the event
+/// left it ([`crate::Reports::allocator`]): a shell may look up a decision's claim there,
+/// e.g. its [`ClaimKey`] to keep per-claim state in a vector. A claim the event removed is
+/// gone by the time its `Release` is carried out.
+///
 /// **Waiting claims.** A claim that cannot be placed gets a `Pending` decision with a reason
 /// (repeated only when the reason changes) and is retried whenever something may let it fit
 /// — a claim leaves or shrinks, an LB becomes ready or goes away — weighted max-min fair

@@ -16,10 +16,16 @@ use crate::model::Time;
 ///
 /// It also shows the allocator as the event left it, read-only: a shell that keeps state
 /// per claim by [`ClaimKey`](crate::ClaimKey) finds the key of a decision's claim there.
-#[derive(Debug)]
 pub struct Reports<'a> {
     queue: &'a mut VecDeque<Event>,
     allocator: &'a Allocator,
+}
+
+// The reports only: the allocator is the caller's to show.
+impl std::fmt::Debug for Reports<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Reports").field(&self.queue).finish()
+    }
 }
 
 impl Reports<'_> {
@@ -29,8 +35,10 @@ impl Reports<'_> {
     }
 
     /// The allocator after the event whose decisions are being carried out (reported
-    /// outcomes not applied yet). A claim a decision names has left it only if the
-    /// event was that claim's removal.
+    /// outcomes not applied yet). It shows the result of all of the event's decisions,
+    /// also those not handed over yet: while a `Release` of a claim is carried out after
+    /// an `LbFailed`, the claim may already be placed anew. A claim a decision names has
+    /// left it only if the event was that claim's removal.
     pub fn allocator(&self) -> &Allocator {
         self.allocator
     }

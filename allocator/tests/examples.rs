@@ -1249,3 +1249,43 @@ proptest! {
         prop_assert!(plan.lbs.len() as u64 >= opt, "plan {} below optimum {}", plan.lbs.len(), opt);
     }
 }
+
+#[test]
+fn a_claim_keeps_its_key_through_updates_and_frees_it_when_it_leaves() {
+    // Five ports: held beside the claim table; two: inline. Updates move the claim
+    // between the two and to another tenant's LB; its key must not change.
+    let mut h = Harness::new(config("best-fit", 10));
+    let five: Vec<PortRequest> = (0..5).map(|_| any_tcp()).collect();
+    h.add("t/a", vec![any_tcp()]);
+    h.add("t/big", five.clone());
+    h.add("t/c", vec![any_tcp()]);
+    let key = h.a.claim_key(&id("t/big")).unwrap();
+    let others = [
+        h.a.claim_key(&id("t/a")).unwrap(),
+        h.a.claim_key(&id("t/c")).unwrap(),
+    ];
+    assert!(!others.contains(&key));
+    let updates = [
+        Claim::new("t/big", vec![any_tcp(), tcp(80)]).unwrap(),
+        Claim::new("t/big", five.clone()).unwrap(),
+        Claim::new("t/big", five)
+            .unwrap()
+            .with_tenant(TenantId::new("u").unwrap()),
+        Claim::new("t/big", vec![udp(53)]).unwrap(),
+    ];
+    for c in updates {
+        let ports = c.ports().len();
+        h.ev(Event::ClaimUpdated(c));
+        assert_eq!(h.a.claim_key(&id("t/big")), Some(key), "{ports} ports");
+        assert_eq!(h.a.claim_by_key(key).map(|c| c.ports().len()), Some(ports));
+        assert_eq!(h.a.placement(&id("t/big")).unwrap().1.len(), ports);
+    }
+    h.remove("t/big");
+    assert_eq!(h.a.claim_key(&id("t/big")), None);
+    assert_eq!(h.a.claim_by_key(key), None);
+    // The freed key goes to the next claim; the others' keys stay theirs.
+    h.add("t/d", vec![any_tcp()]);
+    assert_eq!(h.a.claim_key(&id("t/d")), Some(key));
+    assert_eq!(h.a.claim_key(&id("t/a")), Some(others[0]));
+    assert_eq!(h.a.claim_key(&id("t/c")), Some(others[1]));
+}

@@ -6,7 +6,9 @@
 //! index entry per claim became a 12-byte track and a 4-byte vector entry).
 //!
 //! A claim's arrival time is kept only until it is first served (the wait is then
-//! measured), beside the tracks: most live claims have been served.
+//! measured), in a map beside the tracks: when most live claims have been served, as in
+//! any run that serves what it is asked, that is 8 bytes per track saved for ~20 bytes
+//! per claim still waiting; a run where most claims wait (a tight budget) pays more.
 
 use rustc_hash::FxHashMap;
 use sharedlb_allocator::ClaimKey;
