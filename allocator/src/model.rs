@@ -526,7 +526,8 @@ pub enum Sharing {
 pub struct Claim {
     id: ClaimId,
     /// Everything but the id. The allocator keeps one body for all its live claims that
-    /// are alike (tenant, ports asked, sharing, pins), so a stored claim is 32 bytes (the id inline).
+    /// are alike (tenant, ports asked, sharing, pins), so a stored claim is 32 bytes, its
+    /// id inline.
     body: Arc<ClaimBody>,
 }
 
