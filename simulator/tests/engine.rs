@@ -7,6 +7,23 @@ fn scenario(toml: &str) -> Scenario {
     Scenario::from_toml(toml, "test.toml").unwrap()
 }
 
+/// A trace's arrival at `t` ms of claim `id`, asking one automatic TCP port.
+fn add(t: u64, id: &str) -> sharedlb_simulator::trace::TraceEvent {
+    use sharedlb_allocator::{Claim, PortRequest, Protocol};
+    sharedlb_simulator::trace::TraceEvent::Add {
+        t,
+        claim: Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)]).unwrap(),
+    }
+}
+
+/// A trace's departure at `t` ms of claim `id`.
+fn remove(t: u64, id: &str) -> sharedlb_simulator::trace::TraceEvent {
+    sharedlb_simulator::trace::TraceEvent::Remove {
+        t,
+        id: id.parse().unwrap(),
+    }
+}
+
 const POISSON: &str = r#"
 name = "poisson"
 seed = 1
@@ -312,8 +329,6 @@ fn claims_on_a_provisioning_lb_are_served_when_it_is_ready_unless_they_left() {
     // One LB, ready 10 minutes after it is asked for. `shop/web` waits for it and is
     // then served until it leaves at 60 m; `shop/db` leaves at 5 m, before the LB is
     // ready, never served. `late` comes at 20 m and is served at once.
-    use sharedlb_allocator::{Claim, PortRequest, Protocol};
-    use sharedlb_simulator::trace::TraceEvent;
     const MIN: u64 = 60_000;
     let toml = POISSON
         .replace("policy = \"dedicated\"", "policy = \"best-fit\"")
@@ -321,14 +336,6 @@ fn claims_on_a_provisioning_lb_are_served_when_it_is_ready_unless_they_left() {
             "provisioning = { kind = \"fixed\", value = \"1m\" }",
             "provisioning = { kind = \"fixed\", value = \"10m\" }",
         );
-    let add = |t: u64, id: &str| TraceEvent::Add {
-        t,
-        claim: Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)]).unwrap(),
-    };
-    let remove = |t: u64, id: &str| TraceEvent::Remove {
-        t,
-        id: id.parse().unwrap(),
-    };
     let trace = vec![
         add(0, "shop/web"),
         add(0, "shop/db"),
@@ -355,18 +362,8 @@ fn claims_on_a_provisioning_lb_are_served_when_it_is_ready_unless_they_left() {
 fn a_claim_that_leaves_is_no_longer_served() {
     // shop/web is served from 1 m until it leaves at 30 m; nothing is live from then
     // until shop/late comes at 60 m. No sample may count more claims served than live.
-    use sharedlb_allocator::{Claim, PortRequest, Protocol};
-    use sharedlb_simulator::trace::TraceEvent;
     const MIN: u64 = 60_000;
     let toml = POISSON.replace("policy = \"dedicated\"", "policy = \"best-fit\"");
-    let add = |t: u64, id: &str| TraceEvent::Add {
-        t,
-        claim: Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)]).unwrap(),
-    };
-    let remove = |t: u64, id: &str| TraceEvent::Remove {
-        t,
-        id: id.parse().unwrap(),
-    };
     let trace = vec![
         add(0, "shop/web"),
         remove(30 * MIN, "shop/web"),
