@@ -408,14 +408,25 @@ mod tests {
     use super::*;
     use crate::profile::builtin_profile;
 
-    /// Takes the lowest free automatic TCP port, as placement does.
-    fn take_one(auto: &mut AutoPorts, p: &LbProfile, rule: ClashRule, used: &mut Used) -> Listener {
+    /// Takes the lowest free automatic port of `proto`, as placement does.
+    fn take_of(
+        auto: &mut AutoPorts,
+        p: &LbProfile,
+        rule: ClashRule,
+        used: &mut Used,
+        proto: Protocol,
+    ) -> Listener {
         let l = auto
-            .lowest_free(p, rule, used, Protocol::Tcp, &[])
+            .lowest_free(p, rule, used, proto, &[])
             .expect("a free port");
         used.insert(l, 0);
         auto.take(p, rule, used, l, true);
         l
+    }
+
+    /// Takes the lowest free automatic TCP port.
+    fn take_one(auto: &mut AutoPorts, p: &LbProfile, rule: ClashRule, used: &mut Used) -> Listener {
+        take_of(auto, p, rule, used, Protocol::Tcp)
     }
 
     /// Each port space keeps its own holes in the shared hole set: a TCP port freed low in
@@ -432,14 +443,8 @@ mod tests {
         let first = p.auto_ports.first.get();
         let mut auto = AutoPorts::new(&p);
         let mut used = Used::default();
-        let take = |proto, used: &mut Used, auto: &mut AutoPorts| {
-            let l = auto
-                .lowest_free(&p, rule, used, proto, &[])
-                .expect("a free port");
-            used.insert(l, 0);
-            auto.take(&p, rule, used, l, true);
-            l
-        };
+        let take =
+            |proto, used: &mut Used, auto: &mut AutoPorts| take_of(auto, &p, rule, used, proto);
         let tcp: Vec<Listener> = (0..3)
             .map(|_| take(Protocol::Tcp, &mut used, &mut auto))
             .collect();
@@ -511,14 +516,7 @@ mod tests {
         let first = u32::from(p.auto_ports.first.get());
         let mut auto = AutoPorts::new(&p);
         let mut used = Used::default();
-        let mut take = |proto, used: &mut Used| {
-            let l = auto
-                .lowest_free(&p, rule, used, proto, &[])
-                .expect("a free port");
-            used.insert(l, 0);
-            auto.take(&p, rule, used, l, true);
-            l
-        };
+        let mut take = |proto, used: &mut Used| take_of(&mut auto, &p, rule, used, proto);
         let tcp: Vec<Listener> = (0..3).map(|_| take(Protocol::Tcp, &mut used)).collect();
         let udp: Vec<Listener> = (0..3).map(|_| take(Protocol::Udp, &mut used)).collect();
         // A TCP hole at first + 1, just below where UDP's cursor will stand.
