@@ -119,11 +119,12 @@ impl Slot {
 }
 
 /// A live claim's slot in the allocator's claim table: the same from the claim's arrival
-/// to its removal (an update keeps it), then free for a later claim. Keys belong to one
-/// allocator: a snapshot does not record them, and [`Allocator::restore`](crate::Allocator::restore)
-/// hands out its own (in arrival order). A shell keeping
-/// state per claim can hold it in a vector by key instead of a second map by id (see
+/// to its removal (an update keeps it), then free for a later claim. A shell keeping state
+/// per claim can hold it in a vector by key instead of a second map by id (see
 /// [`Allocator::claim_key`](crate::Allocator::claim_key)).
+///
+/// Keys belong to one allocator: a snapshot does not record them, and
+/// [`Allocator::restore`](crate::Allocator::restore) hands out its own (in arrival order).
 ///
 /// Four bytes, and an `Option<ClaimKey>` too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -533,7 +533,8 @@ impl Simulation {
             }
             Ev::TraceAdd(claim) => {
                 // A trace may add an id that is live: the repeat is ignored.
-                if let Some(k) = self.track(&claim) {
+                if self.alloc.claim_key(claim.id()).is_none() {
+                    let k = self.track(&claim);
                     self.arrive(k, *claim);
                 }
             }
@@ -589,12 +590,11 @@ impl Simulation {
         }
     }
 
-    /// A generated claim arrives and leaves at `departs`. Generated ids are unique, so
-    /// its track is new, and its departure event is the one remover of its handle.
+    /// A generated claim arrives and leaves at `departs`. Generated ids are unique (the
+    /// allocator would refuse a live one, and `drive` says so loudly), so its track is
+    /// new, and its departure event is the one remover of its handle.
     fn add_generated(&mut self, claim: Claim, departs: u64) {
-        let Some(k) = self.track(&claim) else {
-            unreachable!("generated claim ids are unique: {}", claim.id());
-        };
+        let k = self.track(&claim);
         // Queued before the allocator sees the claim, as the events its decisions queue
         // come after it at the same instant.
         self.cloud.queue.push(departs, Ev::Departure(k));
@@ -616,12 +616,8 @@ impl Simulation {
         }
     }
 
-    /// Counts an arriving claim and starts its track; `None` (and no arrival counted) if
-    /// a live claim has its id.
-    fn track(&mut self, claim: &Claim) -> Option<u32> {
-        if self.alloc.claim_key(claim.id()).is_some() {
-            return None;
-        }
+    /// Counts an arriving claim, whose id no live claim has, and starts its track.
+    fn track(&mut self, claim: &Claim) -> u32 {
         let tenant = self.cloud.tenants.number(claim.tenant());
         let k = self
             .cloud
@@ -634,7 +630,7 @@ impl Simulation {
                 self.tenant_arrivals.insert(claim.tenant().clone(), 1);
             }
         }
-        Some(k)
+        k
     }
 
     /// A claim leaves: the allocator releases it, then its service and its track end.
