@@ -1,8 +1,9 @@
 //! The vocabulary of the allocator: protocols, ports, listeners, claims, tenants, time.
 //!
 //! Every type here validates on construction, so the rest of the crate never sees port 0,
-//! a blank id, a claim without ports or a listener asked twice. Ids are shared strings:
-//! cloning one is a reference-count bump, never an allocation.
+//! a blank id, a claim without ports or a listener asked twice. Cloning an id never
+//! allocates: a claim id of up to 23 bytes is copied inline, a longer one and every
+//! shared name (tenant, profile, group) is a reference-count bump (see `IdText`).
 
 use std::fmt;
 use std::num::NonZeroU16;

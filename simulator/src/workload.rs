@@ -58,9 +58,9 @@ pub struct WorkloadGen {
     /// interval would grow by half a millisecond on average (12% fewer arrivals at 1M/h).
     last_arrival: f64,
     /// A claim of each kind drawn lately, which new claims of that kind are made from
-    /// ([`Claim::renamed`]): the generator then allocates a new claim's id only, not its
-    /// tenant's name, its port list and its body (the allocator still copies the body
-    /// once when it first keeps a kind). Emptied when it reaches [`TEMPLATES`] kinds.
+    /// ([`Claim::renamed`]): the generator then allocates nothing for a new claim (its id
+    /// is inline up to 23 bytes), not its tenant's name, its port list or its body (the
+    /// allocator still copies the body once when it first keeps a kind). Emptied when it reaches [`TEMPLATES`] kinds.
     templates: FxHashMap<Kind, Claim>,
     /// Most kinds kept in `templates` ([`TEMPLATES`]; tests set fewer, or none).
     template_room: usize,
