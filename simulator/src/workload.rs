@@ -1,7 +1,5 @@
 //! The workload generator: arrivals (Poisson, diurnal, bursts), lifetimes, tenants, ports.
 
-use std::fmt::Write as _;
-
 use rand::Rng;
 use rand_distr::{Distribution, Exp, LogNormal, Pareto};
 use rustc_hash::FxHashMap;
@@ -176,7 +174,9 @@ impl WorkloadGen {
         let migrate = rng.random::<f64>() < self.w.migration_fraction;
         let (tenant, sharing) = &self.tenants[t];
         self.id_text.clear();
-        let _ = write!(self.id_text, "{tenant}/svc-{}", self.next);
+        self.id_text.push_str(tenant.as_str());
+        self.id_text.push_str("/svc-");
+        self.id_text.push_str(itoa::Buffer::new().format(self.next));
         // Valid by construction: a checked tenant name, at least one port (min_listeners
         // >= 1) and no fixed listener twice (drawn again above, else any port).
         let id = ClaimId::new(&self.id_text).unwrap_or_else(|e| unreachable!("generated id: {e}"));
