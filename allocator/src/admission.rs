@@ -185,7 +185,7 @@ impl Allocator {
                 // Only LBs that gained room can newly fit it.
                 let pool = self.pool_of(claim);
                 let mine = (0..self.config.profiles.len())
-                    .filter_map(|p| self.pool_ids.get(&PoolRef(&pool, p)))
+                    .filter_map(|p| self.pool_ids.get(&PoolRef(pool, p)))
                     .any(|&i| scope.has_pool(i));
                 if !mine {
                     return;

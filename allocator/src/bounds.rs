@@ -21,11 +21,11 @@ use petgraph::graphmap::UnGraphMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::lb::{PoolKey, Pooling};
+use crate::lb::{PoolKey, PoolKeyRef, Pooling};
 use crate::model::{Claim, Protocol};
 use crate::ports::{ClashKey, PortRule};
 use crate::profile::LbProfile;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 /// Most conflict-graph edges the clique bound builds; past it only the cheaper bounds count.
 const MAX_EDGES: usize = 200_000;
@@ -61,7 +61,7 @@ pub fn bound_profile(config: &Config) -> LbProfile {
 pub(crate) struct LiveBound {
     profile: LbProfile,
     rule: PortRule,
-    pools: FxHashMap<PoolKey, PoolCount>,
+    pools: hashbrown::HashMap<PoolKey, PoolCount, FxBuildHasher>,
     /// The sum over pools of each pool's bound.
     total: u64,
     by_capacity: u64,
@@ -72,6 +72,9 @@ pub(crate) struct LiveBound {
 struct PoolCount {
     /// Listeners per protocol class (one class when the profile mixes protocols).
     listeners: [u64; 3],
+    /// The capacity bound, Σ ⌈listeners / capacity⌉ over the classes: kept, so a count
+    /// divides for the one class it changes instead of all three twice.
+    by_capacity: u64,
     claims: u64,
     keys: FxHashMap<ClashKey, u64>,
     /// How many keys have each count, for the largest count.
@@ -79,11 +82,6 @@ struct PoolCount {
 }
 
 impl PoolCount {
-    fn capacity_bound(&self, p: &LbProfile) -> u64 {
-        let cap = u64::from(p.max_listeners);
-        self.listeners.iter().map(|n| n.div_ceil(cap)).sum()
-    }
-
     fn listener_bound(&self) -> u64 {
         self.counts.keys().next_back().copied().unwrap_or(0)
     }
@@ -95,7 +93,7 @@ impl LiveBound {
         LiveBound {
             rule: PortRule::of_profile(&profile),
             profile,
-            pools: FxHashMap::default(),
+            pools: hashbrown::HashMap::default(),
             total: 0,
             by_capacity: 0,
             by_listener: 0,
@@ -104,26 +102,36 @@ impl LiveBound {
 
     /// Counts a placed claim in (`+1`) or out (`-1`).
     pub fn count(&mut self, claim: &Claim, sign: i64) {
-        let key = PoolKey::of(claim, Pooling::BySharing);
+        let key = PoolKeyRef::of(claim, Pooling::BySharing);
         let dedicated = key.is_dedicated();
-        // Looked up before made: a made entry costs a second handle of the tenant's name.
+        // Looked up by reference: an owned key is made only for a new pool.
         let pool = match self.pools.get_mut(&key) {
             Some(pool) => pool,
-            None => self.pools.entry(key.clone()).or_default(),
+            None => self.pools.entry(key.to_owned()).or_default(),
         };
-        let (old_cap, old_key) = pool_bounds(pool, &self.profile, dedicated);
+        let (old_cap, old_key) = pool_bounds(pool, dedicated);
         let class = if self.profile.mixed_protocols {
             0
         } else {
             claim.ports()[0].protocol().index()
         };
         let n = i64::from(claim.listener_count());
-        pool.listeners[class] = pool.listeners[class].saturating_add_signed(n * sign);
+        let cap = u64::from(self.profile.max_listeners);
+        let before = pool.listeners[class];
+        let after = before.saturating_add_signed(n * sign);
+        pool.listeners[class] = after;
+        pool.by_capacity = pool.by_capacity - before.div_ceil(cap) + after.div_ceil(cap);
         pool.claims = pool.claims.saturating_add_signed(sign);
-        let mut keys: SmallVec<[ClashKey; 8]> =
-            claim.fixed_listeners().map(|l| self.rule.key(l)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        // Pushed one by one: `collect` reserves by the filter's upper bound, which cost
+        // more than the usual no key at all.
+        let mut keys: SmallVec<[ClashKey; 8]> = SmallVec::new();
+        for l in claim.fixed_listeners() {
+            keys.push(self.rule.key(l));
+        }
+        if keys.len() > 1 {
+            keys.sort_unstable();
+            keys.dedup();
+        }
         for k in keys {
             let c = pool.keys.entry(k).or_default();
             let old = *c;
@@ -142,7 +150,7 @@ impl LiveBound {
                 pool.keys.remove(&k);
             }
         }
-        let (new_cap, new_key) = pool_bounds(pool, &self.profile, dedicated);
+        let (new_cap, new_key) = pool_bounds(pool, dedicated);
         let empty = pool.claims == 0;
         self.by_capacity = self.by_capacity + new_cap - old_cap;
         self.by_listener = self.by_listener + new_key - old_key;
@@ -163,11 +171,11 @@ impl LiveBound {
 }
 
 /// A pool's (capacity, listener) bounds; a dedicated pool needs one LB per claim.
-fn pool_bounds(pool: &PoolCount, p: &LbProfile, dedicated: bool) -> (u64, u64) {
+fn pool_bounds(pool: &PoolCount, dedicated: bool) -> (u64, u64) {
     if dedicated {
         (pool.claims, pool.claims)
     } else {
-        (pool.capacity_bound(p), pool.listener_bound())
+        (pool.by_capacity, pool.listener_bound())
     }
 }
 

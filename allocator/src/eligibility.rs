@@ -4,7 +4,7 @@
 use crate::allocator::Allocator;
 use crate::config::Config;
 use crate::decision::PendingReason;
-use crate::lb::PoolKey;
+use crate::lb::PoolKeyRef;
 use smallvec::SmallVec;
 
 use crate::model::{Claim, Port, Protocol, TenantId};
@@ -73,8 +73,8 @@ impl std::ops::Deref for Eligibility<'_> {
 
 impl Allocator {
     /// The pool a claim belongs to under the current policy.
-    pub(crate) fn pool_of(&self, claim: &Claim) -> PoolKey {
-        PoolKey::of(claim, self.rules.pooling)
+    pub(crate) fn pool_of<'c>(&self, claim: &'c Claim) -> PoolKeyRef<'c> {
+        PoolKeyRef::of(claim, self.rules.pooling)
     }
 
     /// Profiles that can hold the claim at all, or why none can: as worked out when its

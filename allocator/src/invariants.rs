@@ -68,7 +68,7 @@ impl Allocator {
                 .get(lb)
                 .ok_or_else(|| format!("{} is on unknown {lb}", c.id()))?;
             let p = &self.config.profiles[l.profile];
-            if self.pools[l.pool as usize].key != self.pool_of(c) {
+            if self.pools[l.pool as usize].key.as_ref() != self.pool_of(c) {
                 return Err(format!("{} is on {lb} of another pool", c.id()));
             }
             if held != c.ports().len() {

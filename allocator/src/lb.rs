@@ -31,7 +31,7 @@ pub enum Pooling {
 
 /// The set of claims that may share one load balancer. Each LB belongs to exactly one pool,
 /// fixed when it opens, so sharing rules hold by construction.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PoolKey {
     /// Claims of one tenant with the default rule.
     Tenant(TenantId),
@@ -48,32 +48,91 @@ pub enum PoolKey {
 impl PoolKey {
     /// The pool a claim belongs to.
     pub fn of(claim: &Claim, pooling: Pooling) -> PoolKey {
-        if pooling == Pooling::EveryClaimAlone {
-            return PoolKey::Dedicated(claim.tenant().clone());
-        }
-        match claim.sharing() {
-            Sharing::Tenant => PoolKey::Tenant(claim.tenant().clone()),
-            Sharing::Anyone => PoolKey::Open,
-            Sharing::Group(g) => PoolKey::Group(claim.tenant().clone(), g.clone()),
-            Sharing::CrossTenantGroup(g) => PoolKey::CrossTenantGroup(g.clone()),
-            Sharing::Dedicated => PoolKey::Dedicated(claim.tenant().clone()),
-        }
+        PoolKeyRef::of(claim, pooling).to_owned()
     }
 
     /// Whether LBs of this pool hold at most one claim.
     pub fn is_dedicated(&self) -> bool {
         matches!(self, PoolKey::Dedicated(_))
     }
+
+    /// The key by reference.
+    pub(crate) fn as_ref(&self) -> PoolKeyRef<'_> {
+        match self {
+            PoolKey::Tenant(t) => PoolKeyRef::Tenant(t),
+            PoolKey::Open => PoolKeyRef::Open,
+            PoolKey::Group(t, g) => PoolKeyRef::Group(t, g),
+            PoolKey::CrossTenantGroup(g) => PoolKeyRef::CrossTenantGroup(g),
+            PoolKey::Dedicated(t) => PoolKeyRef::Dedicated(t),
+        }
+    }
+}
+
+/// Hashed through its reference, so the two hash alike by construction and a map of
+/// owned keys is looked up with a [`PoolKeyRef`].
+impl std::hash::Hash for PoolKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+/// A claim's pool key by reference to the claim's names: what [`PoolKey::of`] makes,
+/// without a count on each name's handle (three per placed claim, #12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum PoolKeyRef<'a> {
+    Tenant(&'a TenantId),
+    Open,
+    Group(&'a TenantId, &'a GroupKey),
+    CrossTenantGroup(&'a GroupKey),
+    Dedicated(&'a TenantId),
+}
+
+impl<'a> PoolKeyRef<'a> {
+    /// The pool a claim belongs to.
+    pub fn of(claim: &'a Claim, pooling: Pooling) -> PoolKeyRef<'a> {
+        if pooling == Pooling::EveryClaimAlone {
+            return PoolKeyRef::Dedicated(claim.tenant());
+        }
+        match claim.sharing() {
+            Sharing::Tenant => PoolKeyRef::Tenant(claim.tenant()),
+            Sharing::Anyone => PoolKeyRef::Open,
+            Sharing::Group(g) => PoolKeyRef::Group(claim.tenant(), g),
+            Sharing::CrossTenantGroup(g) => PoolKeyRef::CrossTenantGroup(g),
+            Sharing::Dedicated => PoolKeyRef::Dedicated(claim.tenant()),
+        }
+    }
+
+    /// Whether LBs of this pool hold at most one claim.
+    pub fn is_dedicated(self) -> bool {
+        matches!(self, PoolKeyRef::Dedicated(_))
+    }
+
+    /// The owned key.
+    pub fn to_owned(self) -> PoolKey {
+        match self {
+            PoolKeyRef::Tenant(t) => PoolKey::Tenant(t.clone()),
+            PoolKeyRef::Open => PoolKey::Open,
+            PoolKeyRef::Group(t, g) => PoolKey::Group(t.clone(), g.clone()),
+            PoolKeyRef::CrossTenantGroup(g) => PoolKey::CrossTenantGroup(g.clone()),
+            PoolKeyRef::Dedicated(t) => PoolKey::Dedicated(t.clone()),
+        }
+    }
+}
+
+impl hashbrown::Equivalent<PoolKey> for PoolKeyRef<'_> {
+    fn equivalent(&self, key: &PoolKey) -> bool {
+        *self == key.as_ref()
+    }
 }
 
 /// A pool index's key, `(pool key, profile)`, by reference: hashes as the owned key
 /// does (field by field), so a map of owned keys is looked up without making one.
 #[derive(Hash)]
-pub(crate) struct PoolRef<'a>(pub &'a PoolKey, pub usize);
+pub(crate) struct PoolRef<'a>(pub PoolKeyRef<'a>, pub usize);
 
 impl hashbrown::Equivalent<(PoolKey, usize)> for PoolRef<'_> {
     fn equivalent(&self, key: &(PoolKey, usize)) -> bool {
-        *self.0 == key.0 && self.1 == key.1
+        self.0 == key.0.as_ref() && self.1 == key.1
     }
 }
 
@@ -296,15 +355,18 @@ mod tests {
         for key in &keys {
             for profile in 0..3 {
                 assert_eq!(
-                    ids.get(&PoolRef(key, profile)),
+                    ids.get(&PoolRef(key.as_ref(), profile)),
                     Some(&n),
                     "{key:?} {profile}"
                 );
                 n += 1;
             }
         }
-        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("other")), 0)), None);
-        assert_eq!(ids.get(&PoolRef(&PoolKey::Open, 3)), None);
+        assert_eq!(
+            ids.get(&PoolRef(PoolKey::Tenant(t("other")).as_ref(), 0)),
+            None
+        );
+        assert_eq!(ids.get(&PoolRef(PoolKey::Open.as_ref(), 3)), None);
     }
 
     /// A hasher that puts every key in one bucket chain, so lookups rest on `Equivalent`
@@ -336,13 +398,25 @@ mod tests {
         ids.insert((PoolKey::Tenant(t("shop")), 0), 1);
         ids.insert((PoolKey::Tenant(t("shop")), 1), 2);
         ids.insert((PoolKey::Dedicated(t("shop")), 0), 3);
-        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("shop")), 0)), Some(&1));
-        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("shop")), 1)), Some(&2));
         assert_eq!(
-            ids.get(&PoolRef(&PoolKey::Dedicated(t("shop")), 0)),
+            ids.get(&PoolRef(PoolKey::Tenant(t("shop")).as_ref(), 0)),
+            Some(&1)
+        );
+        assert_eq!(
+            ids.get(&PoolRef(PoolKey::Tenant(t("shop")).as_ref(), 1)),
+            Some(&2)
+        );
+        assert_eq!(
+            ids.get(&PoolRef(PoolKey::Dedicated(t("shop")).as_ref(), 0)),
             Some(&3)
         );
-        assert_eq!(ids.get(&PoolRef(&PoolKey::Dedicated(t("shop")), 1)), None);
-        assert_eq!(ids.get(&PoolRef(&PoolKey::Tenant(t("games")), 0)), None);
+        assert_eq!(
+            ids.get(&PoolRef(PoolKey::Dedicated(t("shop")).as_ref(), 1)),
+            None
+        );
+        assert_eq!(
+            ids.get(&PoolRef(PoolKey::Tenant(t("games")).as_ref(), 0)),
+            None
+        );
     }
 }

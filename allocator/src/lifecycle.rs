@@ -4,7 +4,7 @@
 use crate::allocator::{Allocator, Pool};
 use crate::claims::Place;
 use crate::decision::Decision;
-use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolRef};
+use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolKeyRef, PoolRef};
 use crate::model::{Claim, LbId, Listeners, Time};
 use crate::policy::IdleLbs;
 use crate::ports::ClashRule;
@@ -12,7 +12,7 @@ use crate::ports::ClashRule;
 impl Allocator {
     /// The index of the pool index for `(key, profile)`, made on first use.
     pub(crate) fn pool_index(&mut self, key: PoolKey, profile: usize) -> u32 {
-        if let Some(&i) = self.pool_ids.get(&PoolRef(&key, profile)) {
+        if let Some(&i) = self.pool_ids.get(&PoolRef(key.as_ref(), profile)) {
             return i;
         }
         let i = self.pools.len() as u32;
@@ -26,7 +26,7 @@ impl Allocator {
     }
 
     /// The clash rule and claim cap of an LB of `profile` in `pool`.
-    fn lb_rules(&self, profile: usize, pool: &PoolKey) -> (ClashRule, u32) {
+    fn lb_rules(&self, profile: usize, pool: PoolKeyRef<'_>) -> (ClashRule, u32) {
         let rule = ClashRule::new(&self.config.profiles[profile], self.rules.port_rule);
         let cap = if pool.is_dedicated() {
             1
@@ -39,7 +39,7 @@ impl Allocator {
     /// The listeners `claim` would get on a new, empty LB of `profile`.
     pub(crate) fn plan_on_empty(&self, profile: usize, claim: &Claim) -> Result<Listeners, Misfit> {
         let pool = self.pool_of(claim);
-        let (rule, cap) = self.lb_rules(profile, &pool);
+        let (rule, cap) = self.lb_rules(profile, pool);
         let p = &self.config.profiles[profile];
         Lb::fresh(LbId(0), profile, p, 0, cap, rule, LbState::Provisioning).plan(p, claim, None)
     }
@@ -61,7 +61,7 @@ impl Allocator {
         state: LbState,
         idle_since: Option<Time>,
     ) {
-        let (rule, cap) = self.lb_rules(profile, pool);
+        let (rule, cap) = self.lb_rules(profile, pool.as_ref());
         let pi = self.pool_index(pool.clone(), profile);
         let p = &self.config.profiles[profile];
         let mut lb = Lb::fresh(id, profile, p, pi, cap, rule, state);

@@ -93,7 +93,7 @@ impl Allocator {
                 let lb = match target {
                     Target::Existing(lb) => lb,
                     Target::New(profile) => {
-                        let pool = self.pool_of(&self.claims.get(k).claim);
+                        let pool = self.pool_of(&self.claims.get(k).claim).to_owned();
                         let lb = self.open_lb(profile, &pool);
                         out.push(Decision::CreateLb {
                             lb,
@@ -162,7 +162,7 @@ impl Allocator {
         match placement {
             Placement::Stay { lb, prefer, grows } => {
                 let same = self.lbs.get(&lb).is_some_and(|l| {
-                    self.pools[l.pool as usize].key == pool
+                    self.pools[l.pool as usize].key.as_ref() == pool
                         && eligible.contains(&l.profile)
                         && claim.pinned_lb().is_none_or(|p| p == lb)
                 });
@@ -186,7 +186,7 @@ impl Allocator {
                 return Err(Wait::NoMove);
             }
             let ok = self.lbs.get(&pin).is_some_and(|l| {
-                self.pools[l.pool as usize].key == pool && eligible.contains(&l.profile)
+                self.pools[l.pool as usize].key.as_ref() == pool && eligible.contains(&l.profile)
             });
             if !ok {
                 return Err(Wait::Pending(
@@ -216,7 +216,7 @@ impl Allocator {
                 eligible
                     .iter()
                     .filter_map(|&p| {
-                        let i = *self.pool_ids.get(&PoolRef(&pool, p))?;
+                        let i = *self.pool_ids.get(&PoolRef(pool, p))?;
                         Some((i, class_in(p)))
                     })
                     .flat_map(|(i, class)| {
@@ -231,7 +231,7 @@ impl Allocator {
                 eligible
                     .iter()
                     .filter_map(|&p| {
-                        let i = *self.pool_ids.get(&PoolRef(&pool, p))?;
+                        let i = *self.pool_ids.get(&PoolRef(pool, p))?;
                         Some((&self.pools[i as usize].index, class_in(p)))
                     })
                     .collect(),

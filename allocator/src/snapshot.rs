@@ -254,7 +254,7 @@ impl Allocator {
         if l.state == LbState::Draining {
             return Err(format!("{lb} is being deleted"));
         }
-        if self.pools[l.pool as usize].key != self.pool_of(claim) {
+        if self.pools[l.pool as usize].key.as_ref() != self.pool_of(claim) {
             return Err(format!(
                 "{lb} belongs to another sharing pool than the claim's sharing rule allows"
             ));

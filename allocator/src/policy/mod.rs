@@ -363,22 +363,28 @@ impl View<'_> {
         // One pool (the common case): its own order, no merge.
         if iters.len() == 1 {
             let only = iters.into_iter().next().map(|it| it.map(|(_, id)| id));
-            return Either::A(only.into_iter().flatten().filter(move |&id| self.usable(id)));
+            return Either::A(
+                only.into_iter()
+                    .flatten()
+                    .filter(move |&id| self.usable(id)),
+            );
         }
         let mut iters: SmallVec<[Peekable<I>; 2]> =
             iters.into_iter().map(Iterator::peekable).collect();
-        Either::B(std::iter::from_fn(move || {
-            let mut best: Option<(usize, K)> = None;
-            for (i, it) in iters.iter_mut().enumerate() {
-                if let Some(&(k, _)) = it.peek()
-                    && best.is_none_or(|(_, b)| k < b)
-                {
-                    best = Some((i, k));
+        Either::B(
+            std::iter::from_fn(move || {
+                let mut best: Option<(usize, K)> = None;
+                for (i, it) in iters.iter_mut().enumerate() {
+                    if let Some(&(k, _)) = it.peek()
+                        && best.is_none_or(|(_, b)| k < b)
+                    {
+                        best = Some((i, k));
+                    }
                 }
-            }
-            best.and_then(|(i, _)| iters[i].next()).map(|(_, id)| id)
-        })
-        .filter(move |&id| self.usable(id)))
+                best.and_then(|(i, _)| iters[i].next()).map(|(_, id)| id)
+            })
+            .filter(move |&id| self.usable(id)),
+        )
     }
 
     /// Listed candidates with room for the claim, in the order `key` gives.
