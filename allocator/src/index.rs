@@ -54,13 +54,18 @@ impl RoomTree {
         pos as u32
     }
 
-    /// Records an LB's room.
+    /// Records an LB's room. Walks up only while a node's maximum changes: above a node
+    /// that kept its value nothing changes either (most updates stop within a few levels).
     pub fn set(&mut self, pos: u32, rooms: [u32; 3]) {
         let mut i = self.size + pos as usize;
         self.nodes[i] = rooms;
         while i > 1 {
             i /= 2;
-            self.nodes[i] = max3(self.nodes[2 * i], self.nodes[2 * i + 1]);
+            let m = max3(self.nodes[2 * i], self.nodes[2 * i + 1]);
+            if self.nodes[i] == m {
+                break;
+            }
+            self.nodes[i] = m;
         }
     }
 
@@ -116,6 +121,12 @@ impl RoomTree {
     /// The LB at a position.
     pub fn id(&self, pos: usize) -> Option<LbId> {
         self.ids.get(pos).copied().flatten()
+    }
+
+    /// The first inner node that does not hold the largest room of its two children, if
+    /// any (for the invariant check).
+    pub fn stale_node(&self) -> Option<usize> {
+        (1..self.size).find(|&i| self.nodes[i] != max3(self.nodes[2 * i], self.nodes[2 * i + 1]))
     }
 
     /// The room recorded at a position.

@@ -277,6 +277,12 @@ impl Allocator {
             if n != indexed_entries[i] {
                 return Err(format!("pool {:?}: stale room entries", pool.key));
             }
+            if let Some(node) = pool.index.tree.stale_node() {
+                return Err(format!(
+                    "pool {:?}: room tree node {node} is stale",
+                    pool.key
+                ));
+            }
         }
         if self.idle.len() != self.lbs.values().filter(|l| l.idle_since.is_some()).count() {
             return Err("stale idle entries".into());
