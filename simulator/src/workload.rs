@@ -112,6 +112,9 @@ impl WorkloadGen {
     /// Arrival rate per ms at time `t` (diurnal variation included).
     fn rate(&self, t: u64) -> f64 {
         let base = self.w.arrival.rate_per_hour / 3_600_000.0;
+        if self.w.arrival.diurnal_amplitude == 0.0 {
+            return base; // what the formula gives, without a sine per arrival
+        }
         base * (1.0
             + self.w.arrival.diurnal_amplitude
                 * (2.0 * std::f64::consts::PI * t as f64 / DAY_MS).sin())
