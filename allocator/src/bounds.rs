@@ -331,6 +331,31 @@ mod tests {
         .unwrap()
     }
 
+    /// The kept capacity bound is per protocol class where LBs cannot mix protocols:
+    /// 2 listeners per LB, so TCP 1 → 1 LB, + UDP 1 → 2, TCP 3 → 3, UDP gone → 2.
+    #[test]
+    fn the_live_capacity_bound_counts_each_protocol_class() {
+        let mut config = Config::with_builtin("aws-nlb", "best-fit".parse().unwrap()).unwrap();
+        config.profiles[0].max_listeners = 2;
+        config.profiles[0].mixed_protocols = false;
+        config.profiles[0].protocols = vec![Protocol::Tcp, Protocol::Udp];
+        let any = |id: &str, p: Protocol| Claim::new(id, vec![crate::PortRequest::Any(p)]).unwrap();
+        let (t1, t2, t3) = (
+            any("a/t1", Protocol::Tcp),
+            any("a/t2", Protocol::Tcp),
+            any("a/t3", Protocol::Tcp),
+        );
+        let u = any("a/u", Protocol::Udp);
+        let mut live = LiveBound::new(&config);
+        let mut bounds = vec![];
+        for (c, sign) in [(&t1, 1), (&u, 1), (&t2, 1), (&t3, 1), (&u, -1), (&t3, -1)] {
+            live.count(c, sign);
+            bounds.push(live.get().by_capacity);
+        }
+        assert_eq!(bounds, [1, 2, 2, 3, 2, 1]);
+        assert_eq!(live.get().total, 1);
+    }
+
     #[test]
     fn clique_of_pairwise_clashes_beats_single_listener_count() {
         let p = builtin_profile("aws-nlb").unwrap();

@@ -419,4 +419,25 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn a_borrowed_pool_key_finds_its_own_key_only() {
+        let t = |s: &str| TenantId::new(s).unwrap();
+        let g = |s: &str| GroupKey::new(s).unwrap();
+        let mut pools: hashbrown::HashMap<PoolKey, u32, OneBucket> = hashbrown::HashMap::default();
+        pools.insert(PoolKey::Tenant(t("shop")), 1);
+        pools.insert(PoolKey::Tenant(t("games")), 2);
+        pools.insert(PoolKey::Group(t("shop"), g("edge")), 3);
+        pools.insert(PoolKey::Group(t("shop"), g("core")), 4);
+        pools.insert(PoolKey::Open, 5);
+        let (shop, games, edge, core) = (t("shop"), t("games"), g("edge"), g("core"));
+        assert_eq!(pools.get(&PoolKeyRef::Tenant(&games)), Some(&2));
+        assert_eq!(pools.get(&PoolKeyRef::Tenant(&shop)), Some(&1));
+        assert_eq!(pools.get(&PoolKeyRef::Group(&shop, &core)), Some(&4));
+        assert_eq!(pools.get(&PoolKeyRef::Group(&shop, &edge)), Some(&3));
+        assert_eq!(pools.get(&PoolKeyRef::Open), Some(&5));
+        assert_eq!(pools.get(&PoolKeyRef::Group(&games, &edge)), None);
+        assert_eq!(pools.get(&PoolKeyRef::Dedicated(&shop)), None);
+        assert_eq!(pools.get(&PoolKeyRef::CrossTenantGroup(&edge)), None);
+    }
 }

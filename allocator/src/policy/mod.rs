@@ -358,16 +358,13 @@ impl View<'_> {
 
     fn merged<'s, K: Ord + Copy, I: Iterator<Item = (K, LbId)> + 's>(
         &'s self,
-        iters: SmallVec<[I; 2]>,
+        mut iters: SmallVec<[I; 2]>,
     ) -> impl Iterator<Item = LbId> + 's {
         // One pool (the common case): its own order, no merge.
-        if iters.len() == 1 {
-            let only = iters.into_iter().next().map(|it| it.map(|(_, id)| id));
-            return Either::A(
-                only.into_iter()
-                    .flatten()
-                    .filter(move |&id| self.usable(id)),
-            );
+        if iters.len() == 1
+            && let Some(only) = iters.pop()
+        {
+            return Either::A(only.map(|(_, id)| id).filter(move |&id| self.usable(id)));
         }
         let mut iters: SmallVec<[Peekable<I>; 2]> =
             iters.into_iter().map(Iterator::peekable).collect();
