@@ -10,8 +10,9 @@ use crate::policy::IdleLbs;
 use crate::ports::ClashRule;
 
 impl Allocator {
-    /// The index of the pool index for `(key, profile)`, made on first use.
-    pub(crate) fn pool_index(&mut self, key: PoolKey, profile: usize) -> u32 {
+    /// The index of the pool index for `(key, profile)`, made on first use (the key is
+    /// copied only then).
+    pub(crate) fn pool_index(&mut self, key: &PoolKey, profile: usize) -> u32 {
         if let Some(&i) = self.pool_ids.get(&PoolRef(key.as_ref(), profile)) {
             return i;
         }
@@ -21,7 +22,7 @@ impl Allocator {
             profile,
             index: crate::index::PoolIndex::default(),
         });
-        self.pool_ids.insert((key, profile), i);
+        self.pool_ids.insert((key.clone(), profile), i);
         i
     }
 
@@ -62,7 +63,7 @@ impl Allocator {
         idle_since: Option<Time>,
     ) {
         let (rule, cap) = self.lb_rules(profile, pool.as_ref());
-        let pi = self.pool_index(pool.clone(), profile);
+        let pi = self.pool_index(pool, profile);
         let p = &self.config.profiles[profile];
         let mut lb = Lb::fresh(id, profile, p, pi, cap, rule, state);
         if let Some(used) = self.spare_used.pop() {
