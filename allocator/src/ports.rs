@@ -1,13 +1,15 @@
 //! The port-clash rule — the one definition placement, invariants, restore and bounds all
 //! use — and the search for the lowest free automatic port.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Listener, Port, Protocol};
 use crate::profile::LbProfile;
 use rustc_hash::FxHashMap;
+
+mod holes;
+
+use holes::HoleSet;
 
 /// The listeners in use on one LB, each with the slot of the claim holding it: a hash map
 /// (constant time at any LB size, and no allocation once it has grown to its working
@@ -210,20 +212,14 @@ impl ClashRule {
 /// there is in use or reserved, and `next` moves past it when an automatic port above it is
 /// taken.
 ///
-/// The three spaces share one hole set, each hole keyed by its space and port: 40 bytes
-/// per LB, where a set per space made it 104.
+/// The three spaces' holes are bits by offset from the range's first port, one word per
+/// space inside the record while they stay below offset 64 ([`HoleSet`]).
 #[derive(Clone, Debug)]
 pub(crate) struct AutoPorts {
     next: [u32; 3],
-    /// `space << 16 | port` for every hole.
-    holes: BTreeSet<u32>,
+    holes: HoleSet,
     /// While a snapshot is being restored the cursors are not kept; they restart afterwards.
     suspended: bool,
-}
-
-/// The key of hole `port` in `space`.
-fn hole(space: usize, port: u32) -> u32 {
-    (space as u32) << 16 | port
 }
 
 impl AutoPorts {
@@ -232,28 +228,9 @@ impl AutoPorts {
         let first = u32::from(profile.auto_ports.first.get());
         AutoPorts {
             next: [first; 3],
-            holes: BTreeSet::new(),
+            holes: HoleSet::default(),
             suspended: false,
         }
-    }
-
-    /// The holes of `space`, lowest first, as ports. A range bounded on one side: a
-    /// bounded range would search the tree for both ends.
-    fn holes_of(&self, space: usize) -> impl Iterator<Item = u32> + '_ {
-        let end = hole(space + 1, 0);
-        self.holes
-            .range(hole(space, 0)..)
-            .map_while(move |&k| (k < end).then_some(k & 0xffff))
-    }
-
-    /// The highest hole of `space`, as a port.
-    fn last_hole(&self, space: usize) -> Option<u32> {
-        let start = hole(space, 0);
-        self.holes
-            .range(..hole(space + 1, 0))
-            .next_back()
-            .filter(|&&k| k >= start)
-            .map(|&k| k & 0xffff)
     }
 
     /// Stops keeping the cursors (bulk restore); [`AutoPorts::restart`] resumes.
@@ -282,8 +259,9 @@ impl AutoPorts {
             let l = Listener::new(proto, port);
             own.iter().any(|&o| rule.within_claim.clash(o, l))
         };
-        for h in self.holes_of(space) {
-            let port = Port::new(h as u16)?;
+        let first = u32::from(profile.auto_ports.first.get());
+        for h in self.holes.iter(space) {
+            let port = Port::new((first + h) as u16)?;
             if !mine(port) {
                 return Some(Listener::new(proto, port));
             }
@@ -317,8 +295,9 @@ impl AutoPorts {
         }
         let space = rule.between_claims.space(l.protocol);
         let p = u32::from(l.port.get());
+        let first = u32::from(profile.auto_ports.first.get());
         if p < self.next[space] {
-            self.holes.remove(&hole(space, p));
+            self.holes.remove(space, p - first);
         } else if automatic {
             // Ports stepped over on the way are in use or reserved when `l` was the lowest
             // free one; any other free port met is kept as a hole, so none is lost.
@@ -327,7 +306,7 @@ impl AutoPorts {
                 if !profile.is_reserved(port)
                     && !rule.occupied(used, Listener::new(l.protocol, port))
                 {
-                    self.holes.insert(hole(space, q));
+                    self.holes.insert(space, q - first);
                 }
             }
             self.next[space] = p + 1;
@@ -341,6 +320,7 @@ impl AutoPorts {
         }
         let space = rule.between_claims.space(l.protocol);
         let p = u32::from(l.port.get());
+        let first = u32::from(profile.auto_ports.first.get());
         if p >= self.next[space] || rule.occupied(used, l) {
             return;
         }
@@ -349,18 +329,15 @@ impl AutoPorts {
             // them: fewer holes, and an LB that empties keeps none (one LB per claim then
             // allocates no hole set per claim).
             self.next[space] = p;
-            loop {
-                let top = self.last_hole(space);
-                match top {
-                    Some(h) if h + 1 == self.next[space] => {
-                        self.holes.remove(&hole(space, h));
-                        self.next[space] = h;
-                    }
-                    _ => break,
-                }
+            while let Some(h) = self.holes.last(space)
+                && first + h + 1 == self.next[space]
+            {
+                self.holes.remove(space, h);
+                self.next[space] = first + h;
             }
+            self.holes.shrink();
         } else {
-            self.holes.insert(hole(space, p));
+            self.holes.insert(space, p - first);
         }
     }
 
@@ -381,23 +358,25 @@ impl AutoPorts {
                 let port = Port::new(q as u16).unwrap_or(Port::MIN);
                 let free =
                     !profile.is_reserved(port) && !rule.occupied(used, Listener::new(proto, port));
-                let hole = self.holes.contains(&hole(space, q));
+                let hole = self.holes.contains(space, q - first);
                 if free != hole {
                     return Err(format!(
                         "automatic port {q}/{proto}: free {free}, recorded as a hole {hole}"
                     ));
                 }
             }
-            if self.holes_of(space).any(|h| h >= next) {
+            if self.holes.last(space).is_some_and(|h| first + h >= next) {
                 return Err(format!("a {proto} hole lies above the cursor"));
             }
         }
-        if let Some(k) = self
-            .holes
+        let in_use: Vec<usize> = spaces
             .iter()
-            .find(|&&k| (k >> 16) as usize >= self.next.len())
-        {
-            return Err(format!("a hole of no port space: {k:#x}"));
+            .map(|&p| rule.between_claims.space(p))
+            .collect();
+        if let Some(s) = (0..3).find(|s| !in_use.contains(s) && self.holes.last(*s).is_some()) {
+            return Err(format!(
+                "holes kept in port space {s}, which this LB's rule does not use"
+            ));
         }
         Ok(())
     }
@@ -497,13 +476,15 @@ mod tests {
             u32::from(first),
             "TCP's cursor back at the start"
         );
+        let udp_space = rule.between_claims.space(Protocol::Udp);
         assert_eq!(
-            auto.holes.iter().copied().collect::<Vec<_>>(),
-            [hole(
-                rule.between_claims.space(Protocol::Udp),
-                u32::from(first)
-            )],
-            "only UDP's hole is kept"
+            (0..3)
+                .map(|s| auto.holes.iter(s).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            (0..3)
+                .map(|s| if s == udp_space { vec![0] } else { vec![] })
+                .collect::<Vec<_>>(),
+            "only UDP's hole is kept, at the range's first port"
         );
     }
 
