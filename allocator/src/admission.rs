@@ -197,8 +197,7 @@ impl Allocator {
         // frees nothing, so the state it failed in still holds.
         let shape = Shape::of(claim);
         if let Some((reason, message)) = failed.get(&shape) {
-            let (reason, message) = (*reason, message.clone());
-            self.wait(k, reason, &message, out);
+            self.wait(k, *reason, message, out);
             return;
         }
         if let Outcome::Waiting {

@@ -134,9 +134,10 @@ impl Allocator {
         message: &str,
         out: &mut Vec<Decision>,
     ) {
-        let changed = self.claims.get(k).place != Place::Pending(reason);
-        self.set_place(k, Place::Pending(reason));
-        if changed {
+        // Waiting again for the same reason changes nothing: its books and its place in
+        // the queue stay as they are (a retry pass meets this for most waiting claims).
+        if self.claims.get(k).place != Place::Pending(reason) {
+            self.set_place(k, Place::Pending(reason));
             out.push(Decision::Pending {
                 claim: self.claims.get(k).claim.id().clone(),
                 reason,
