@@ -9,7 +9,7 @@ use crate::decision::{Decision, PendingReason};
 use crate::fairness::{WaterFill, goes_before};
 use crate::lb::PoolRef;
 use crate::model::{Claim, LbId, PortRequest, ProfileName, Sharing, TenantId};
-use crate::placement::{Outcome, Placement};
+use crate::placement::{Outcome, Placement, Why};
 use rustc_hash::FxHashMap;
 
 /// Everything placement looks at in a claim but its id: claims of one shape fit exactly
@@ -109,7 +109,7 @@ impl Allocator {
             .map(|t| index.get(&t.tenant).copied().unwrap_or(0))
             .collect();
         let fill = WaterFill::new(demands.values().copied());
-        let mut failed: FxHashMap<Shape, (PendingReason, String)> = FxHashMap::default();
+        let mut failed: FxHashMap<Shape, (PendingReason, Why)> = FxHashMap::default();
         // Each turn's standing, `(within its share, (held, ask, weight))`, depends only on
         // its next claim and on what is held: kept per turn, and worked out again for one
         // turn when its next claim changes, for all when a claim was placed.
@@ -159,7 +159,7 @@ impl Allocator {
         &mut self,
         k: u32,
         scope: &RetryScope,
-        failed: &mut FxHashMap<Shape, (PendingReason, String)>,
+        failed: &mut FxHashMap<Shape, (PendingReason, Why)>,
         out: &mut Vec<Decision>,
     ) {
         let retryable = match self.claims.get(k).place {
@@ -196,17 +196,17 @@ impl Allocator {
         // A claim of the same shape as one that just failed fails the same way: a pass
         // frees nothing, so the state it failed in still holds.
         let shape = Shape::of(claim);
-        if let Some((reason, message)) = failed.get(&shape) {
-            self.wait(k, *reason, message, out);
+        if let Some((reason, why)) = failed.get(&shape) {
+            self.wait(k, *reason, why, out);
             return;
         }
         if let Outcome::Waiting {
             reason,
-            message,
+            why,
             deleted_idle: false,
         } = self.try_place(k, placement, out)
         {
-            failed.insert(shape, (reason, message));
+            failed.insert(shape, (reason, why));
         }
     }
 }

@@ -12,6 +12,52 @@ use crate::placement::Eligible;
 use crate::ports::PortRule;
 use crate::profile::LbProfile;
 
+/// The tenant quota that forbids a placement, with the figures that say why (in words
+/// only when a message is shown, as [`BudgetLimit`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum QuotaLimit {
+    Listeners {
+        tenant: TenantId,
+        max: u32,
+        held: u32,
+        asks: u32,
+    },
+    Claims {
+        tenant: TenantId,
+        max: u32,
+        placed: u32,
+    },
+    DedicatedLbs {
+        tenant: TenantId,
+        max: u32,
+        held: u32,
+    },
+}
+
+impl std::fmt::Display for QuotaLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuotaLimit::Listeners {
+                tenant,
+                max,
+                held,
+                asks,
+            } => write!(
+                f,
+                "tenant {tenant} holds {held} of its {max} listeners and asks {asks} more"
+            ),
+            QuotaLimit::Claims {
+                tenant,
+                max,
+                placed,
+            } => write!(f, "tenant {tenant} has {placed} of its {max} claims placed"),
+            QuotaLimit::DedicatedLbs { tenant, max, held } => {
+                write!(f, "tenant {tenant} has {held} of its {max} dedicated LBs")
+            }
+        }
+    }
+}
+
 /// The budget limit that forbids a new LB, with the figures that say why (put in words
 /// by `Display` only when a message is shown: placement asks far more often than it tells).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -89,36 +135,40 @@ impl Allocator {
         }
     }
 
-    /// Whether the tenant's quota allows `what`; why not otherwise.
-    pub(crate) fn quota_check(&self, claim: &Claim, what: Admit) -> Result<(), String> {
+    /// Whether the tenant's quota allows `what`; which limit binds otherwise.
+    pub(crate) fn quota_check(&self, claim: &Claim, what: Admit) -> Result<(), QuotaLimit> {
         let t = claim.tenant();
         let q = self.config.tenant(t).quota;
         let u = self.usage(t);
-        if let Some(m) = q.max_listeners
-            && u64::from(u.listeners) + u64::from(claim.listener_count()) > u64::from(m)
+        let tenant = || t.clone();
+        if let Some(max) = q.max_listeners
+            && u64::from(u.listeners) + u64::from(claim.listener_count()) > u64::from(max)
         {
-            return Err(format!(
-                "tenant {t} holds {} of its {m} listeners and asks {} more",
-                u.listeners,
-                claim.listener_count()
-            ));
+            return Err(QuotaLimit::Listeners {
+                tenant: tenant(),
+                max,
+                held: u.listeners,
+                asks: claim.listener_count(),
+            });
         }
-        if let Some(m) = q.max_claims
-            && u.claims >= m
+        if let Some(max) = q.max_claims
+            && u.claims >= max
         {
-            return Err(format!(
-                "tenant {t} has {} of its {m} claims placed",
-                u.claims
-            ));
+            return Err(QuotaLimit::Claims {
+                tenant: tenant(),
+                max,
+                placed: u.claims,
+            });
         }
         if what == Admit::WithDedicatedLb
-            && let Some(m) = q.max_dedicated_lbs
-            && u.dedicated_lbs >= m
+            && let Some(max) = q.max_dedicated_lbs
+            && u.dedicated_lbs >= max
         {
-            return Err(format!(
-                "tenant {t} has {} of its {m} dedicated LBs",
-                u.dedicated_lbs
-            ));
+            return Err(QuotaLimit::DedicatedLbs {
+                tenant: tenant(),
+                max,
+                held: u.dedicated_lbs,
+            });
         }
         Ok(())
     }

@@ -8,8 +8,9 @@ use smallvec::SmallVec;
 
 use crate::allocator::{Allocator, RetryScope};
 use crate::claims::Place;
+use crate::config::Config;
 use crate::decision::{Decision, PendingReason};
-use crate::eligibility::{Admit, BudgetLimit};
+use crate::eligibility::{Admit, BudgetLimit, QuotaLimit};
 use crate::lb::{LbState, Misfit, PoolRef};
 use crate::model::{Claim, LbId, Listener, Listeners};
 use crate::policy::{Candidates, View};
@@ -36,14 +37,14 @@ pub(crate) enum Placement<'a> {
 }
 
 /// What [`Allocator::try_place`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Outcome {
     /// The claim was placed.
     Placed,
     /// It waits, for this reason; `deleted_idle` when an idle LB was deleted to make room.
     Waiting {
         reason: PendingReason,
-        message: String,
+        why: Why,
         deleted_idle: bool,
     },
     /// A change could not stay where it was, or a move found no place: nothing recorded.
@@ -64,8 +65,77 @@ pub(crate) enum Target {
 pub(crate) enum Wait {
     /// Staying put (update) or migrating was not possible; nothing to report.
     NoMove,
-    /// Pending with a reason and message; optionally an idle LB to delete to make room.
-    Pending(PendingReason, String, Option<LbId>),
+    /// Pending with a reason and why; optionally an idle LB to delete to make room.
+    Pending(PendingReason, Why, Option<LbId>),
+}
+
+/// Why a claim waits, with the figures that say so: put in words ([`Why::words`]) only
+/// when the shell is told, as a retry pass asks far more often than the reason changes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Why {
+    /// No profile can hold it (worked out once per claim body, already in words).
+    Ineligible(String),
+    Quota(QuotaLimit),
+    PinnedMissing(LbId),
+    PinnedMisfit(LbId, Misfit),
+    /// So many LBs are provisioning already (the configured limit).
+    ProvisioningLimit(u32),
+    /// The budget forbids a new LB, and what follows from that.
+    Budget(BudgetLimit, OverBudget),
+    /// It does not fit an empty LB of this profile (index into the configuration).
+    NoFitWhenEmpty(usize, Misfit),
+}
+
+/// What a claim meets when the budget forbids a new LB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum OverBudget {
+    /// LBs being deleted will make room.
+    Draining,
+    /// This idle LB is deleted to make room.
+    DeletingIdle(LbId),
+    /// Every LB with room clashes with one of its fixed listeners.
+    Conflict,
+    /// LBs with room have no free automatic port.
+    RangeFull,
+    /// Nothing else.
+    Spent,
+}
+
+impl Why {
+    /// The message the shell is shown.
+    pub(crate) fn words(&self, config: &Config) -> String {
+        match self {
+            Why::Ineligible(m) => m.clone(),
+            Why::Quota(q) => q.to_string(),
+            Why::PinnedMissing(pin) => {
+                format!("pinned {pin} does not exist or is not in this claim's pool")
+            }
+            Why::PinnedMisfit(pin, m) => {
+                format!("pinned {pin} cannot take the claim: {}", misfit_words(*m))
+            }
+            Why::ProvisioningLimit(max) => {
+                format!("{max} LBs are provisioning already (the limit)")
+            }
+            Why::Budget(why, then) => match then {
+                OverBudget::Draining => format!("{why}; waiting for LBs being deleted to go"),
+                OverBudget::DeletingIdle(idle) => {
+                    format!("{why}; deleting idle {idle} to make room")
+                }
+                OverBudget::Conflict => {
+                    format!("every LB with room uses one of its fixed listeners, and {why}")
+                }
+                OverBudget::RangeFull => {
+                    format!("LBs with room have no free automatic port left, and {why}")
+                }
+                OverBudget::Spent => why.to_string(),
+            },
+            Why::NoFitWhenEmpty(profile, m) => format!(
+                "does not fit an empty {} LB: {}",
+                config.profiles[*profile].name,
+                misfit_words(*m)
+            ),
+        }
+    }
 }
 
 impl Allocator {
@@ -112,14 +182,14 @@ impl Allocator {
                 Outcome::Placed
             }
             Err(Wait::NoMove) => Outcome::NotMoved,
-            Err(Wait::Pending(reason, message, delete)) => {
+            Err(Wait::Pending(reason, why, delete)) => {
                 if let Some(lb) = delete {
                     self.start_delete(lb, out);
                 }
-                self.wait(k, reason, &message, out);
+                self.wait(k, reason, &why, out);
                 Outcome::Waiting {
                     reason,
-                    message,
+                    why,
                     deleted_idle: delete.is_some(),
                 }
             }
@@ -131,7 +201,7 @@ impl Allocator {
         &mut self,
         k: u32,
         reason: PendingReason,
-        message: &str,
+        why: &Why,
         out: &mut Vec<Decision>,
     ) {
         // Waiting again for the same reason changes nothing: its books and its place in
@@ -141,7 +211,7 @@ impl Allocator {
             out.push(Decision::Pending {
                 claim: self.claims.get(k).claim.id().clone(),
                 reason,
-                message: message.to_owned(),
+                message: why.words(&self.config),
             });
         }
     }
@@ -156,7 +226,9 @@ impl Allocator {
         let eligible = self
             .eligible_profiles(claim)
             .map_err(|(r, m)| match placement {
-                Placement::Arrive | Placement::Among { .. } => Wait::Pending(r, m, None),
+                Placement::Arrive | Placement::Among { .. } => {
+                    Wait::Pending(r, Why::Ineligible(m), None)
+                }
                 Placement::Stay { .. } | Placement::Migrate { .. } => Wait::NoMove,
             })?;
         let pool = self.pool_of(claim);
@@ -176,8 +248,12 @@ impl Allocator {
                     .map_err(|_| Wait::NoMove);
             }
             Placement::Arrive | Placement::Among { .. } => {
-                if let Err(m) = self.quota_check(claim, Admit::Claim) {
-                    return Err(Wait::Pending(PendingReason::QuotaExceeded, m, None));
+                if let Err(q) = self.quota_check(claim, Admit::Claim) {
+                    return Err(Wait::Pending(
+                        PendingReason::QuotaExceeded,
+                        Why::Quota(q),
+                        None,
+                    ));
                 }
             }
             Placement::Migrate { .. } => {}
@@ -192,7 +268,7 @@ impl Allocator {
             if !ok {
                 return Err(Wait::Pending(
                     PendingReason::PinnedUnavailable,
-                    format!("pinned {pin} does not exist or is not in this claim's pool"),
+                    Why::PinnedMissing(pin),
                     None,
                 ));
             }
@@ -200,7 +276,7 @@ impl Allocator {
                 Ok(ls) => Ok((Target::Existing(pin), ls)),
                 Err(m) => Err(Wait::Pending(
                     PendingReason::PinnedUnavailable,
-                    format!("pinned {pin} cannot take the claim: {}", misfit_words(m)),
+                    Why::PinnedMisfit(pin, m),
                     None,
                 )),
             };
@@ -291,48 +367,56 @@ impl Allocator {
         seen: Option<Misfit>,
     ) -> Result<(Target, Listeners), Wait> {
         if self.pool_of(claim).is_dedicated()
-            && let Err(m) = self.quota_check(claim, Admit::WithDedicatedLb)
+            && let Err(q) = self.quota_check(claim, Admit::WithDedicatedLb)
         {
-            return Err(Wait::Pending(PendingReason::QuotaExceeded, m, None));
+            return Err(Wait::Pending(
+                PendingReason::QuotaExceeded,
+                Why::Quota(q),
+                None,
+            ));
         }
         if let Some(max) = self.config.max_provisioning
             && self.totals.provisioning >= max
         {
             return Err(Wait::Pending(
                 PendingReason::WaitingForCapacity,
-                format!("{max} LBs are provisioning already (the limit)"),
+                Why::ProvisioningLimit(max),
                 None,
             ));
         }
         if let Some(limit) = self.budget_blocks(profile) {
-            let why = limit.to_string();
+            let over = |then| Why::Budget(limit, then);
             if matches!(limit, BudgetLimit::Lbs { .. }) && self.totals.draining > 0 {
                 // An LB is on its way out: room in the budget is coming, one at a time.
                 return Err(Wait::Pending(
                     PendingReason::WaitingForCapacity,
-                    format!("{why}; waiting for LBs being deleted to go"),
+                    over(OverBudget::Draining),
                     None,
                 ));
             }
             if let Some(&(_, idle)) = self.idle.iter().next() {
                 return Err(Wait::Pending(
                     PendingReason::WaitingForCapacity,
-                    format!("{why}; deleting idle {idle} to make room"),
+                    over(OverBudget::DeletingIdle(idle)),
                     Some(idle),
                 ));
             }
             return Err(match seen {
                 Some(Misfit::Conflict) => Wait::Pending(
                     PendingReason::PortConflict,
-                    format!("every LB with room uses one of its fixed listeners, and {why}"),
+                    over(OverBudget::Conflict),
                     None,
                 ),
                 Some(Misfit::RangeFull) => Wait::Pending(
                     PendingReason::PortRangeFull,
-                    format!("LBs with room have no free automatic port left, and {why}"),
+                    over(OverBudget::RangeFull),
                     None,
                 ),
-                _ => Wait::Pending(PendingReason::BudgetExhausted, why, None),
+                _ => Wait::Pending(
+                    PendingReason::BudgetExhausted,
+                    over(OverBudget::Spent),
+                    None,
+                ),
             });
         }
         self.plan_on_empty(profile, claim)
@@ -340,11 +424,7 @@ impl Allocator {
             .map_err(|m| {
                 Wait::Pending(
                     PendingReason::Unsupported,
-                    format!(
-                        "does not fit an empty {} LB: {}",
-                        self.config.profiles[profile].name,
-                        misfit_words(m)
-                    ),
+                    Why::NoFitWhenEmpty(profile, m),
                     None,
                 )
             })
@@ -362,3 +442,99 @@ pub(crate) fn misfit_words(m: Misfit) -> &'static str {
 
 /// Profile indexes a claim may use (at most 64 profiles in a configuration).
 pub(crate) type Eligible = SmallVec<[usize; 4]>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TenantId;
+    use crate::profile::Currency;
+
+    /// Each reason in words, as the shell (and the controller's status) shows it: written
+    /// out by hand, so a change to the words is a change to this test.
+    #[test]
+    fn why_in_words() {
+        let policy = "best-fit".parse().expect("a policy");
+        let config = Config::with_builtin("aws-nlb", policy).expect("built in");
+        let tenant = TenantId::new("checkout").expect("a tenant name");
+        let lbs = BudgetLimit::Lbs {
+            max: 400,
+            live: 400,
+        };
+        let cost = BudgetLimit::Cost {
+            max: 10.0,
+            now: 9.9,
+            add: 0.0225,
+            currency: Currency::default(),
+        };
+        let cases = [
+            (Why::Ineligible("as given".into()), "as given"),
+            (
+                Why::Quota(QuotaLimit::Listeners {
+                    tenant: tenant.clone(),
+                    max: 600,
+                    held: 599,
+                    asks: 2,
+                }),
+                "tenant checkout holds 599 of its 600 listeners and asks 2 more",
+            ),
+            (
+                Why::Quota(QuotaLimit::Claims {
+                    tenant: tenant.clone(),
+                    max: 200,
+                    placed: 200,
+                }),
+                "tenant checkout has 200 of its 200 claims placed",
+            ),
+            (
+                Why::Quota(QuotaLimit::DedicatedLbs {
+                    tenant,
+                    max: 40,
+                    held: 40,
+                }),
+                "tenant checkout has 40 of its 40 dedicated LBs",
+            ),
+            (
+                Why::PinnedMissing(LbId(7)),
+                "pinned lb-7 does not exist or is not in this claim's pool",
+            ),
+            (
+                Why::PinnedMisfit(LbId(7), Misfit::Conflict),
+                "pinned lb-7 cannot take the claim: a fixed listener or the protocol clashes",
+            ),
+            (
+                Why::ProvisioningLimit(20),
+                "20 LBs are provisioning already (the limit)",
+            ),
+            (
+                Why::Budget(lbs, OverBudget::Draining),
+                "the budget of 400 LBs is spent (400 live); waiting for LBs being deleted to go",
+            ),
+            (
+                Why::Budget(lbs, OverBudget::DeletingIdle(LbId(3))),
+                "the budget of 400 LBs is spent (400 live); deleting idle lb-3 to make room",
+            ),
+            (
+                Why::Budget(lbs, OverBudget::Conflict),
+                "every LB with room uses one of its fixed listeners, and the budget of 400 LBs \
+                 is spent (400 live)",
+            ),
+            (
+                Why::Budget(lbs, OverBudget::RangeFull),
+                "LBs with room have no free automatic port left, and the budget of 400 LBs is \
+                 spent (400 live)",
+            ),
+            (
+                Why::Budget(cost, OverBudget::Spent),
+                "the budget of 10 USD/h is spent (9.9000 USD/h in use, a new LB costs 0.0225 \
+                 USD/h)",
+            ),
+            (
+                Why::NoFitWhenEmpty(0, Misfit::RangeFull),
+                "does not fit an empty aws-nlb LB: no free automatic port left",
+            ),
+        ];
+        for (why, words) in cases {
+            assert_eq!(why.words(&config), words, "{why:?}");
+        }
+    }
+}
