@@ -11,6 +11,7 @@ use crate::lb::PoolRef;
 use crate::model::{Claim, LbId, PortRequest, ProfileName, Sharing, TenantId};
 use crate::placement::{Outcome, Placement, Why};
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 /// Everything placement looks at in a claim but its id: claims of one shape fit exactly
 /// the same places.
@@ -18,7 +19,8 @@ use rustc_hash::FxHashMap;
 struct Shape {
     tenant: TenantId,
     sharing: Sharing,
-    ports: Vec<PortRequest>,
+    /// Inline up to four ports, as in a claim: a retry pass makes one per claim it tries.
+    ports: SmallVec<[PortRequest; 4]>,
     pinned: Option<LbId>,
     profile: Option<ProfileName>,
 }
@@ -28,7 +30,7 @@ impl Shape {
         Shape {
             tenant: c.tenant().clone(),
             sharing: c.sharing().clone(),
-            ports: c.ports().to_vec(),
+            ports: SmallVec::from_slice(c.ports()),
             pinned: c.pinned_lb(),
             profile: c.profile().cloned(),
         }
