@@ -326,15 +326,16 @@ impl AutoPorts {
             return;
         }
         if p + 1 == self.next[space] {
-            // The cursor steps back over it, and over holes just below, rather than keep
-            // them: fewer holes, and an LB that empties keeps none (one LB per claim then
-            // allocates no hole set per claim).
+            // The cursor steps back over it, and over the holes and reserved ports just
+            // below, rather than keep them: fewer holes, and an LB that empties keeps none.
             self.next[space] = p;
-            while let Some(h) = self.holes.last(space)
-                && first + h + 1 == self.next[space]
-            {
-                self.holes.remove(space, h);
-                self.next[space] = first + h;
+            while self.next[space] > first {
+                let below = self.next[space] - 1;
+                let reserved = Port::new(below as u16).is_some_and(|q| profile.is_reserved(q));
+                if !reserved && !self.holes.remove(space, below - first) {
+                    break;
+                }
+                self.next[space] = below;
             }
             self.holes.shrink();
         } else {
@@ -557,5 +558,74 @@ mod tests {
         auto.give_back(&p, rule, &used, ls[0]);
         auto.check(&p, rule, &used).expect("cursor invariant");
         assert_eq!(take_one(&mut auto, &p, rule, &mut used), ls[0]);
+    }
+
+    /// Takes and gives back in any order on an LB that grows past 64 automatic ports per
+    /// space (where the holes leave the record for bitmaps) and drains again: after every
+    /// step the cursor invariant holds and the lowest free port found is the lowest free
+    /// port a scan of the whole range finds.
+    mod grown {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Take(Protocol),
+            /// Gives back the held listener at this index (modulo the count held).
+            Give(usize),
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            let proto = prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp)];
+            // Grow first, then churn, then drain: each phase long enough to cross 64.
+            (
+                proptest::collection::vec(proto.clone().prop_map(Op::Take), 60..140),
+                proptest::collection::vec(
+                    prop_oneof![proto.prop_map(Op::Take), any::<usize>().prop_map(Op::Give),],
+                    0..200,
+                ),
+                proptest::collection::vec(any::<usize>().prop_map(Op::Give), 0..200),
+            )
+                .prop_map(|(a, b, c)| a.into_iter().chain(b).chain(c).collect())
+        }
+
+        proptest! {
+            #[test]
+            fn lowest_free_is_the_lowest_free_port(
+                ops in ops(),
+                shared_numbers in any::<bool>(),
+            ) {
+                let mut p = builtin_profile("aws-nlb").expect("built in");
+                p.max_listeners = 1_000;
+                p.shared_port_numbers = shared_numbers;
+                let first = p.auto_ports.first.get();
+                p.reserved = vec![Port::new(first + 3).expect("a port")];
+                let rule = ClashRule::new(&p, None);
+                let mut auto = AutoPorts::new(&p);
+                let mut used = Used::default();
+                let mut held: Vec<Listener> = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Take(proto) => held.push(take_of(&mut auto, &p, rule, &mut used, proto)),
+                        Op::Give(i) if !held.is_empty() => {
+                            let l = held.swap_remove(i % held.len());
+                            used.remove(l);
+                            auto.give_back(&p, rule, &used, l);
+                        }
+                        Op::Give(_) => {}
+                    }
+                    prop_assert_eq!(auto.check(&p, rule, &used), Ok(()));
+                    for proto in [Protocol::Tcp, Protocol::Udp] {
+                        let scan = (first..=p.auto_ports.last.get())
+                            .map(|n| Listener::new(proto, Port::new(n).expect("a port")))
+                            .find(|&l| !p.is_reserved(l.port) && !rule.occupied(&used, l));
+                        prop_assert_eq!(auto.lowest_free(&p, rule, &used, proto, &[]), scan);
+                    }
+                }
+                if held.is_empty() {
+                    prop_assert_eq!(&auto.holes, &HoleSet::default(), "a drained LB keeps no holes");
+                }
+            }
+        }
     }
 }
