@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::claims::{ClaimKey, ClaimTable, Place, Slot, WaitQueue};
+use crate::claims::{ClaimKey, ClaimTable, IdHash, Place, Slot, WaitQueue};
 use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
@@ -168,6 +168,16 @@ impl RetryScope {
     pub fn has_tenant(&self, tenant: &TenantId) -> bool {
         self.tenants.binary_search(tenant).is_ok()
     }
+}
+
+/// What [`Allocator::handle`] found of an event's claim, looked up once.
+enum Found {
+    /// An added claim's id is new; its hash.
+    New(IdHash),
+    /// A live claim's slot and its id's hash.
+    Live(u32, IdHash),
+    /// The event names no claim.
+    NoClaim,
 }
 
 /// Whether a slot's contribution goes into the books or comes out.
@@ -433,40 +443,46 @@ impl Allocator {
                 last: self.now,
             });
         }
-        match &event {
+        // A claim event's id is looked up once, here; its handler takes what was found.
+        let live = |id: &ClaimId| {
+            let hash = IdHash::of(id);
+            match self.claims.find_hashed(id, hash) {
+                Some(k) => Ok(Found::Live(k, hash)),
+                None => Err(Error::UnknownClaim(id.clone())),
+            }
+        };
+        let found = match &event {
             Event::ClaimAdded(c) => {
-                if self.claims.find(c.id()).is_some() {
+                let hash = IdHash::of(c.id());
+                if self.claims.find_hashed(c.id(), hash).is_some() {
                     return Err(Error::DuplicateClaim(c.id().clone()));
                 }
+                Found::New(hash)
             }
-            Event::ClaimUpdated(c) => {
-                if self.claims.find(c.id()).is_none() {
-                    return Err(Error::UnknownClaim(c.id().clone()));
-                }
-            }
-            Event::ClaimRemoved(id) => {
-                if self.claims.find(id).is_none() {
-                    return Err(Error::UnknownClaim(id.clone()));
-                }
-            }
+            Event::ClaimUpdated(c) => live(c.id())?,
+            Event::ClaimRemoved(id) => live(id)?,
             Event::LbReady(lb) | Event::LbFailed(lb) | Event::LbDeleted(lb) => {
                 if !self.lbs.contains_key(lb) {
                     return Err(Error::UnknownLb(*lb));
                 }
+                Found::NoClaim
             }
-            Event::Tick | Event::Consolidate { .. } => {}
-        }
+            Event::Tick | Event::Consolidate { .. } => Found::NoClaim,
+        };
         self.now = now;
-        match event {
-            Event::ClaimAdded(c) => self.add_claim(c, out),
-            Event::ClaimRemoved(id) => self.remove_claim(&id, out),
-            Event::ClaimUpdated(c) => self.update_claim(c, out),
-            Event::LbReady(lb) => self.lb_ready(lb),
-            Event::LbFailed(lb) | Event::LbDeleted(lb) => self.drop_lb(lb, out),
+        match (event, found) {
+            (Event::ClaimAdded(c), Found::New(hash)) => self.add_claim(c, hash, out),
+            (Event::ClaimRemoved(id), Found::Live(k, hash)) => self.remove_claim(k, hash, &id, out),
+            (Event::ClaimUpdated(c), Found::Live(k, _)) => self.update_claim(k, c, out),
+            (Event::ClaimAdded(_) | Event::ClaimRemoved(_) | Event::ClaimUpdated(_), _) => {
+                unreachable!("a claim event's lookup is checked above")
+            }
+            (Event::LbReady(lb), _) => self.lb_ready(lb),
+            (Event::LbFailed(lb) | Event::LbDeleted(lb), _) => self.drop_lb(lb, out),
             // Time passing may have changed why claims wait (a restore, an idle LB now
             // due): retry them.
-            Event::Tick => self.retry.everything(),
-            Event::Consolidate { max_moves } => self.consolidate(max_moves as usize, out),
+            (Event::Tick, _) => self.retry.everything(),
+            (Event::Consolidate { max_moves }, _) => self.consolidate(max_moves as usize, out),
         }
         // Retry first, so a waiting claim takes an idle LB before it expires; deleting an
         // LB that was still provisioning frees a provisioning slot, so retry again then.
@@ -480,13 +496,19 @@ impl Allocator {
 
     // ---------------------------------------------------------------- claims
 
-    /// Stores a claim at `place` (add and restore).
-    pub(crate) fn insert_claim(&mut self, mut claim: Claim, seq: u64, place: Place) -> u32 {
+    /// Stores a claim at `place` (add and restore); `hash` is its id's.
+    pub(crate) fn insert_claim(
+        &mut self,
+        mut claim: Claim,
+        hash: IdHash,
+        seq: u64,
+        place: Place,
+    ) -> u32 {
         for l in claim.fixed_listeners() {
             self.bump_demand(l, 1);
         }
         self.keep_body(&mut claim);
-        let k = self.claims.insert(Slot { claim, seq, place });
+        let k = self.claims.insert(Slot { claim, seq, place }, hash);
         self.account(k, Books::Add);
         k
     }
@@ -511,20 +533,18 @@ impl Allocator {
         );
     }
 
-    fn add_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
+    fn add_claim(&mut self, claim: Claim, hash: IdHash, out: &mut Vec<Decision>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         // In transit until placed or waiting: it need not join the retry queue first.
-        let k = self.insert_claim(claim, seq, Place::Transit);
+        let k = self.insert_claim(claim, hash, seq, Place::Transit);
         // Waiting claims failed in the current state and an arrival frees nothing, so the
         // newcomer takes no capacity any of them could use: try it alone.
         self.try_place(k, Placement::Arrive, out);
     }
 
-    fn remove_claim(&mut self, id: &ClaimId, out: &mut Vec<Decision>) {
-        let Some(k) = self.claims.find(id) else {
-            return;
-        };
+    /// Removes live slot `k`, claim `id`, whose id hashes to `hash`.
+    fn remove_claim(&mut self, k: u32, hash: IdHash, id: &ClaimId, out: &mut Vec<Decision>) {
         if let Place::Assigned { lb, .. } = self.claims.get(k).place {
             self.release_to(k, Place::Transit);
             out.push(Decision::Release {
@@ -533,18 +553,15 @@ impl Allocator {
             });
         }
         self.account(k, Books::Remove);
-        let slot = self.claims.remove(k);
+        let slot = self.claims.remove(k, hash);
         self.bodies.release(&slot.claim);
         for l in slot.claim.fixed_listeners() {
             self.bump_demand(l, -1);
         }
     }
 
-    fn update_claim(&mut self, claim: Claim, out: &mut Vec<Decision>) {
-        let k = self
-            .claims
-            .find(claim.id())
-            .unwrap_or_else(|| unreachable!("checked before"));
+    /// Replaces live slot `k`'s claim with `claim`, of the same id.
+    fn update_claim(&mut self, k: u32, claim: Claim, out: &mut Vec<Decision>) {
         let old: Vec<Listener> = self.claims.get(k).claim.fixed_listeners().collect();
         for l in old {
             self.bump_demand(l, -1);

@@ -169,6 +169,17 @@ fn hash_id(id: &ClaimId) -> u64 {
     FxBuildHasher.hash_one(id.as_str())
 }
 
+/// A claim id's hash in the id index: a caller that looks an id up and then inserts or
+/// removes it hashes the id once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdHash(u64);
+
+impl IdHash {
+    pub fn of(id: &ClaimId) -> IdHash {
+        IdHash(hash_id(id))
+    }
+}
+
 /// The id of live slot `k`.
 fn id_of(slots: &[Option<Slot>], k: u32) -> &ClaimId {
     slots[k as usize]
@@ -179,9 +190,9 @@ fn id_of(slots: &[Option<Slot>], k: u32) -> &ClaimId {
 }
 
 impl ClaimTable {
-    /// Stores a claim; the caller has checked its id is new.
-    pub fn insert(&mut self, slot: Slot) -> u32 {
-        let hash = hash_id(slot.claim.id());
+    /// Stores a claim whose id hashes to `hash`; the caller has checked the id is new.
+    pub fn insert(&mut self, slot: Slot, IdHash(hash): IdHash) -> u32 {
+        debug_assert_eq!(hash, hash_id(slot.claim.id()), "the claim's own hash");
         let k = if let Some(k) = self.free.pop() {
             self.slots[k as usize] = Some(slot);
             k
@@ -195,9 +206,9 @@ impl ClaimTable {
         k
     }
 
-    /// Removes a claim and returns it.
-    pub fn remove(&mut self, k: u32) -> Slot {
-        let hash = hash_id(id_of(&self.slots, k));
+    /// Removes live slot `k`, whose id hashes to `hash`, and returns it.
+    pub fn remove(&mut self, k: u32, IdHash(hash): IdHash) -> Slot {
+        debug_assert_eq!(hash, hash_id(id_of(&self.slots, k)), "slot k's own hash");
         let indexed = self
             .by_id
             .find_entry(hash, |&j| j == k)
@@ -266,10 +277,13 @@ impl ClaimTable {
 
     /// The slot of a claim id.
     pub fn find(&self, id: &ClaimId) -> Option<u32> {
+        self.find_hashed(id, IdHash::of(id))
+    }
+
+    /// [`ClaimTable::find`] of an id that hashes to `hash`.
+    pub fn find_hashed(&self, id: &ClaimId, IdHash(hash): IdHash) -> Option<u32> {
         let slots = &self.slots;
-        self.by_id
-            .find(hash_id(id), |&j| id_of(slots, j) == id)
-            .copied()
+        self.by_id.find(hash, |&j| id_of(slots, j) == id).copied()
     }
 
     /// A live slot.
@@ -509,7 +523,7 @@ impl WaitQueue {
 mod tests {
     use std::sync::Arc;
 
-    use super::{Bodies, ClaimTable, HeldPorts, Place, Slot};
+    use super::{Bodies, ClaimTable, HeldPorts, IdHash, Place, Slot};
     use crate::model::{Claim, LbId, Listener, PortRequest, Protocol, Sharing};
 
     #[test]
@@ -538,11 +552,15 @@ mod tests {
                 .collect();
             let claim = Claim::new("t/c", requests).unwrap();
             let mut table = ClaimTable::default();
-            let k = table.insert(Slot {
-                claim: claim.clone(),
-                seq: 0,
-                place: Place::Unplaced,
-            });
+            let hash = IdHash::of(claim.id());
+            let k = table.insert(
+                Slot {
+                    claim: claim.clone(),
+                    seq: 0,
+                    place: Place::Unplaced,
+                },
+                hash,
+            );
             let held = table.hold(k, &asked);
             table.set_place(
                 k,
@@ -570,7 +588,7 @@ mod tests {
                     ports: held,
                 },
             );
-            table.remove(k);
+            table.remove(k, hash);
             assert_eq!(table.spilled_slots().count(), 0);
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::allocator::Allocator;
-use crate::claims::Place;
+use crate::claims::{IdHash, Place};
 use crate::config::Config;
 use crate::decision::PendingReason;
 use crate::error::Error;
@@ -183,7 +183,8 @@ impl Allocator {
                 continue;
             }
             max_seq = max_seq.max(Some(r.seq));
-            let k = a.insert_claim(r.claim, r.seq, Place::Unplaced);
+            let hash = IdHash::of(r.claim.id());
+            let k = a.insert_claim(r.claim, hash, r.seq, Place::Unplaced);
             if let Some((lb, listeners)) = r.placement {
                 match a.check_placement(k, lb, &listeners) {
                     Ok(()) => a.assign(k, lb, &listeners),
