@@ -75,7 +75,7 @@ impl Allocator {
                 continue;
             }
             let mut ks: Vec<u32> = self.lbs[&src].used.slots().collect();
-            ks.sort_unstable_by_key(|&k| self.claims.get(k).seq);
+            ks.sort_unstable_by_key(|&k| (self.claims.get(k).seq, k));
             ks.dedup();
             exclude.insert(src);
             let mut done: Vec<(u32, Listeners, LbId)> = Vec::new();

@@ -158,7 +158,7 @@ impl Allocator {
     /// are released (with `Release` decisions) and wait to be placed again.
     pub(crate) fn drop_lb(&mut self, id: LbId, out: &mut Vec<Decision>) {
         let mut on: Vec<u32> = self.lbs[&id].used.slots().collect();
-        on.sort_unstable_by_key(|&k| self.claims.get(k).seq);
+        on.sort_unstable_by_key(|&k| (self.claims.get(k).seq, k));
         on.dedup();
         for k in on {
             self.release(k);

@@ -1289,3 +1289,38 @@ fn a_claim_keeps_its_key_through_updates_and_frees_it_when_it_leaves() {
     assert_eq!(h.a.claim_key(&id("t/a")), Some(others[0]));
     assert_eq!(h.a.claim_key(&id("t/c")), Some(others[1]));
 }
+
+/// A snapshot may give two claims one arrival number (the restore keeps both). When their
+/// LB fails, each claim is still released once: the claims on an LB are put in order by
+/// (arrival, slot), so one claim's listeners stay together and repeats are dropped.
+#[test]
+fn claims_sharing_an_arrival_number_are_released_once_each() {
+    let names = ["t/a", "t/b", "t/c", "t/d"];
+    let mut h = Harness::new(config("best-fit", 8));
+    for (i, c) in (0u16..).zip(names) {
+        h.add(c, vec![tcp(80 + i), tcp(84 + i)]);
+    }
+    let lb = h.lb_of("t/a");
+    assert!(
+        names.iter().all(|c| h.lb_of(c) == lb),
+        "all fit one LB of eight"
+    );
+    let mut snap = h.a.snapshot();
+    for r in &mut snap.claims {
+        r.seq = 0;
+    }
+    let r = Allocator::restore(snap).unwrap();
+    assert!(r.dropped.is_empty(), "{:?}", r.dropped);
+    let mut h = Harness {
+        a: r.allocator,
+        now: Time(0),
+    };
+    let ds = h.ev(Event::LbFailed(lb));
+    for c in names {
+        let releases = ds
+            .iter()
+            .filter(|d| matches!(d, Decision::Release { claim, .. } if claim.as_str() == c))
+            .count();
+        assert_eq!(releases, 1, "{c}: {ds:?}");
+    }
+}
