@@ -560,6 +560,62 @@ mod tests {
         assert_eq!(take_one(&mut auto, &p, rule, &mut used), ls[0]);
     }
 
+    /// The cursor invariant's check finds each way a hole set can go wrong: a hole in use,
+    /// a free port below the cursor not kept, a hole at or above the cursor, a hole in a
+    /// space the LB's rule does not use; below and above offset 64.
+    #[test]
+    fn check_finds_broken_holes() {
+        let p = builtin_profile("aws-nlb").expect("built in");
+        let first = u32::from(p.auto_ports.first.get());
+        for rule in [PortRule::PerListener, PortRule::PerPortNumber] {
+            let rule = ClashRule {
+                between_claims: rule,
+                ..ClashRule::new(&p, None)
+            };
+            for n in [5, 80] {
+                let grown = || {
+                    let mut auto = AutoPorts::new(&p);
+                    let mut used = Used::default();
+                    for _ in 0..n {
+                        take_one(&mut auto, &p, rule, &mut used);
+                    }
+                    (auto, used)
+                };
+                let (auto, used) = grown();
+                assert_eq!(auto.check(&p, rule, &used), Ok(()));
+                let tcp = rule.between_claims.space(Protocol::Tcp);
+                let below = n - 2;
+                // A hole whose port is in use.
+                let (mut auto, used) = grown();
+                auto.holes.insert(tcp, below);
+                let err = auto.check(&p, rule, &used).expect_err("a hole in use");
+                assert!(err.contains("free false, recorded as a hole true"), "{err}");
+                // A free port below the cursor that is not a hole.
+                let (auto, mut used) = grown();
+                used.remove(Listener::new(
+                    Protocol::Tcp,
+                    Port::new((first + below) as u16).expect("a port"),
+                ));
+                let err = auto.check(&p, rule, &used).expect_err("a lost hole");
+                assert!(err.contains("free true, recorded as a hole false"), "{err}");
+                // A hole at the cursor.
+                let (mut auto, used) = grown();
+                auto.holes.insert(tcp, n);
+                let err = auto
+                    .check(&p, rule, &used)
+                    .expect_err("a hole at the cursor");
+                assert!(err.contains("lies above the cursor"), "{err}");
+                // A hole in a space the rule does not use.
+                if rule.between_claims == PortRule::PerPortNumber {
+                    let (mut auto, used) = grown();
+                    auto.holes.insert(1, 0);
+                    let err = auto.check(&p, rule, &used).expect_err("a hole of no space");
+                    assert!(err.contains("port space 1"), "{err}");
+                }
+            }
+        }
+    }
+
     /// Takes and gives back in any order on an LB that grows past 64 automatic ports per
     /// space (where the holes leave the record for bitmaps) and drains again: after every
     /// step the cursor invariant holds and the lowest free port found is the lowest free
