@@ -314,8 +314,7 @@ impl Lb {
         // Highest port first: a claim's run of automatic ports at the top of the cursor
         // then steps it back port by port. Any order ends the same (`give_back` collapses
         // the holes just below the cursor), but a lower port given back first would be
-        // put in the hole set only to be taken out again: a B-tree insert and removal per
-        // departure (into an empty set, an allocation and a free).
+        // put in the hole set only to be taken out again.
         let mut back: smallvec::SmallVec<[Listener; 4]> = listeners.into();
         back.sort_unstable_by_key(|l| std::cmp::Reverse(l.port));
         for l in back {
