@@ -170,14 +170,16 @@ impl RetryScope {
     }
 }
 
-/// What [`Allocator::handle`] found of an event's claim, looked up once.
-enum Found {
-    /// An added claim's id is new; its hash.
-    New(IdHash),
-    /// A live claim's slot and its id's hash.
-    Live(u32, IdHash),
-    /// The event names no claim.
-    NoClaim,
+/// An event [`Allocator::handle`] has checked against the state, with what the check
+/// found: a claim event's slot and id hash, looked up once.
+enum Checked {
+    Add(Claim, IdHash),
+    Remove(u32, IdHash, ClaimId),
+    Update(u32, Claim),
+    LbReady(LbId),
+    LbGone(LbId),
+    Tick,
+    Consolidate(u32),
 }
 
 /// Whether a slot's contribution goes into the books or comes out.
@@ -447,42 +449,46 @@ impl Allocator {
         let live = |id: &ClaimId| {
             let hash = IdHash::of(id);
             match self.claims.find_hashed(id, hash) {
-                Some(k) => Ok(Found::Live(k, hash)),
+                Some(k) => Ok((k, hash)),
                 None => Err(Error::UnknownClaim(id.clone())),
             }
         };
-        let found = match &event {
+        let known = |lb: LbId| {
+            if self.lbs.contains_key(&lb) {
+                Ok(lb)
+            } else {
+                Err(Error::UnknownLb(lb))
+            }
+        };
+        let checked = match event {
             Event::ClaimAdded(c) => {
                 let hash = IdHash::of(c.id());
                 if self.claims.find_hashed(c.id(), hash).is_some() {
                     return Err(Error::DuplicateClaim(c.id().clone()));
                 }
-                Found::New(hash)
+                Checked::Add(c, hash)
             }
-            Event::ClaimUpdated(c) => live(c.id())?,
-            Event::ClaimRemoved(id) => live(id)?,
-            Event::LbReady(lb) | Event::LbFailed(lb) | Event::LbDeleted(lb) => {
-                if !self.lbs.contains_key(lb) {
-                    return Err(Error::UnknownLb(*lb));
-                }
-                Found::NoClaim
+            Event::ClaimUpdated(c) => Checked::Update(live(c.id())?.0, c),
+            Event::ClaimRemoved(id) => {
+                let (k, hash) = live(&id)?;
+                Checked::Remove(k, hash, id)
             }
-            Event::Tick | Event::Consolidate { .. } => Found::NoClaim,
+            Event::LbReady(lb) => Checked::LbReady(known(lb)?),
+            Event::LbFailed(lb) | Event::LbDeleted(lb) => Checked::LbGone(known(lb)?),
+            Event::Tick => Checked::Tick,
+            Event::Consolidate { max_moves } => Checked::Consolidate(max_moves),
         };
         self.now = now;
-        match (event, found) {
-            (Event::ClaimAdded(c), Found::New(hash)) => self.add_claim(c, hash, out),
-            (Event::ClaimRemoved(id), Found::Live(k, hash)) => self.remove_claim(k, hash, &id, out),
-            (Event::ClaimUpdated(c), Found::Live(k, _)) => self.update_claim(k, c, out),
-            (Event::ClaimAdded(_) | Event::ClaimRemoved(_) | Event::ClaimUpdated(_), _) => {
-                unreachable!("a claim event's lookup is checked above")
-            }
-            (Event::LbReady(lb), _) => self.lb_ready(lb),
-            (Event::LbFailed(lb) | Event::LbDeleted(lb), _) => self.drop_lb(lb, out),
+        match checked {
+            Checked::Add(c, hash) => self.add_claim(c, hash, out),
+            Checked::Remove(k, hash, id) => self.remove_claim(k, hash, &id, out),
+            Checked::Update(k, c) => self.update_claim(k, c, out),
+            Checked::LbReady(lb) => self.lb_ready(lb),
+            Checked::LbGone(lb) => self.drop_lb(lb, out),
             // Time passing may have changed why claims wait (a restore, an idle LB now
             // due): retry them.
-            (Event::Tick, _) => self.retry.everything(),
-            (Event::Consolidate { max_moves }, _) => self.consolidate(max_moves as usize, out),
+            Checked::Tick => self.retry.everything(),
+            Checked::Consolidate(max_moves) => self.consolidate(max_moves as usize, out),
         }
         // Retry first, so a waiting claim takes an idle LB before it expires; deleting an
         // LB that was still provisioning frees a provisioning slot, so retry again then.

@@ -1086,10 +1086,13 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(matches!(dup, Err(Error::DuplicateClaim(_))));
     let unknown = h.try_ev(Event::ClaimRemoved(id("t/zz")));
     assert!(matches!(unknown, Err(Error::UnknownClaim(_))));
-    assert!(matches!(
-        h.try_ev(Event::LbReady(LbId(99))),
-        Err(Error::UnknownLb(_))
+    let unknown = h.try_ev(Event::ClaimUpdated(
+        Claim::new("t/zz", vec![tcp(81)]).unwrap(),
     ));
+    assert!(matches!(unknown, Err(Error::UnknownClaim(_))));
+    for e in [Event::LbReady, Event::LbFailed, Event::LbDeleted] {
+        assert!(matches!(h.try_ev(e(LbId(99))), Err(Error::UnknownLb(_))));
+    }
     assert_eq!(h.a.snapshot(), before, "refused events change nothing");
     h.at(10).ev(Event::Tick);
     assert!(matches!(
