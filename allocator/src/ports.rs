@@ -12,12 +12,12 @@ mod table;
 use holes::HoleSet;
 use table::PortTable;
 
-/// The listeners in use on one LB, each with the slot of the claim holding it: a hash table
-/// (constant time at any LB size, one cache line per lookup, and no allocation once it
-/// has grown to its working size, as a B-tree's node splits and merges would) plus a count per protocol, so the
-/// protocol an LB is locked to is known without walking the map. Iteration is in no
-/// particular order; [`Used::sorted`] gives listener order for the few callers that show
-/// it.
+/// The listeners in use on one LB, each with the slot of the claim holding it: a hash
+/// table (constant time at any LB size, one cache line per lookup, and no allocation once
+/// it has grown to its working size, as a B-tree's node splits and merges would) plus a
+/// count per protocol, so the protocol an LB is locked to is known without walking the
+/// table. Iteration is in no particular order; [`Used::sorted`] gives listener order for
+/// the few callers that show it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Used {
     map: PortTable,
@@ -662,7 +662,9 @@ mod tests {
                 let mut held: Vec<Listener> = Vec::new();
                 for op in ops {
                     match op {
-                        Op::Take(proto) => held.push(take_of(&mut auto, &p, rule, &mut used, proto)),
+                        Op::Take(proto) => {
+                            held.push(take_of(&mut auto, &p, rule, &mut used, proto));
+                        }
                         Op::Give(i) if !held.is_empty() => {
                             let l = held.swap_remove(i % held.len());
                             used.remove(l);
@@ -679,7 +681,8 @@ mod tests {
                     }
                 }
                 if held.is_empty() {
-                    prop_assert_eq!(&auto.holes, &HoleSet::default(), "a drained LB keeps no holes");
+                    let none = HoleSet::default();
+                    prop_assert_eq!(&auto.holes, &none, "a drained LB keeps no holes");
                 }
             }
         }
