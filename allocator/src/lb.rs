@@ -53,7 +53,7 @@ impl PoolKey {
 
     /// Whether LBs of this pool hold at most one claim.
     pub fn is_dedicated(&self) -> bool {
-        matches!(self, PoolKey::Dedicated(_))
+        self.as_ref().is_dedicated()
     }
 
     /// The key by reference.
