@@ -139,6 +139,11 @@ impl Allocator {
     pub(crate) fn quota_check(&self, claim: &Claim, what: Admit) -> Result<(), QuotaLimit> {
         let t = claim.tenant();
         let q = self.config.tenant(t).quota;
+        if q.max_listeners.is_none() && q.max_claims.is_none() && q.max_dedicated_lbs.is_none() {
+            // No limit to check: the usage books are not read (at a million claims their
+            // line is one more miss on every arrival).
+            return Ok(());
+        }
         let u = self.usage(t);
         let tenant = || t.clone();
         if let Some(max) = q.max_listeners
