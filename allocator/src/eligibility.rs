@@ -140,8 +140,7 @@ impl Allocator {
         let t = claim.tenant();
         let q = self.config.tenant(t).quota;
         if q.max_listeners.is_none() && q.max_claims.is_none() && q.max_dedicated_lbs.is_none() {
-            // No limit to check: the usage books are not read (at a million claims their
-            // line is one more miss on every arrival).
+            // No limit to check, so the usage books need not be looked up.
             return Ok(());
         }
         let u = self.usage(t);

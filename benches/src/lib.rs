@@ -3,7 +3,7 @@
 //! a bare `BinaryHeap` event loop).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -273,17 +273,16 @@ pub fn churn(a: &mut Allocator, ids: &mut Vec<ClaimId>, g: &mut ClaimGen) {
 /// own ahead of time would put a cache miss on every arrival that no shell causes.
 pub fn script(ids: &mut Vec<ClaimId>, g: &mut ClaimGen, steps: usize) -> Vec<(ClaimId, Claim)> {
     let mut out = Vec::with_capacity(steps);
-    let mut templates: Vec<Claim> = Vec::new();
+    // A generated claim's kind is its port requests (tenant and sharing never vary).
+    let mut templates: HashMap<Vec<PortRequest>, Claim> = HashMap::new();
     for _ in 0..steps {
         let i = g.index(ids.len());
         let gone = ids.swap_remove(i);
         let c = g.claim();
-        let c = if let Some(t) = templates.iter().find(|t| t.ports() == c.ports()) {
-            t.renamed(c.id().clone())
-        } else {
-            templates.push(c.clone());
-            c
-        };
+        let c = templates
+            .entry(c.ports().to_vec())
+            .or_insert_with(|| c.clone())
+            .renamed(c.id().clone());
         ids.push(c.id().clone());
         out.push((gone, c));
     }

@@ -119,15 +119,14 @@ fn main() {
         2 * a.steps,
         secs * 1e6 / (2 * a.steps) as f64
     );
-    if let Some((leave, arrive)) = each {
-        let clock = clock_cost();
+    if let Some((mut leave, mut arrive)) = each {
         let mut all: Vec<u32> = leave.iter().chain(&arrive).copied().collect();
         eprintln!(
             "EACH decision {}; departure {}; arrival {}; a clock reading {} ns (median)",
             spread(&mut all),
-            spread(&mut leave.clone()),
-            spread(&mut arrive.clone()),
-            clock
+            spread(&mut leave),
+            spread(&mut arrive),
+            clock_cost()
         );
     }
 }
