@@ -12,27 +12,65 @@ use std::cmp::Reverse;
 use crate::model::LbId;
 use order::RoomOrder;
 
-/// Max-room segment tree over the pool's LBs in id order: "the lowest id with room for k".
+/// Four entries of a level of the room tree, each a room per class (the fourth class is
+/// unused): one aligned cache line, so a node's children are read together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(align(64))]
+struct Quad([[u32; 4]; 4]);
+
+impl Quad {
+    /// The largest room of its four entries, per class.
+    fn max(&self) -> [u32; 4] {
+        let [a, b, c, d] = self.0;
+        std::array::from_fn(|k| a[k].max(b[k]).max(c[k]).max(d[k]))
+    }
+}
+
+fn widen(rooms: [u32; 3]) -> [u32; 4] {
+    [rooms[0], rooms[1], rooms[2], 0]
+}
+
+/// Max-room tree over the pool's LBs in id order: "the lowest id with room for k".
+///
+/// Four-way, level by level: `levels[0]` holds each position's room, and entry `i` of
+/// `levels[l + 1]` the largest room of `levels[l]`'s quad `i`; the last level is one quad.
+/// A path from a leaf to the top reads one line per level, and there are half as many
+/// levels as in a binary tree: at a million claims the levels below the top are cold, and
+/// every decision walks one path up and (first-fit) one down.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RoomTree {
     /// The LB at each position, ids ascending; `None` where one was removed.
     ids: Vec<Option<LbId>>,
-    /// Node `i` holds the largest room below it, per class; leaves start at `size`.
-    nodes: Vec<[u32; 3]>,
-    size: usize,
+    /// Never empty once an LB was pushed; entries past the last position hold 0.
+    levels: Vec<Vec<Quad>>,
     dead: usize,
 }
 
 impl RoomTree {
-    fn grow(&mut self) {
-        let size = (self.size * 2).max(8);
-        let mut nodes = vec![[0; 3]; 2 * size];
-        nodes[size..size + self.size].copy_from_slice(&self.nodes[self.size..2 * self.size]);
-        for i in (1..size).rev() {
-            nodes[i] = max3(nodes[2 * i], nodes[2 * i + 1]);
+    /// Makes room for position `pos` on every level, adding a level on top when the top
+    /// level outgrows one quad.
+    fn reserve(&mut self, pos: usize) {
+        let mut need = pos / 4 + 1;
+        let mut l = 0;
+        loop {
+            if l == self.levels.len() {
+                // A new top level: its first entry is the old top's only quad.
+                let mut top = Quad::default();
+                if l > 0 {
+                    top.0[0] = self.levels[l - 1][0].max();
+                }
+                self.levels.push(vec![top]);
+            }
+            if self.levels[l].len() < need {
+                self.levels[l].resize(need, Quad::default());
+            }
+            let quads = self.levels[l].len();
+            if quads == 1 && l + 1 == self.levels.len() {
+                return;
+            }
+            need = quads.div_ceil(4);
+            l += 1;
         }
-        self.nodes = nodes;
-        self.size = size;
     }
 
     /// Appends an LB (its id is above every id present) and returns its position.
@@ -45,27 +83,27 @@ impl RoomTree {
                 .next()
                 .is_none_or(|&x| x < id)
         );
-        if self.ids.len() == self.size {
-            self.grow();
-        }
         let pos = self.ids.len();
+        self.reserve(pos);
         self.ids.push(Some(id));
         self.set(pos as u32, rooms);
         pos as u32
     }
 
-    /// Records an LB's room. Walks up only while a node's maximum changes: above a node
-    /// that kept its value nothing changes either (most updates stop within a few levels).
+    /// Records an LB's room. Walks up only while an entry's maximum changes: above an
+    /// entry that kept its value nothing changes either (most updates stop within a few
+    /// levels).
     pub fn set(&mut self, pos: u32, rooms: [u32; 3]) {
-        let mut i = self.size + pos as usize;
-        self.nodes[i] = rooms;
-        while i > 1 {
-            i /= 2;
-            let m = max3(self.nodes[2 * i], self.nodes[2 * i + 1]);
-            if self.nodes[i] == m {
+        let mut i = pos as usize;
+        self.levels[0][i / 4].0[i % 4] = widen(rooms);
+        for l in 1..self.levels.len() {
+            let m = self.levels[l - 1][i / 4].max();
+            i /= 4;
+            let entry = &mut self.levels[l][i / 4].0[i % 4];
+            if *entry == m {
                 break;
             }
-            self.nodes[i] = m;
+            *entry = m;
         }
     }
 
@@ -82,7 +120,7 @@ impl RoomTree {
             .ids
             .iter()
             .enumerate()
-            .filter_map(|(i, id)| id.map(|id| (id, self.nodes[self.size + i])))
+            .filter_map(|(i, id)| id.map(|id| (id, self.rooms_at(i as u32))))
             .collect();
         *self = RoomTree::default();
         live.into_iter()
@@ -92,30 +130,38 @@ impl RoomTree {
 
     /// The lowest position at or after `from` with room ≥ `k` in `class`.
     pub fn first_from(&self, class: usize, k: u32, from: usize) -> Option<usize> {
-        if from >= self.ids.len() || self.nodes.get(1).is_none_or(|n| n[class] < k) {
+        if from >= self.ids.len() {
             return None;
         }
-        self.descend(1, 0, self.size, class, k, from)
-    }
-
-    fn descend(
-        &self,
-        node: usize,
-        lo: usize,
-        hi: usize,
-        class: usize,
-        k: u32,
-        from: usize,
-    ) -> Option<usize> {
-        if hi <= from || self.nodes[node][class] < k {
-            return None;
+        // Up: the rest of each quad from where the search stands, then on the level above
+        // from the entry after the quad's own, until an entry has the room.
+        let top = self.levels.len() - 1;
+        let (mut l, mut i) = (0, from);
+        loop {
+            let quad = &self.levels[l][i / 4];
+            if let Some(c) = (i % 4..4).find(|&c| quad.0[c][class] >= k) {
+                i = i / 4 * 4 + c;
+                break;
+            }
+            if l == top {
+                return None;
+            }
+            i = i / 4 + 1;
+            l += 1;
+            if i >= 4 * self.levels[l].len() {
+                return None;
+            }
         }
-        if hi - lo == 1 {
-            return Some(lo);
+        // Down: the first child with the room, to a position.
+        while l > 0 {
+            l -= 1;
+            let quad = &self.levels[l][i];
+            let c = (0..4)
+                .find(|&c| quad.0[c][class] >= k)
+                .unwrap_or_else(|| unreachable!("an entry is the largest room of its quad"));
+            i = i * 4 + c;
         }
-        let mid = lo + (hi - lo) / 2;
-        self.descend(2 * node, lo, mid, class, k, from)
-            .or_else(|| self.descend(2 * node + 1, mid, hi, class, k, from))
+        (i < self.ids.len()).then_some(i)
     }
 
     /// The LB at a position.
@@ -123,23 +169,28 @@ impl RoomTree {
         self.ids.get(pos).copied().flatten()
     }
 
-    /// The first inner node that does not hold the largest room of its two children, if
-    /// any (for the invariant check).
-    pub fn stale_node(&self) -> Option<usize> {
-        (1..self.size).find(|&i| self.nodes[i] != max3(self.nodes[2 * i], self.nodes[2 * i + 1]))
+    /// The first entry above the positions that does not hold the largest room of its
+    /// quad below, if any, as (level, entry) (for the invariant check).
+    pub fn stale_node(&self) -> Option<(usize, usize)> {
+        (1..self.levels.len()).find_map(|l| {
+            (0..4 * self.levels[l].len()).find_map(|i| {
+                let below = self.levels[l - 1].get(i).map_or([0; 4], Quad::max);
+                (self.levels[l][i / 4].0[i % 4] != below).then_some((l, i))
+            })
+        })
     }
 
     /// The room recorded at a position.
     pub fn rooms_at(&self, pos: u32) -> [u32; 3] {
-        self.nodes
-            .get(self.size + pos as usize)
-            .copied()
-            .unwrap_or_default()
+        let pos = pos as usize;
+        self.levels
+            .first()
+            .and_then(|leaves| leaves.get(pos / 4))
+            .map_or([0; 3], |q| {
+                let r = q.0[pos % 4];
+                [r[0], r[1], r[2]]
+            })
     }
-}
-
-fn max3(a: [u32; 3], b: [u32; 3]) -> [u32; 3] {
-    [a[0].max(b[0]), a[1].max(b[1]), a[2].max(b[2])]
 }
 
 /// One pool's index: the room tree (lowest id first) and, per class, LBs ordered by room
@@ -332,5 +383,109 @@ impl Iterator for Emptiest<'_> {
         self.at = order.next(pos).filter(|&n| order.room(n) == room);
         let id = self.index.id_at(pos);
         Some(((Reverse(room), id), id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push([u32; 3]),
+        Set(usize, [u32; 3]),
+        Remove(usize),
+    }
+
+    fn rooms() -> impl Strategy<Value = [u32; 3]> {
+        // Few distinct rooms, so maxima tie and updates stop at every height.
+        proptest::array::uniform3(0u32..5)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => rooms().prop_map(Op::Push),
+            6 => (any::<usize>(), rooms()).prop_map(|(i, r)| Op::Set(i, r)),
+            1 => any::<usize>().prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        /// After any mix of pushes, updates and removals (compactions included), every
+        /// query answers as a scan of the positions does, and no entry is stale.
+        #[test]
+        fn answers_like_a_scan(ops in proptest::collection::vec(op(), 1..400)) {
+            let mut t = RoomTree::default();
+            // The model: each position's LB (if live) and room.
+            let mut model: Vec<(Option<LbId>, [u32; 3])> = Vec::new();
+            let mut next_id = 0;
+            for op in ops {
+                match op {
+                    Op::Push(r) => {
+                        next_id += 1;
+                        let pos = t.push(LbId(next_id), r);
+                        prop_assert_eq!(pos as usize, model.len());
+                        model.push((Some(LbId(next_id)), r));
+                    }
+                    Op::Set(i, r) => {
+                        let live: Vec<usize> =
+                            (0..model.len()).filter(|&p| model[p].0.is_some()).collect();
+                        if let Some(&p) = live.get(i % live.len().max(1)) {
+                            t.set(p as u32, r);
+                            model[p].1 = r;
+                        }
+                    }
+                    Op::Remove(i) => {
+                        let live: Vec<usize> =
+                            (0..model.len()).filter(|&p| model[p].0.is_some()).collect();
+                        if let Some(&p) = live.get(i % live.len().max(1)) {
+                            let moved = t.remove(p as u32);
+                            model[p] = (None, [0; 3]);
+                            if !moved.is_empty() {
+                                let kept: Vec<(Option<LbId>, [u32; 3])> =
+                                    model.iter().copied().filter(|m| m.0.is_some()).collect();
+                                for (n, &(id, pos)) in moved.iter().enumerate() {
+                                    prop_assert_eq!((Some(id), pos as usize), (kept[n].0, n));
+                                }
+                                model = kept;
+                            }
+                        }
+                    }
+                }
+                prop_assert_eq!(t.stale_node(), None);
+                for (p, &(id, r)) in model.iter().enumerate() {
+                    prop_assert_eq!(t.id(p), id);
+                    prop_assert_eq!(t.rooms_at(p as u32), r);
+                }
+                for class in 0..3 {
+                    for k in 1..6 {
+                        // The answer from every position, by a scan from the end.
+                        let mut want = vec![None; model.len() + 1];
+                        for p in (0..model.len()).rev() {
+                            want[p] = if model[p].1[class] >= k { Some(p) } else { want[p + 1] };
+                        }
+                        for (from, &w) in want.iter().enumerate() {
+                            prop_assert_eq!(t.first_from(class, k, from), w, "class {} k {} from {}", class, k, from);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A stale entry is reported where it is, at any level.
+    #[test]
+    fn a_stale_entry_is_found() {
+        let mut t = RoomTree::default();
+        for n in 0..20 {
+            t.push(LbId(n), [n as u32, 0, 0]);
+        }
+        assert_eq!(t.levels.len(), 3, "20 positions: 5 quads, 2, then 1");
+        assert_eq!(t.stale_node(), None);
+        t.levels[2][0].0[1][0] = 0;
+        assert_eq!(t.stale_node(), Some((2, 1)));
+        t.levels[1][1].0[0][0] += 1;
+        assert_eq!(t.stale_node(), Some((1, 4)));
     }
 }

@@ -277,9 +277,9 @@ impl Allocator {
             if n != indexed_entries[i] {
                 return Err(format!("pool {:?}: stale room entries", pool.key));
             }
-            if let Some(node) = pool.index.tree.stale_node() {
+            if let Some((level, entry)) = pool.index.tree.stale_node() {
                 return Err(format!(
-                    "pool {:?}: room tree node {node} is stale",
+                    "pool {:?}: room tree entry {entry} of level {level} is stale",
                     pool.key
                 ));
             }
