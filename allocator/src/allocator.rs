@@ -909,6 +909,16 @@ impl Allocator {
         })
     }
 
+    /// The slots of the claims on an LB, each once, in arrival order (a claim holding
+    /// several listeners is listed once; slot number breaks ties, since a restored
+    /// snapshot may give two claims one arrival number).
+    pub(crate) fn slots_on_by_arrival(&self, id: LbId) -> Vec<u32> {
+        let mut ks: Vec<u32> = self.lbs[&id].used.slots().collect();
+        ks.sort_unstable_by_key(|&k| (self.claims.get(k).seq, k));
+        ks.dedup();
+        ks
+    }
+
     /// The claims on an LB, in listener order, each once.
     pub fn claims_on(&self, id: LbId) -> Vec<ClaimId> {
         let Some(l) = self.lbs.get(&id) else {

@@ -74,9 +74,7 @@ impl Allocator {
             if moves.len() + n as usize > max_moves || targets.contains(&src) {
                 continue;
             }
-            let mut ks: Vec<u32> = self.lbs[&src].used.slots().collect();
-            ks.sort_unstable_by_key(|&k| (self.claims.get(k).seq, k));
-            ks.dedup();
+            let ks = self.slots_on_by_arrival(src);
             exclude.insert(src);
             let mut done: Vec<(u32, Listeners, LbId)> = Vec::new();
             let mut failed = false;

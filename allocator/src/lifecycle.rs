@@ -157,10 +157,7 @@ impl Allocator {
     /// An LB is gone (deleted as asked, failed, or deleted by someone else): its claims
     /// are released (with `Release` decisions) and wait to be placed again.
     pub(crate) fn drop_lb(&mut self, id: LbId, out: &mut Vec<Decision>) {
-        let mut on: Vec<u32> = self.lbs[&id].used.slots().collect();
-        on.sort_unstable_by_key(|&k| (self.claims.get(k).seq, k));
-        on.dedup();
-        for k in on {
+        for k in self.slots_on_by_arrival(id) {
             self.release(k);
             out.push(Decision::Release {
                 claim: self.claims.get(k).claim.id().clone(),
