@@ -137,8 +137,6 @@ fn main() {
 fn play_each(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) -> (Vec<u32>, Vec<u32>) {
     let mut leave = Vec::with_capacity(script.len());
     let mut arrive = Vec::with_capacity(script.len());
-    let nanos =
-        |from: Instant, to: Instant| u32::try_from((to - from).as_nanos()).unwrap_or(u32::MAX);
     for (gone, c) in script {
         let t0 = Instant::now();
         feed(a, Event::ClaimRemoved(gone));
@@ -149,6 +147,11 @@ fn play_each(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) -> (Vec<u32>, Vec
         arrive.push(nanos(t1, t2));
     }
     (leave, arrive)
+}
+
+/// Nanoseconds between two clock readings (saturating at `u32::MAX`, ~4 s).
+fn nanos(from: Instant, to: Instant) -> u32 {
+    u32::try_from((to - from).as_nanos()).unwrap_or(u32::MAX)
 }
 
 /// Median, p90, p99 and mean of nanosecond samples, in µs.
@@ -169,11 +172,7 @@ fn spread(ns: &mut [u32]) -> String {
 #[allow(clippy::disallowed_methods)] // A benchmark reads the wall clock.
 fn clock_cost() -> u32 {
     let mut v: Vec<u32> = (0..100_000)
-        .map(|_| {
-            let t0 = Instant::now();
-            let t1 = Instant::now();
-            u32::try_from((t1 - t0).as_nanos()).unwrap_or(u32::MAX)
-        })
+        .map(|_| nanos(Instant::now(), Instant::now()))
         .collect();
     v.sort_unstable();
     v[v.len() / 2]
