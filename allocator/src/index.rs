@@ -7,9 +7,11 @@
 
 mod order;
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 
 use crate::model::LbId;
+use crate::policy::Walks;
 use order::RoomOrder;
 
 /// Four entries of a level of the room tree, each a room per class (the fourth class is
@@ -30,6 +32,17 @@ fn widen(rooms: [u32; 3]) -> [u32; 4] {
     [rooms[0], rooms[1], rooms[2], 0]
 }
 
+/// Which levels of a [`RoomTree`] are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Levels {
+    /// Every level: "the lowest id with room for k" is a walk up and down.
+    #[default]
+    All,
+    /// Only the positions' rooms, for a policy that never asks for the lowest id: each
+    /// update writes one entry, and the lowest id, if asked after all, is a scan.
+    Leaves,
+}
+
 /// Max-room tree over the pool's LBs in id order: "the lowest id with room for k".
 ///
 /// Four-way, level by level: `levels[0]` holds each position's room, and entry `i` of
@@ -41,15 +54,34 @@ fn widen(rooms: [u32; 3]) -> [u32; 4] {
 pub(crate) struct RoomTree {
     /// The LB at each position, ids ascending; `None` where one was removed.
     ids: Vec<Option<LbId>>,
-    /// Never empty once an LB was pushed; entries past the last position hold 0.
+    /// Never empty once an LB was pushed; entries past the last position hold 0. Only
+    /// `levels[0]` when only the leaves are kept.
     levels: Vec<Vec<Quad>>,
+    kept: Levels,
     dead: usize,
 }
 
 impl RoomTree {
+    /// An empty tree keeping `kept`.
+    pub fn new(kept: Levels) -> RoomTree {
+        RoomTree {
+            kept,
+            ..RoomTree::default()
+        }
+    }
+
     /// Makes room for position `pos` on every level, adding a level on top when the top
     /// level outgrows one quad.
     fn reserve(&mut self, pos: usize) {
+        if self.kept == Levels::Leaves {
+            if self.levels.is_empty() {
+                self.levels.push(Vec::new());
+            }
+            if self.levels[0].len() <= pos / 4 {
+                self.levels[0].resize(pos / 4 + 1, Quad::default());
+            }
+            return;
+        }
         let mut need = pos / 4 + 1;
         let mut l = 0;
         loop {
@@ -96,6 +128,7 @@ impl RoomTree {
     pub fn set(&mut self, pos: u32, rooms: [u32; 3]) {
         let mut i = pos as usize;
         self.levels[0][i / 4].0[i % 4] = widen(rooms);
+        // With the leaves alone, `levels` has no level above.
         for l in 1..self.levels.len() {
             let m = self.levels[l - 1][i / 4].max();
             i /= 4;
@@ -122,7 +155,7 @@ impl RoomTree {
             .enumerate()
             .filter_map(|(i, id)| id.map(|id| (id, self.rooms_at(i as u32))))
             .collect();
-        *self = RoomTree::default();
+        *self = RoomTree::new(self.kept);
         live.into_iter()
             .map(|(id, rooms)| (id, self.push(id, rooms)))
             .collect()
@@ -132,6 +165,9 @@ impl RoomTree {
     pub fn first_from(&self, class: usize, k: u32, from: usize) -> Option<usize> {
         if from >= self.ids.len() {
             return None;
+        }
+        if self.kept == Levels::Leaves {
+            return (from..self.ids.len()).find(|&p| self.rooms_at(p as u32)[class] >= k);
         }
         // Up: the rest of each quad from where the search stands, then on the level above
         // from the entry after the quad's own, until an entry has the room.
@@ -162,6 +198,11 @@ impl RoomTree {
             i = i * 4 + c;
         }
         (i < self.ids.len()).then_some(i)
+    }
+
+    /// Positions, removed ones included.
+    pub fn len(&self) -> usize {
+        self.ids.len()
     }
 
     /// The LB at a position.
@@ -196,19 +237,46 @@ impl RoomTree {
 /// One pool's index: the room tree (lowest id first) and, per class, LBs ordered by room
 /// (fullest or emptiest first). Neither allocates as LBs change room: the tree is an
 /// array, the orders link positions in place.
+///
+/// Only the orders the policy walks ([`Walks`]) are kept: the tree's levels above the
+/// positions for the lowest id, the room orders for fullest and emptiest. A walk in an
+/// order not kept is answered all the same, from the positions' rooms.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PoolIndex {
     pub tree: RoomTree,
+    /// Empty when `walks` keeps no order by room.
     pub by_room: [RoomOrder; 3],
+    walks: Walks,
 }
 
 impl PoolIndex {
+    /// An empty index keeping the orders `walks` names.
+    pub fn new(walks: Walks) -> PoolIndex {
+        let levels = if walks.by_id() {
+            Levels::All
+        } else {
+            Levels::Leaves
+        };
+        PoolIndex {
+            tree: RoomTree::new(levels),
+            by_room: Default::default(),
+            walks,
+        }
+    }
+
+    /// Whether the room orders are kept.
+    pub fn keeps_room_orders(&self) -> bool {
+        self.walks.by_room()
+    }
+
     /// Adds a new LB (its id above all others); returns its position.
     pub fn insert(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
         let pos = self.tree.push(id, rooms);
-        for (c, &r) in rooms.iter().enumerate() {
-            if r > 0 {
-                self.by_room[c].insert(pos, r);
+        if self.walks.by_room() {
+            for (c, &r) in rooms.iter().enumerate() {
+                if r > 0 {
+                    self.by_room[c].insert(pos, r);
+                }
             }
         }
         pos
@@ -220,7 +288,7 @@ impl PoolIndex {
             return;
         }
         for c in 0..3 {
-            if old[c] != new[c] {
+            if old[c] != new[c] && self.walks.by_room() {
                 if old[c] > 0 {
                     self.by_room[c].remove(pos);
                 }
@@ -234,13 +302,15 @@ impl PoolIndex {
 
     /// Removes an LB; returns moved positions (see [`RoomTree::remove`]).
     pub fn remove(&mut self, pos: u32, old: [u32; 3]) -> Vec<(LbId, u32)> {
-        for (c, &r) in old.iter().enumerate() {
-            if r > 0 {
-                self.by_room[c].remove(pos);
+        if self.walks.by_room() {
+            for (c, &r) in old.iter().enumerate() {
+                if r > 0 {
+                    self.by_room[c].remove(pos);
+                }
             }
         }
         let moved = self.tree.remove(pos);
-        if !moved.is_empty() {
+        if !moved.is_empty() && self.walks.by_room() {
             // Positions changed: the orders are rebuilt on the new ones.
             for order in &mut self.by_room {
                 order.clear();
@@ -278,10 +348,11 @@ impl PoolIndex {
 
     /// LBs with room ≥ `k` in `class`, least room first, then lowest id.
     pub fn fullest(&self, class: usize, k: u32) -> Fullest<'_> {
+        let order = self.room_order(class, k);
         Fullest {
             index: self,
-            class,
-            at: self.by_room[class].lower_bound(k, 0),
+            at: order.lower_bound(k, 0),
+            order,
         }
     }
 
@@ -289,11 +360,27 @@ impl PoolIndex {
     pub fn emptiest(&self, class: usize, k: u32) -> Emptiest<'_> {
         Emptiest {
             index: self,
-            class,
+            order: self.room_order(class, k),
             k,
             at: None,
             level: Level::Top,
         }
+    }
+
+    /// The order by room of `class`: the one kept, or else one built for this walk from
+    /// the positions with room ≥ `k` (a policy walking an order it did not name).
+    fn room_order(&self, class: usize, k: u32) -> Cow<'_, RoomOrder> {
+        if self.walks.by_room() {
+            return Cow::Borrowed(&self.by_room[class]);
+        }
+        let mut order = RoomOrder::default();
+        for pos in 0..self.tree.len() as u32 {
+            let room = self.tree.rooms_at(pos)[class];
+            if room >= k.max(1) {
+                order.insert(pos, room);
+            }
+        }
+        Cow::Owned(order)
     }
 
     /// The id at a position of the orders.
@@ -325,7 +412,7 @@ impl Iterator for LowestId<'_> {
 /// Iterator of [`PoolIndex::fullest`].
 pub(crate) struct Fullest<'a> {
     index: &'a PoolIndex,
-    class: usize,
+    order: Cow<'a, RoomOrder>,
     at: Option<u32>,
 }
 
@@ -333,7 +420,7 @@ impl Iterator for Fullest<'_> {
     type Item = ((u32, LbId), LbId);
     fn next(&mut self) -> Option<Self::Item> {
         let pos = self.at?;
-        let order = &self.index.by_room[self.class];
+        let order = &self.order;
         self.at = order.next(pos);
         let id = self.index.id_at(pos);
         Some(((order.room(pos), id), id))
@@ -353,7 +440,7 @@ enum Level {
 /// Iterator of [`PoolIndex::emptiest`]: room levels from the top, ids ascending within one.
 pub(crate) struct Emptiest<'a> {
     index: &'a PoolIndex,
-    class: usize,
+    order: Cow<'a, RoomOrder>,
     k: u32,
     /// The next entry of the current level.
     at: Option<u32>,
@@ -363,7 +450,7 @@ pub(crate) struct Emptiest<'a> {
 impl Iterator for Emptiest<'_> {
     type Item = ((Reverse<u32>, LbId), LbId);
     fn next(&mut self) -> Option<Self::Item> {
-        let order = &self.index.by_room[self.class];
+        let order = &self.order;
         if self.at.is_none() {
             let top = match self.level {
                 Level::Top => order.last(),
@@ -417,8 +504,11 @@ mod tests {
         /// After any mix of pushes, updates and removals (compactions included), every
         /// query answers as a scan of the positions does, and no entry is stale.
         #[test]
-        fn answers_like_a_scan(ops in proptest::collection::vec(op(), 1..400)) {
-            let mut t = RoomTree::default();
+        fn answers_like_a_scan(
+            ops in proptest::collection::vec(op(), 1..400),
+            leaves_only in any::<bool>(),
+        ) {
+            let mut t = RoomTree::new(if leaves_only { Levels::Leaves } else { Levels::All });
             // The model: each position's LB (if live) and room.
             let mut model: Vec<(Option<LbId>, [u32; 3])> = Vec::new();
             let mut next_id = 0;
@@ -462,6 +552,9 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(t.stale_node(), None);
+                if leaves_only {
+                    prop_assert!(t.levels.len() <= 1, "no level above the leaves");
+                }
                 for (p, &(id, r)) in model.iter().enumerate() {
                     prop_assert_eq!(t.id(p), id);
                     prop_assert_eq!(t.rooms_at(p as u32), r);
@@ -478,6 +571,87 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum IndexOp {
+        Insert([u32; 3]),
+        Update(usize, [u32; 3]),
+        Remove(usize),
+    }
+
+    fn index_op() -> impl Strategy<Value = IndexOp> {
+        prop_oneof![
+            4 => rooms().prop_map(IndexOp::Insert),
+            4 => (any::<usize>(), rooms()).prop_map(|(i, r)| IndexOp::Update(i, r)),
+            3 => any::<usize>().prop_map(IndexOp::Remove),
+        ]
+    }
+
+    /// Every walk of an index: by id, fullest and emptiest, for every class and room.
+    fn walks_of(index: &PoolIndex) -> Vec<Vec<LbId>> {
+        let mut out = Vec::new();
+        for class in 0..3 {
+            for k in 1..6 {
+                out.push(index.lowest_id(class, k).map(|(_, id)| id).collect());
+                out.push(index.fullest(class, k).map(|(_, id)| id).collect());
+                out.push(index.emptiest(class, k).map(|(_, id)| id).collect());
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// An index keeping one order walks every order as one keeping all does, after any
+        /// inserts, updates and removals (compactions included); the orders it does not
+        /// keep stay empty.
+        #[test]
+        fn walks_alike_whatever_it_keeps(ops in proptest::collection::vec(index_op(), 1..300)) {
+            let mut all = PoolIndex::new(Walks::Every);
+            let mut by_id = PoolIndex::new(Walks::LowestIdFirst);
+            let mut by_room = PoolIndex::new(Walks::ByRoom);
+            // Live LBs with their position and room, as the allocator keeps them.
+            let mut live: Vec<(LbId, u32, [u32; 3])> = Vec::new();
+            let mut next_id = 0;
+            for op in ops {
+                match op {
+                    IndexOp::Insert(r) => {
+                        next_id += 1;
+                        let id = LbId(next_id);
+                        let pos = all.insert(id, r);
+                        prop_assert_eq!(by_id.insert(id, r), pos);
+                        prop_assert_eq!(by_room.insert(id, r), pos);
+                        live.push((id, pos, r));
+                    }
+                    IndexOp::Update(i, r) if !live.is_empty() => {
+                        let n = i % live.len();
+                        let (_, pos, old) = live[n];
+                        for x in [&mut all, &mut by_id, &mut by_room] {
+                            x.update(pos, old, r);
+                        }
+                        live[n].2 = r;
+                    }
+                    IndexOp::Remove(i) if !live.is_empty() => {
+                        let (_, pos, old) = live.remove(i % live.len());
+                        let moved = all.remove(pos, old);
+                        prop_assert_eq!(&by_id.remove(pos, old), &moved);
+                        prop_assert_eq!(&by_room.remove(pos, old), &moved);
+                        for (id, p) in moved {
+                            if let Some(e) = live.iter_mut().find(|e| e.0 == id) {
+                                e.1 = p;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let want = walks_of(&all);
+                prop_assert_eq!(walks_of(&by_id), want.clone());
+                prop_assert_eq!(walks_of(&by_room), want);
+                prop_assert_eq!(by_id.ordered_len(), 0, "room orders not kept");
+                prop_assert_eq!(by_id.tree.stale_node(), None);
+                prop_assert!(by_room.tree.levels.len() <= 1, "only the leaves kept");
             }
         }
     }

@@ -261,7 +261,8 @@ impl Allocator {
                 ));
             }
             for (c, &r) in rooms.iter().enumerate() {
-                if r > 0 {
+                // Orders by room are kept only for a policy that walks them.
+                if r > 0 && pool.index.keeps_room_orders() {
                     indexed_entries[l.pool as usize] += 1;
                     if !pool.index.ordered_at(c, r, l.pos) {
                         return Err(format!("{} missing from the room order", l.id));

@@ -75,7 +75,7 @@ pub use model::{
     Claim, ClaimId, GroupKey, LbId, Listener, Listeners, MAX_ID_LEN, MAX_PORTS_PER_CLAIM, Port,
     PortRequest, ProfileName, Protocol, Sharing, TenantId, Time,
 };
-pub use policy::{Policy, PolicyKind, PolicyRules, View};
+pub use policy::{Policy, PolicyKind, PolicyRules, View, Walks};
 pub use ports::{ClashKey, ClashRule, PortRule};
 pub use profile::{Currency, LbProfile, PortRange, builtin_profile, builtin_profiles};
 pub use shell::{Reports, Shell};

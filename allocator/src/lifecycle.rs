@@ -20,7 +20,7 @@ impl Allocator {
         self.pools.push(Pool {
             key: key.clone(),
             profile,
-            index: crate::index::PoolIndex::default(),
+            index: crate::index::PoolIndex::new(self.rules.walks),
         });
         self.pool_ids.insert((key.clone(), profile), i);
         i

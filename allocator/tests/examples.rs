@@ -7,10 +7,11 @@ use sharedlb_allocator::bounds::lower_bound;
 use sharedlb_allocator::offline::plan_offline;
 use sharedlb_allocator::{
     Allocator, Budget, Claim, ClaimId, Config, Currency, Decision, Error, Event, GroupKey, LbId,
-    LbProfile, LbState, Listener, Listeners, PendingReason, PolicyKind, Port, PortRange,
-    PortRequest, PortRule, ProfileName, Protocol, Quota, Reports, Sharing, Shell, Snapshot,
-    TenantConfig, TenantId, Time, builtin_profile,
+    LbProfile, LbState, Listener, Listeners, PendingReason, Policy, PolicyKind, PolicyRules, Port,
+    PortRange, PortRequest, PortRule, ProfileName, Protocol, Quota, Reports, Sharing, Shell,
+    Snapshot, TenantConfig, TenantId, Time, View, Walks, builtin_profile,
 };
+use std::sync::Arc;
 
 fn tcp(p: u16) -> PortRequest {
     PortRequest::Fixed(Listener::tcp(p).unwrap())
@@ -471,6 +472,67 @@ fn first_best_worst_fit_choose_as_named() {
     let mut h = three_lbs("first-fit");
     h.add("t/two", vec![tcp(200), tcp(201)]);
     assert_eq!(h.lb_of("t/two"), LbId(2));
+}
+
+/// A policy walking one order while its rules name another (or every) order.
+#[derive(Debug)]
+struct Walker {
+    names: Walks,
+    walk: fn(&View<'_>) -> Option<LbId>,
+}
+
+impl Policy for Walker {
+    fn choose(&self, view: &View<'_>) -> Option<LbId> {
+        (self.walk)(view)
+    }
+
+    fn rules(&self) -> PolicyRules {
+        PolicyRules {
+            walks: self.names,
+            ..PolicyRules::default()
+        }
+    }
+}
+
+#[test]
+fn an_order_walked_without_being_named_is_still_right() {
+    let lowest: fn(&View<'_>) -> Option<LbId> = |v| v.by_id().find(|&lb| v.fits(lb));
+    let fullest: fn(&View<'_>) -> Option<LbId> = |v| v.fullest_first().find(|&lb| v.fits(lb));
+    let emptiest: fn(&View<'_>) -> Option<LbId> = |v| v.emptiest_first().find(|&lb| v.fits(lb));
+    // Room 1, 3 and 2 on LBs 1 to 3 (as `three_lbs`) and none on LB 4: a walk that saw
+    // no LB would open LB 5.
+    for names in [Walks::LowestIdFirst, Walks::ByRoom, Walks::Every] {
+        for (walk, want, what) in [
+            (lowest, LbId(1), "lowest id"),
+            (fullest, LbId(1), "fullest"),
+            (emptiest, LbId(2), "emptiest"),
+        ] {
+            let mut h = Harness {
+                a: Allocator::with_policy(config("first-fit", 4), Arc::new(Walker { names, walk }))
+                    .unwrap(),
+                now: Time(0),
+            };
+            for lb in 0..4 {
+                for i in 0..4 {
+                    h.add(&format!("t/l{lb}c{i}"), vec![tcp(100 + i)]);
+                }
+            }
+            for c in ["t/l0c0", "t/l1c0", "t/l1c1", "t/l1c2", "t/l2c0", "t/l2c1"] {
+                h.remove(c);
+            }
+            h.add("t/new", vec![tcp(200)]);
+            assert_eq!(h.lb_of("t/new"), want, "{what} named as {names:?}");
+            h.add("t/two", vec![tcp(200), tcp(201)]);
+            // Two more ports, 200 among them: by lowest id LB 2 (room 3); the fullest
+            // with room for two is LB 3; the emptiest LB 2 holds 200 now, so LB 3.
+            let two = if what == "lowest id" {
+                LbId(2)
+            } else {
+                LbId(3)
+            };
+            assert_eq!(h.lb_of("t/two"), two, "{what} for two named as {names:?}");
+        }
+    }
 }
 
 #[test]

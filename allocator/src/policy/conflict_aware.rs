@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Policy, Registration, View};
+use super::{Policy, PolicyRules, Registration, View, Walks};
 use crate::model::LbId;
 
 /// The registry entry.
@@ -28,6 +28,13 @@ const SCORED: usize = 32;
 pub struct ConflictAware;
 
 impl Policy for ConflictAware {
+    fn rules(&self) -> PolicyRules {
+        PolicyRules {
+            walks: Walks::ByRoom,
+            ..PolicyRules::default()
+        }
+    }
+
     fn choose(&self, view: &View<'_>) -> Option<LbId> {
         let mut hot = [None; HOT];
         for (slot, (l, n)) in hot.iter_mut().zip(

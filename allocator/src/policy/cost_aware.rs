@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Param, Policy, Registration, View};
+use super::{Param, Policy, PolicyRules, Registration, View, Walks};
 use crate::model::LbId;
 
 /// The registry entry.
@@ -34,6 +34,13 @@ pub struct CostAware {
 }
 
 impl Policy for CostAware {
+    fn rules(&self) -> PolicyRules {
+        PolicyRules {
+            walks: Walks::ByRoom,
+            ..PolicyRules::default()
+        }
+    }
+
     fn choose(&self, view: &View<'_>) -> Option<LbId> {
         view.fullest_first().find(|&lb| view.fits(lb))
     }

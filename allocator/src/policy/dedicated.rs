@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{IdleLbs, Policy, PolicyRules, Registration, View};
+use super::{IdleLbs, Policy, PolicyRules, Registration, View, Walks};
 use crate::lb::Pooling;
 use crate::model::LbId;
 
@@ -31,6 +31,7 @@ impl Policy for Dedicated {
         PolicyRules {
             pooling: Pooling::EveryClaimAlone,
             idle_lbs: IdleLbs::DeleteAtOnce,
+            walks: Walks::ByRoom,
             ..PolicyRules::default()
         }
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Policy, Registration, View};
+use super::{Policy, PolicyRules, Registration, View, Walks};
 use crate::model::LbId;
 
 /// The registry entry.
@@ -19,6 +19,13 @@ pub(super) const REGISTRATION: Registration = Registration {
 pub struct FirstFit;
 
 impl Policy for FirstFit {
+    fn rules(&self) -> PolicyRules {
+        PolicyRules {
+            walks: Walks::LowestIdFirst,
+            ..PolicyRules::default()
+        }
+    }
+
     fn choose(&self, view: &View<'_>) -> Option<LbId> {
         view.by_id().find(|&lb| view.fits(lb))
     }

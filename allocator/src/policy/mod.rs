@@ -54,6 +54,45 @@ pub struct PolicyRules {
     pub max_claims_per_lb: Option<u32>,
     /// What happens to an LB that empties.
     pub idle_lbs: IdleLbs,
+    /// The candidate orders [`Policy::choose`] walks: the allocator keeps only these up to
+    /// date as LBs gain and lose room.
+    pub walks: Walks,
+}
+
+/// The candidate orders a policy walks, so the allocator keeps only those up to date.
+///
+/// Keeping an order costs every decision that changes an LB's room: keeping the orders it
+/// never read made first-fit ~15% slower per decision, worst-fit ~6% and best-fit ~4%
+/// (BENCHMARKS.md). An order a policy walks without naming it here is still right, only
+/// slow: it is rebuilt from the LBs' rooms for that walk.
+///
+/// ```
+/// use sharedlb_allocator::{PolicyKind, Walks};
+/// let best_fit: PolicyKind = "best-fit".parse()?;
+/// assert_eq!(best_fit.build().rules().walks, Walks::ByRoom);
+/// # Ok::<(), sharedlb_allocator::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Walks {
+    /// [`View::by_id`] only.
+    LowestIdFirst,
+    /// [`View::fullest_first`] and [`View::emptiest_first`] only.
+    ByRoom,
+    /// Any order (what a policy that does not say gets).
+    #[default]
+    Every,
+}
+
+impl Walks {
+    /// Whether [`View::by_id`] is kept.
+    pub(crate) fn by_id(self) -> bool {
+        matches!(self, Walks::LowestIdFirst | Walks::Every)
+    }
+
+    /// Whether [`View::fullest_first`] and [`View::emptiest_first`] are kept.
+    pub(crate) fn by_room(self) -> bool {
+        matches!(self, Walks::ByRoom | Walks::Every)
+    }
 }
 
 /// What happens to an LB that empties.
@@ -72,6 +111,7 @@ impl Default for PolicyRules {
             port_rule: None,
             max_claims_per_lb: None,
             idle_lbs: IdleLbs::KeepForTimeout,
+            walks: Walks::Every,
         }
     }
 }

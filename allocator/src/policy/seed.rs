@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Param, Policy, PolicyRules, Registration, View};
+use super::{Param, Policy, PolicyRules, Registration, View, Walks};
 use crate::model::LbId;
 use crate::ports::PortRule;
 
@@ -41,6 +41,7 @@ impl Policy for Seed {
         PolicyRules {
             port_rule: Some(PortRule::PerPortNumber),
             max_claims_per_lb: Some(self.max_claims),
+            walks: Walks::LowestIdFirst,
             ..PolicyRules::default()
         }
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Policy, Registration, View};
+use super::{Policy, PolicyRules, Registration, View, Walks};
 use crate::model::LbId;
 
 /// The registry entry.
@@ -20,6 +20,13 @@ pub(super) const REGISTRATION: Registration = Registration {
 pub struct WorstFit;
 
 impl Policy for WorstFit {
+    fn rules(&self) -> PolicyRules {
+        PolicyRules {
+            walks: Walks::ByRoom,
+            ..PolicyRules::default()
+        }
+    }
+
     fn choose(&self, view: &View<'_>) -> Option<LbId> {
         view.emptiest_first().find(|&lb| view.fits(lb))
     }
