@@ -251,6 +251,11 @@ pub(crate) struct Inherited {
 /// **Consolidation** is an event ([`Event::Consolidate`]) with a move budget, so every shell
 /// runs it under the same rules.
 ///
+/// **Look-ahead (optional).** A shell that knows which claims its next events name (a
+/// simulator's queue, a batch of watch events) may hint them before each event
+/// ([`Allocator::prefetch`]): no state or decision changes, but at a million claims a
+/// departure no longer waits on memory for the claim's index entry and slot.
+///
 /// **Restore.** [`Allocator::restore`] rebuilds the state from a [`crate::Snapshot`]; a
 /// placement that breaks a rule is dropped and returned, never an error. When claims wait
 /// after a restore, [`Allocator::next_wakeup`] is `now`, so the shell's first `Tick` retries

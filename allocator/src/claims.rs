@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+use prefetch_index::prefetch_index;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::decision::PendingReason;
@@ -273,6 +274,31 @@ impl ClaimTable {
     /// Slots holding spilled ports, for the invariant check.
     pub fn spilled_slots(&self) -> impl Iterator<Item = u32> + '_ {
         self.spilled.keys().copied()
+    }
+
+    /// Requests the id index's entry for `id` from memory, without waiting for it (the
+    /// first of [`Allocator::prefetch`](crate::Allocator::prefetch)'s two steps). It reads
+    /// only the index's control bytes, which stay in cache.
+    pub fn fetch_index_entry(&self, id: &ClaimId) {
+        // The first entry whose tag matches, not read: the reference only gives its
+        // address. Another id with the same tag (one in 128) fetches the wrong line,
+        // which costs nothing but the fetch.
+        if let Some(entry) = self.by_id.find(hash_id(id), |_| true) {
+            prefetch_index(std::slice::from_ref(entry), 0);
+        }
+    }
+
+    /// Requests `id`'s slot from memory, without waiting for it (the second step): reads
+    /// the id index's entry, which the first step fetched.
+    pub fn fetch_slot(&self, id: &ClaimId) {
+        if let Some(&k) = self.by_id.find(hash_id(id), |_| true) {
+            // A slot may straddle two lines: the one its next slot starts in is the other.
+            let k = k as usize;
+            if k < self.slots.len() {
+                prefetch_index(&self.slots, k);
+                prefetch_index(&self.slots, (k + 1).min(self.slots.len() - 1));
+            }
+        }
     }
 
     /// The slot of a claim id.

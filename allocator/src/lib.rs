@@ -54,6 +54,7 @@ mod index;
 mod invariants;
 mod lb;
 mod lifecycle;
+mod lookahead;
 mod model;
 pub mod offline;
 mod placement;

@@ -536,6 +536,46 @@ fn an_order_walked_without_being_named_is_still_right() {
 }
 
 #[test]
+fn hints_of_upcoming_claims_change_no_decision() {
+    // Two allocators fed the same events; one is also hinted before each event, with
+    // ids live, gone, never seen, and its own claim's.
+    let mut plain = Harness::new(config("best-fit", 4));
+    let mut hinted = Harness::new(config("best-fit", 4));
+    let name = |i: usize| format!("t/c{i}");
+    let never = id("t/never");
+    let mut departures = 0;
+    for i in 0..300 {
+        // Arrivals, and from the 40th on a departure of an earlier claim each time, in
+        // a scrambled order, so slots are freed and reused.
+        let gone = (i >= 40).then(|| name((i * 7) % (i - 20)));
+        let upcoming: Vec<ClaimId> = [i + 1, i * 3, i / 2]
+            .iter()
+            .map(|&j| id(&name(j)))
+            .collect();
+        hinted.a.prefetch(upcoming.iter().chain([&never]));
+        hinted.a.prefetch([&never, &id(&name(i))]);
+        hinted.a.prefetch([]);
+        let added_plain = plain.add(&name(i), vec![any_tcp(), tcp(100 + (i % 3) as u16)]);
+        let added_hinted = hinted.add(&name(i), vec![any_tcp(), tcp(100 + (i % 3) as u16)]);
+        assert_eq!(added_plain, added_hinted, "arrival {i}");
+        if let Some(g) = gone
+            && plain.a.placement(&id(&g)).is_some()
+        {
+            hinted.a.prefetch([&id(&g), &id(&name(i))]);
+            assert_eq!(plain.remove(&g), hinted.remove(&g), "departure of {g}");
+            departures += 1;
+        }
+    }
+    assert!(departures > 50, "{departures} departures");
+    assert_eq!(
+        plain.a.claims().len(),
+        hinted.a.claims().len(),
+        "the same claims left"
+    );
+    assert_eq!(plain.a.lbs(), hinted.a.lbs());
+}
+
+#[test]
 fn first_fit_finds_the_one_lb_with_room_among_thousands() {
     // 3000 full LBs and one with room at the far end: no probe limit may open a new LB.
     let mut h = Harness::new(config("first-fit", 2));

@@ -297,6 +297,22 @@ pub fn play(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) {
     }
 }
 
+/// Plays a script as [`play`] does, hinting before each departure the next two
+/// ([`Allocator::prefetch`]), as a shell that knows its next events can.
+pub fn play_looking_ahead(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) {
+    let gone: Vec<ClaimId> = script.iter().map(|(g, _)| g.clone()).collect();
+    for (i, (g, c)) in script.into_iter().enumerate() {
+        a.prefetch(upcoming(&gone, i));
+        feed(a, Event::ClaimRemoved(g));
+        feed(a, Event::ClaimAdded(c));
+    }
+}
+
+/// The departures after step `i`'s, nearest first.
+pub fn upcoming(gone: &[ClaimId], i: usize) -> impl Iterator<Item = &ClaimId> {
+    gone.iter().skip(i + 1).take(2)
+}
+
 /// Plays a script on the naive scan.
 pub fn naive_play(a: &mut NaiveScan, script: Vec<(ClaimId, Claim)>) {
     for (gone, c) in script {

@@ -3,8 +3,11 @@
 //! then plays them.
 //!
 //! ```sh
-//! churn --policy best-fit --requests multi --lbs 100000 --capacity 22 --steps 20000 [--full] [--naive] [--each] [--wait FILE]
+//! churn --policy best-fit --requests multi --lbs 100000 --capacity 22 --steps 20000 [--full] [--naive] [--each] [--look-ahead] [--wait FILE]
 //! ```
+//!
+//! With `--look-ahead` it hints the allocator, before each departure, of the next two
+//! (`Allocator::prefetch`), as a shell that knows its next events can.
 //!
 //! With `--each` every decision is timed on its own as well, and the distribution printed
 //! (median, p90, p99 per decision and per kind, and the clock's own cost per reading, which
@@ -21,7 +24,7 @@ use std::time::Instant;
 use sharedlb_allocator::{Allocator, Claim, ClaimId, Event, PolicyKind};
 use sharedlb_benches::{
     CAPACITY, NaiveScan, Requests, feed, filled, naive_play, partly_filled, partly_filled_claims,
-    play, script,
+    play, play_looking_ahead, script, upcoming,
 };
 
 struct Args {
@@ -33,6 +36,7 @@ struct Args {
     full: bool,
     naive: bool,
     each: bool,
+    hints: Hints,
     wait: Option<String>,
 }
 
@@ -46,6 +50,7 @@ fn args() -> Args {
         full: false,
         naive: false,
         each: false,
+        hints: Hints::None,
         wait: None,
     };
     let mut it = std::env::args().skip(1);
@@ -67,6 +72,7 @@ fn args() -> Args {
             "--full" => a.full = true,
             "--naive" => a.naive = true,
             "--each" => a.each = true,
+            "--look-ahead" => a.hints = Hints::NextTwo,
             _ => panic!("unknown argument {k}"),
         }
     }
@@ -106,10 +112,10 @@ fn main() {
     if let Some(n) = naive.as_mut() {
         naive_play(n, plan);
     } else if let Some(al) = alloc.as_mut() {
-        if a.each {
-            each = Some(play_each(al, plan));
-        } else {
-            play(al, plan);
+        match (a.each, a.hints) {
+            (true, hints) => each = Some(play_each(al, plan, hints)),
+            (false, Hints::None) => play(al, plan),
+            (false, Hints::NextTwo) => play_looking_ahead(al, plan),
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -131,15 +137,32 @@ fn main() {
     }
 }
 
+/// Whether the player hints the allocator of the departures to come.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hints {
+    None,
+    /// The next two, before each departure ([`Allocator::prefetch`]).
+    NextTwo,
+}
+
 /// Plays a script timing each decision on its own: nanoseconds per departure and per
-/// arrival, in step order.
+/// arrival, in step order. A departure's time includes its hint.
 #[allow(clippy::disallowed_methods)] // A benchmark reads the wall clock.
-fn play_each(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) -> (Vec<u32>, Vec<u32>) {
+fn play_each(
+    a: &mut Allocator,
+    script: Vec<(ClaimId, Claim)>,
+    hints: Hints,
+) -> (Vec<u32>, Vec<u32>) {
     let mut leave = Vec::with_capacity(script.len());
     let mut arrive = Vec::with_capacity(script.len());
-    for (gone, c) in script {
+    let gone: Vec<ClaimId> = match hints {
+        Hints::None => Vec::new(),
+        Hints::NextTwo => script.iter().map(|(g, _)| g.clone()).collect(),
+    };
+    for (i, (g, c)) in script.into_iter().enumerate() {
         let t0 = Instant::now();
-        feed(a, Event::ClaimRemoved(gone));
+        a.prefetch(upcoming(&gone, i));
+        feed(a, Event::ClaimRemoved(g));
         let t1 = Instant::now();
         feed(a, Event::ClaimAdded(c));
         let t2 = Instant::now();
