@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
 use crate::index::PoolIndex;
-use crate::lb::{Lb, LbState, PoolKey};
+use crate::lb::{LbState, LbTable, PoolKey};
 use crate::model::{Claim, ClaimId, LbId, Listener, Listeners, ProfileName, TenantId, Time};
 use crate::placement::{Outcome, Placement};
 use crate::policy::{Policy, PolicyRules};
@@ -310,9 +310,9 @@ pub struct Allocator {
     pub(crate) now: Time,
     pub(crate) next_lb: u64,
     pub(crate) next_seq: u64,
-    /// LBs by id. A hash map: placement looks LBs up by id for every candidate it tests;
+    /// LBs by id. A hash table: placement looks LBs up by id for every candidate it tests;
     /// whatever shows LBs in order sorts their ids (see [`Allocator::lb_ids`]).
-    pub(crate) lbs: FxHashMap<LbId, Lb>,
+    pub(crate) lbs: LbTable,
     /// Pool index by (pool key, profile); looked up by reference ([`PoolRef`]), so a
     /// placement takes no handle of the tenant's name per eligible profile.
     pub(crate) pool_ids: hashbrown::HashMap<(PoolKey, usize), u32, rustc_hash::FxBuildHasher>,
@@ -386,7 +386,7 @@ impl Allocator {
             now: Time(0),
             next_lb: 1,
             next_seq: 0,
-            lbs: FxHashMap::default(),
+            lbs: LbTable::default(),
             pool_ids: hashbrown::HashMap::default(),
             pools: Vec::new(),
             claims: ClaimTable::default(),
@@ -459,7 +459,7 @@ impl Allocator {
             }
         };
         let known = |lb: LbId| {
-            if self.lbs.contains_key(&lb) {
+            if self.lbs.contains_key(lb) {
                 Ok(lb)
             } else {
                 Err(Error::UnknownLb(lb))
@@ -677,13 +677,13 @@ impl Allocator {
     /// Records slot `k` on `lb` with `listeners`.
     pub(crate) fn assign(&mut self, k: u32, lb: LbId, listeners: &[Listener]) {
         let n = listeners.len() as u32;
-        let profile_index = self.lbs[&lb].profile;
+        let profile_index = self.lbs[lb].profile;
         {
             let profile = &self.config.profiles[profile_index];
             let claim = &self.claims.get(k).claim;
             let l = self
                 .lbs
-                .get_mut(&lb)
+                .get_mut(lb)
                 .unwrap_or_else(|| unreachable!("assign to a live LB"));
             l.occupy(profile, claim, k, listeners);
         }
@@ -718,10 +718,10 @@ impl Allocator {
         let n = listeners.len() as u32;
         let now = self.now;
         {
-            let profile = &self.config.profiles[self.lbs[&lb].profile];
+            let profile = &self.config.profiles[self.lbs[lb].profile];
             let l = self
                 .lbs
-                .get_mut(&lb)
+                .get_mut(lb)
                 .unwrap_or_else(|| unreachable!("release from a live LB"));
             l.vacate(profile, &listeners);
             if l.claims == 0 && l.state != LbState::Draining {
@@ -745,11 +745,11 @@ impl Allocator {
         self.totals.listeners_used -= u64::from(n);
         self.totals.placed -= 1;
         self.set_place(k, then);
-        let pool = self.lbs[&lb].pool;
+        let pool = self.lbs[lb].pool;
         self.retry.gained_room(pool, lb);
         let budgeted =
             self.config.budget.max_lbs.is_some() || self.config.budget.max_cost_per_hour.is_some();
-        if budgeted && self.lbs[&lb].idle_since.is_some() {
+        if budgeted && self.lbs[lb].idle_since.is_some() {
             // An idle LB can be deleted to make room for a claim of any pool.
             self.retry.everything();
         }
@@ -762,22 +762,22 @@ impl Allocator {
     /// An LB's lifecycle state; `None` when it does not exist (cheaper than
     /// [`Allocator::lb`], which copies its listeners).
     pub fn lb_state(&self, lb: LbId) -> Option<LbState> {
-        self.lbs.get(&lb).map(|l| l.state)
+        self.lbs.get(lb).map(|l| l.state)
     }
 
     pub(crate) fn lb_free(&self, lb: LbId) -> u32 {
         self.lbs
-            .get(&lb)
+            .get(lb)
             .map_or(0, |l| l.free(&self.config.profiles[l.profile]))
     }
 
     pub(crate) fn lb_claims(&self, lb: LbId) -> u32 {
-        self.lbs.get(&lb).map_or(0, |l| l.claims)
+        self.lbs.get(lb).map_or(0, |l| l.claims)
     }
 
     pub(crate) fn lb_listener_free(&self, lb: LbId, l: Listener) -> bool {
         self.lbs
-            .get(&lb)
+            .get(lb)
             .is_some_and(|x| !x.rule.occupied(&x.used, l))
     }
 
@@ -896,7 +896,7 @@ impl Allocator {
 
     /// One LB.
     pub fn lb(&self, id: LbId) -> Option<LbInfo> {
-        let l = self.lbs.get(&id)?;
+        let l = self.lbs.get(id)?;
         let p = &self.config.profiles[l.profile];
         Some(LbInfo {
             id,
@@ -918,7 +918,7 @@ impl Allocator {
     /// several listeners is listed once; slot number breaks ties, since a restored
     /// snapshot may give two claims one arrival number).
     pub(crate) fn slots_on_by_arrival(&self, id: LbId) -> Vec<u32> {
-        let mut ks: Vec<u32> = self.lbs[&id].used.slots().collect();
+        let mut ks: Vec<u32> = self.lbs[id].used.slots().collect();
         ks.sort_unstable_by_key(|&k| (self.claims.get(k).seq, k));
         ks.dedup();
         ks
@@ -926,7 +926,7 @@ impl Allocator {
 
     /// The claims on an LB, in listener order, each once.
     pub fn claims_on(&self, id: LbId) -> Vec<ClaimId> {
-        let Some(l) = self.lbs.get(&id) else {
+        let Some(l) = self.lbs.get(id) else {
             return Vec::new();
         };
         let mut seen = BTreeSet::new();

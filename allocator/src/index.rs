@@ -10,6 +10,8 @@ mod order;
 use std::borrow::Cow;
 use std::cmp::Reverse;
 
+use prefetch_index::prefetch_index;
+
 use crate::model::LbId;
 use crate::policy::Walks;
 use order::RoomOrder;
@@ -219,6 +221,15 @@ impl RoomTree {
                 (self.levels[l][i / 4].0[i % 4] != below).then_some((l, i))
             })
         })
+    }
+
+    /// Requests from memory, without waiting, the line holding a position's room.
+    pub fn prefetch(&self, pos: u32) {
+        if let Some(leaves) = self.levels.first()
+            && (pos as usize / 4) < leaves.len()
+        {
+            prefetch_index(leaves, pos as usize / 4);
+        }
     }
 
     /// The room recorded at a position.

@@ -65,7 +65,7 @@ impl Allocator {
             books.claims += 1;
             let l = self
                 .lbs
-                .get(lb)
+                .get(*lb)
                 .ok_or_else(|| format!("{} is on unknown {lb}", c.id()))?;
             let p = &self.config.profiles[l.profile];
             if self.pools[l.pool as usize].key.as_ref() != self.pool_of(c) {

@@ -1,6 +1,12 @@
 //! One load balancer's state: its pool, lifecycle, listeners in use, and which listeners a
 //! claim would get on it.
 
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use prefetch_index::prefetch_index;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
@@ -321,6 +327,88 @@ impl Lb {
             self.auto.give_back(profile, self.rule, &self.used, l);
         }
         self.claims -= 1;
+    }
+}
+
+/// The LBs by id: a hash table of the records themselves, each found by its own id (so
+/// the id is stored once), and whose address is known from the id without reading the
+/// record ([`LbTable::prefetch`]). Iteration is in no particular order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LbTable(HashTable<Lb>);
+
+fn hash_lb(id: LbId) -> u64 {
+    FxBuildHasher.hash_one(id)
+}
+
+impl LbTable {
+    /// LBs recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The LB `id`.
+    pub fn get(&self, id: LbId) -> Option<&Lb> {
+        self.0.find(hash_lb(id), |l| l.id == id)
+    }
+
+    /// The LB `id`, to change.
+    pub fn get_mut(&mut self, id: LbId) -> Option<&mut Lb> {
+        self.0.find_mut(hash_lb(id), |l| l.id == id)
+    }
+
+    /// Whether LB `id` is recorded.
+    pub fn contains_key(&self, id: LbId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Records `lb` under its id, in place of any LB recorded with it.
+    pub fn insert(&mut self, lb: Lb) {
+        let id = lb.id;
+        match self.0.entry(hash_lb(id), |l| l.id == id, |l| hash_lb(l.id)) {
+            Entry::Occupied(mut o) => *o.get_mut() = lb,
+            Entry::Vacant(v) => {
+                v.insert(lb);
+            }
+        }
+    }
+
+    /// Takes LB `id` out.
+    pub fn remove(&mut self, id: LbId) -> Option<Lb> {
+        self.0
+            .find_entry(hash_lb(id), |l| l.id == id)
+            .ok()
+            .map(|e| e.remove().0)
+    }
+
+    /// The ids recorded.
+    pub fn keys(&self) -> impl Iterator<Item = &LbId> {
+        self.0.iter().map(|l| &l.id)
+    }
+
+    /// The records.
+    pub fn values(&self) -> impl Iterator<Item = &Lb> {
+        self.0.iter()
+    }
+
+    /// Requests from memory, without waiting, the parts of LB `id`'s record a claim
+    /// leaving it reads (see [`crate::Allocator::prefetch`]). Reads only the table's
+    /// control bytes.
+    pub fn prefetch(&self, id: LbId) {
+        // The first record whose tag matches, not read: the reference gives addresses.
+        if let Some(l) = self.0.find(hash_lb(id), |_| true) {
+            prefetch_index(std::slice::from_ref(l), 0);
+            prefetch_index(std::slice::from_ref(&l.used), 0);
+            prefetch_index(std::slice::from_ref(&l.auto), 0);
+            prefetch_index(std::slice::from_ref(&l.indexed), 0);
+        }
+    }
+}
+
+impl std::ops::Index<LbId> for LbTable {
+    type Output = Lb;
+    fn index(&self, id: LbId) -> &Lb {
+        self.get(id)
+            .unwrap_or_else(|| panic!("{id} is not recorded"))
     }
 }
 

@@ -90,12 +90,12 @@ impl Allocator {
         if let Some(t) = lb.idle_since {
             self.idle.insert((t, id));
         }
-        self.lbs.insert(id, lb);
+        self.lbs.insert(lb);
     }
 
     /// Brings an LB's index entries up to date after its room, protocol or state changed.
     pub(crate) fn reindex(&mut self, id: LbId) {
-        let Some(l) = self.lbs.get_mut(&id) else {
+        let Some(l) = self.lbs.get_mut(id) else {
             return;
         };
         let rooms = l.rooms(&self.config.profiles[l.profile]);
@@ -109,7 +109,7 @@ impl Allocator {
 
     /// An LB is no longer idle (it got a claim).
     pub(crate) fn unidle(&mut self, id: LbId) {
-        if let Some(l) = self.lbs.get_mut(&id)
+        if let Some(l) = self.lbs.get_mut(id)
             && let Some(t) = l.idle_since.take()
         {
             self.idle.remove(&(t, id));
@@ -118,7 +118,7 @@ impl Allocator {
 
     /// The shell reports an LB serving.
     pub(crate) fn lb_ready(&mut self, id: LbId) {
-        if let Some(l) = self.lbs.get_mut(&id)
+        if let Some(l) = self.lbs.get_mut(id)
             && l.state == LbState::Provisioning
         {
             l.state = LbState::Ready;
@@ -135,7 +135,7 @@ impl Allocator {
         self.unidle(id);
         let l = self
             .lbs
-            .get_mut(&id)
+            .get_mut(id)
             .unwrap_or_else(|| unreachable!("deleting a live LB"));
         debug_assert_eq!(l.claims, 0, "only empty LBs are deleted");
         match l.state {
@@ -167,11 +167,11 @@ impl Allocator {
         self.unidle(id);
         let l = self
             .lbs
-            .remove(&id)
+            .remove(id)
             .unwrap_or_else(|| unreachable!("dropping a live LB"));
         let moved = self.pools[l.pool as usize].index.remove(l.pos, l.indexed);
         for (lb, pos) in moved {
-            if let Some(x) = self.lbs.get_mut(&lb) {
+            if let Some(x) = self.lbs.get_mut(lb) {
                 x.pos = pos;
             }
         }

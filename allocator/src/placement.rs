@@ -146,7 +146,7 @@ impl Allocator {
         claim: &Claim,
         prefer: Option<&[Listener]>,
     ) -> Result<Listeners, Misfit> {
-        let l = self.lbs.get(&lb).ok_or(Misfit::Capacity)?;
+        let l = self.lbs.get(lb).ok_or(Misfit::Capacity)?;
         l.plan(&self.config.profiles[l.profile], claim, prefer)
     }
 
@@ -234,7 +234,7 @@ impl Allocator {
         let pool = self.pool_of(claim);
         match placement {
             Placement::Stay { lb, prefer, grows } => {
-                let same = self.lbs.get(&lb).is_some_and(|l| {
+                let same = self.lbs.get(lb).is_some_and(|l| {
                     self.pools[l.pool as usize].key.as_ref() == pool
                         && eligible.contains(&l.profile)
                         && claim.pinned_lb().is_none_or(|p| p == lb)
@@ -262,7 +262,7 @@ impl Allocator {
             if matches!(placement, Placement::Migrate { .. }) {
                 return Err(Wait::NoMove);
             }
-            let ok = self.lbs.get(&pin).is_some_and(|l| {
+            let ok = self.lbs.get(pin).is_some_and(|l| {
                 self.pools[l.pool as usize].key.as_ref() == pool && eligible.contains(&l.profile)
             });
             if !ok {
@@ -298,7 +298,7 @@ impl Allocator {
                     })
                     .flat_map(|(i, class)| {
                         scope.lbs_of(i).filter_map(move |id| {
-                            let l = self.lbs.get(&id)?;
+                            let l = self.lbs.get(id)?;
                             Some((l.indexed[class], id))
                         })
                     })

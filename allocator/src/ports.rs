@@ -57,6 +57,11 @@ impl Used {
         self.map.get(pack(l))
     }
 
+    /// Requests from memory, without waiting, the table line where `l` is looked up.
+    pub fn prefetch(&self, l: Listener) {
+        self.map.prefetch(pack(l));
+    }
+
     /// Whether `l` itself is in use.
     pub fn contains(&self, l: Listener) -> bool {
         self.map.get(pack(l)).is_some()

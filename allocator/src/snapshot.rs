@@ -96,7 +96,7 @@ impl Allocator {
         let lbs = self
             .lb_ids()
             .into_iter()
-            .map(|id| &self.lbs[&id])
+            .map(|id| &self.lbs[id])
             .map(|l| LbRecord {
                 id: l.id,
                 profile: self.config.profiles[l.profile].name.clone(),
@@ -158,13 +158,13 @@ impl Allocator {
                 )));
                 continue;
             };
-            if a.lbs.contains_key(&r.id) {
+            if a.lbs.contains_key(r.id) {
                 dropped.push(lb_dropped("it is recorded twice".into()));
                 continue;
             }
             max_lb = max_lb.max(r.id.0);
             a.insert_lb(r.id, profile, &r.pool, r.state, r.idle_since);
-            if let Some(l) = a.lbs.get_mut(&r.id) {
+            if let Some(l) = a.lbs.get_mut(r.id) {
                 l.auto.suspend();
             }
         }
@@ -202,7 +202,7 @@ impl Allocator {
         let now = a.now;
         let ids = a.lb_ids();
         for id in ids {
-            let Some(l) = a.lbs.get_mut(&id) else {
+            let Some(l) = a.lbs.get_mut(id) else {
                 continue;
             };
             l.auto.restart(&a.config.profiles[l.profile]);
@@ -249,7 +249,7 @@ impl Allocator {
         let claim = &self.claims.get(k).claim;
         let l = self
             .lbs
-            .get(&lb)
+            .get(lb)
             .ok_or_else(|| format!("{lb} is not recorded"))?;
         let profile = &self.config.profiles[l.profile];
         if l.state == LbState::Draining {

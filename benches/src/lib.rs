@@ -297,7 +297,7 @@ pub fn play(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) {
     }
 }
 
-/// Plays a script as [`play`] does, hinting before each departure the next two
+/// Plays a script as [`play`] does, hinting before each departure the next ones
 /// ([`Allocator::prefetch`]), as a shell that knows its next events can.
 pub fn play_looking_ahead(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) {
     let gone: Vec<ClaimId> = script.iter().map(|(g, _)| g.clone()).collect();
@@ -308,9 +308,9 @@ pub fn play_looking_ahead(a: &mut Allocator, script: Vec<(ClaimId, Claim)>) {
     }
 }
 
-/// The departures after step `i`'s, nearest first.
+/// The departures after step `i`'s, nearest first, as many as a hint takes.
 pub fn upcoming(gone: &[ClaimId], i: usize) -> impl Iterator<Item = &ClaimId> {
-    gone.iter().skip(i + 1).take(2)
+    gone.iter().skip(i + 1).take(sharedlb_allocator::LOOK_AHEAD)
 }
 
 /// Plays a script on the naive scan.

@@ -7,6 +7,8 @@
 //! shifts the entries after it back (no tombstones), so a table under churn never needs
 //! rebuilding and probe runs stay as short as the load allows.
 
+use prefetch_index::prefetch_index;
+
 /// An unused entry; no key is `u32::MAX` (keys are `protocol << 16 | port`).
 const EMPTY: u64 = u64::MAX;
 
@@ -80,6 +82,13 @@ impl PortTable {
     pub fn clear(&mut self) {
         self.entries.fill(EMPTY);
         self.len = 0;
+    }
+
+    /// Requests from memory, without waiting, the entry where `key`'s probe starts.
+    pub fn prefetch(&self, key: u32) {
+        if !self.entries.is_empty() {
+            prefetch_index(&self.entries, self.home(key));
+        }
     }
 
     /// The slot of `key`.

@@ -6,7 +6,7 @@
 //! churn --policy best-fit --requests multi --lbs 100000 --capacity 22 --steps 20000 [--full] [--naive] [--each] [--look-ahead] [--wait FILE]
 //! ```
 //!
-//! With `--look-ahead` it hints the allocator, before each departure, of the next two
+//! With `--look-ahead` it hints the allocator, before each departure, of the next ones
 //! (`Allocator::prefetch`), as a shell that knows its next events can.
 //!
 //! With `--each` every decision is timed on its own as well, and the distribution printed
@@ -72,7 +72,7 @@ fn args() -> Args {
             "--full" => a.full = true,
             "--naive" => a.naive = true,
             "--each" => a.each = true,
-            "--look-ahead" => a.hints = Hints::NextTwo,
+            "--look-ahead" => a.hints = Hints::Upcoming,
             _ => panic!("unknown argument {k}"),
         }
     }
@@ -115,7 +115,7 @@ fn main() {
         match (a.each, a.hints) {
             (true, hints) => each = Some(play_each(al, plan, hints)),
             (false, Hints::None) => play(al, plan),
-            (false, Hints::NextTwo) => play_looking_ahead(al, plan),
+            (false, Hints::Upcoming) => play_looking_ahead(al, plan),
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -141,8 +141,8 @@ fn main() {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Hints {
     None,
-    /// The next two, before each departure ([`Allocator::prefetch`]).
-    NextTwo,
+    /// The next departures, before each departure ([`Allocator::prefetch`]).
+    Upcoming,
 }
 
 /// Plays a script timing each decision on its own: nanoseconds per departure and per
@@ -157,7 +157,7 @@ fn play_each(
     let mut arrive = Vec::with_capacity(script.len());
     let gone: Vec<ClaimId> = match hints {
         Hints::None => Vec::new(),
-        Hints::NextTwo => script.iter().map(|(g, _)| g.clone()).collect(),
+        Hints::Upcoming => script.iter().map(|(g, _)| g.clone()).collect(),
     };
     for (i, (g, c)) in script.into_iter().enumerate() {
         let t0 = Instant::now();
