@@ -538,41 +538,59 @@ fn an_order_walked_without_being_named_is_still_right() {
 #[test]
 fn hints_of_upcoming_claims_change_no_decision() {
     // Two allocators fed the same events; one is also hinted before each event, with
-    // ids live, gone, never seen, and its own claim's.
-    let mut plain = Harness::new(config("best-fit", 4));
-    let mut hinted = Harness::new(config("best-fit", 4));
+    // ids live, gone, never seen, and its own claim's. Hints act from 65,536 live
+    // claims on, so both are filled past that first.
+    const FILL: usize = 66_000;
+    let mut plain = Allocator::new(config("best-fit", 4)).unwrap();
+    let mut hinted = Allocator::new(config("best-fit", 4)).unwrap();
     let name = |i: usize| format!("t/c{i}");
     let never = id("t/never");
+    let feed = |a: &mut Allocator, e: Event| {
+        let mut log = Log::default();
+        a.drive(Time(0), e, &mut log).unwrap();
+        log.0
+    };
+    for i in 0..FILL {
+        let c = Claim::new(&name(i), vec![any_tcp()]).unwrap();
+        feed(&mut plain, Event::ClaimAdded(c.clone()));
+        feed(&mut hinted, Event::ClaimAdded(c));
+    }
     let mut departures = 0;
-    for i in 0..300 {
-        // Arrivals, and from the 40th on a departure of an earlier claim each time, in
-        // a scrambled order, so slots are freed and reused.
-        let gone = (i >= 40).then(|| name((i * 7) % (i - 20)));
-        let upcoming: Vec<ClaimId> = [i + 1, i * 3, i / 2]
+    for i in FILL..FILL + 300 {
+        // An arrival, and a departure of an earlier claim, in a scrambled order, so
+        // slots are freed and reused.
+        let gone = id(&name((i * 7919) % (i - 10)));
+        let upcoming: Vec<ClaimId> = [i + 1, (i * 31) % i, i / 2, i - 3]
             .iter()
             .map(|&j| id(&name(j)))
             .collect();
-        hinted.a.prefetch(upcoming.iter().chain([&never]));
-        hinted.a.prefetch([&never, &id(&name(i))]);
-        hinted.a.prefetch([]);
-        let added_plain = plain.add(&name(i), vec![any_tcp(), tcp(100 + (i % 3) as u16)]);
-        let added_hinted = hinted.add(&name(i), vec![any_tcp(), tcp(100 + (i % 3) as u16)]);
-        assert_eq!(added_plain, added_hinted, "arrival {i}");
-        if let Some(g) = gone
-            && plain.a.placement(&id(&g)).is_some()
-        {
-            hinted.a.prefetch([&id(&g), &id(&name(i))]);
-            assert_eq!(plain.remove(&g), hinted.remove(&g), "departure of {g}");
+        hinted.prefetch(upcoming.iter().chain([&never]));
+        hinted.prefetch([&never, &id(&name(i))]);
+        hinted.prefetch([]);
+        let c = Claim::new(&name(i), vec![any_tcp(), tcp(100 + (i % 3) as u16)]).unwrap();
+        assert_eq!(
+            feed(&mut plain, Event::ClaimAdded(c.clone())),
+            feed(&mut hinted, Event::ClaimAdded(c)),
+            "arrival {i}"
+        );
+        if plain.placement(&gone).is_some() {
+            hinted.prefetch([&gone, &id(&name(i))]);
+            assert_eq!(
+                feed(&mut plain, Event::ClaimRemoved(gone.clone())),
+                feed(&mut hinted, Event::ClaimRemoved(gone.clone())),
+                "departure of {gone}"
+            );
             departures += 1;
         }
     }
-    assert!(departures > 50, "{departures} departures");
+    assert!(departures > 250, "{departures} departures");
+    hinted.check_invariants().unwrap();
     assert_eq!(
-        plain.a.claims().len(),
-        hinted.a.claims().len(),
-        "the same claims left"
+        plain.claims(),
+        hinted.claims(),
+        "the same claims, placed alike"
     );
-    assert_eq!(plain.a.lbs(), hinted.a.lbs());
+    assert_eq!(plain.lbs(), hinted.lbs());
 }
 
 #[test]
