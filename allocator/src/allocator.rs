@@ -254,7 +254,8 @@ pub(crate) struct Inherited {
 /// **Look-ahead (optional).** A shell that knows which claims its next events name (a
 /// simulator's queue, a batch of watch events) may hint them before each event
 /// ([`Allocator::prefetch`]): no state or decision changes, but at a million claims a
-/// departure no longer waits on memory for the claim's index entry and slot.
+/// departure no longer waits on memory for the claim's index entry, slot, LB record and
+/// listener-table line, one after the other.
 ///
 /// **Restore.** [`Allocator::restore`] rebuilds the state from a [`crate::Snapshot`]; a
 /// placement that breaks a rule is dropped and returned, never an error. When claims wait

@@ -61,10 +61,11 @@ pub struct PolicyRules {
 
 /// The candidate orders a policy walks, so the allocator keeps only those up to date.
 ///
-/// Keeping an order costs every decision that changes an LB's room: keeping the orders it
-/// never read made first-fit ~15% slower per decision, worst-fit ~6% and best-fit ~4%
-/// (BENCHMARKS.md). An order a policy walks without naming it here is still right, only
-/// slow: it is rebuilt from the LBs' rooms for that walk.
+/// Keeping an order costs every decision that changes an LB's room: keeping those it
+/// never read cost first-fit and best-fit 10% more instructions per decision at a million
+/// claims, and first-fit 12–16% more time at 1k (BENCHMARKS.md). An order a policy walks
+/// without naming it here is still right, only slow: it is rebuilt from the LBs' rooms
+/// for that walk.
 ///
 /// ```
 /// use sharedlb_allocator::{PolicyKind, Walks};

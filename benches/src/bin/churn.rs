@@ -161,7 +161,9 @@ fn play_each(
     };
     for (i, (g, c)) in script.into_iter().enumerate() {
         let t0 = Instant::now();
-        a.prefetch(upcoming(&gone, i));
+        if hints == Hints::Upcoming {
+            a.prefetch(upcoming(&gone, i));
+        }
         feed(a, Event::ClaimRemoved(g));
         let t1 = Instant::now();
         feed(a, Event::ClaimAdded(c));
