@@ -277,8 +277,8 @@ impl ClaimTable {
     }
 
     /// Requests the id index's entry for `id` from memory, without waiting for it (the
-    /// first of [`Allocator::prefetch`](crate::Allocator::prefetch)'s two steps). It reads
-    /// only the index's control bytes, which stay in cache.
+    /// first of [`Allocator::prefetch`](crate::Allocator::prefetch)'s steps for a claim
+    /// named by id). It reads only the index's control bytes, which stay in cache.
     pub fn fetch_index_entry(&self, id: &ClaimId) {
         // The first entry whose tag matches, not read: the reference only gives its
         // address. Another id with the same tag (one in 128) fetches the wrong line,
@@ -288,16 +288,21 @@ impl ClaimTable {
         }
     }
 
-    /// Requests `id`'s slot from memory, without waiting for it (the second step): reads
-    /// the id index's entry, which the first step fetched.
+    /// Requests `id`'s slot from memory, without waiting for it (the next step): reads
+    /// the id index's entry, which the step before fetched.
     pub fn fetch_slot(&self, id: &ClaimId) {
         if let Some(&k) = self.by_id.find(hash_id(id), |_| true) {
-            // A slot may straddle two lines: the one its next slot starts in is the other.
-            let k = k as usize;
-            if k < self.slots.len() {
-                prefetch_index(&self.slots, k);
-                prefetch_index(&self.slots, (k + 1).min(self.slots.len() - 1));
-            }
+            self.fetch_slot_at(k);
+        }
+    }
+
+    /// Requests slot `k` from memory, without waiting for it.
+    pub fn fetch_slot_at(&self, k: u32) {
+        // A slot may straddle two lines: the one its next slot starts in is the other.
+        let k = k as usize;
+        if k < self.slots.len() {
+            prefetch_index(&self.slots, k);
+            prefetch_index(&self.slots, (k + 1).min(self.slots.len() - 1));
         }
     }
 

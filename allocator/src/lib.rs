@@ -72,7 +72,7 @@ pub use consolidation::Migration;
 pub use decision::{Decision, Event, PendingReason};
 pub use error::Error;
 pub use lb::{LbState, PoolKey, Pooling};
-pub use lookahead::LOOK_AHEAD;
+pub use lookahead::{LOOK_AHEAD, Upcoming};
 pub use model::{
     Claim, ClaimId, GroupKey, LbId, Listener, Listeners, MAX_ID_LEN, MAX_PORTS_PER_CLAIM, Port,
     PortRequest, ProfileName, Protocol, Sharing, TenantId, Time,

@@ -9,7 +9,7 @@
 //! gets the same results, a little later.
 
 use crate::allocator::Allocator;
-use crate::claims::Place;
+use crate::claims::{ClaimKey, Place};
 use crate::model::ClaimId;
 
 /// How many upcoming claims [`Allocator::prefetch`] looks at: one per step between an
@@ -21,16 +21,46 @@ pub const LOOK_AHEAD: usize = 4;
 /// 1k claims).
 const HINTED_FROM: usize = 1 << 16;
 
+/// A claim an upcoming event names, as the shell knows it: by id, or by the key the
+/// allocator gave it ([`Allocator::claim_key`]), which finds its slot one step sooner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upcoming<'a> {
+    /// By id.
+    Id(&'a ClaimId),
+    /// By key.
+    Key(ClaimKey),
+}
+
+impl<'a> From<&'a ClaimId> for Upcoming<'a> {
+    fn from(id: &'a ClaimId) -> Self {
+        Upcoming::Id(id)
+    }
+}
+
+impl From<ClaimKey> for Upcoming<'_> {
+    fn from(key: ClaimKey) -> Self {
+        Upcoming::Key(key)
+    }
+}
+
 impl Allocator {
+    /// Whether hints are used: from 65,536 live claims on, whose state outgrows the
+    /// caches. A shell for which finding its upcoming claims costs work may skip it
+    /// while this is false.
+    pub fn wants_hints(&self) -> bool {
+        self.claims.len() >= HINTED_FROM
+    }
+
     /// Hints which claims the events after the next one will name, nearest first: call it
-    /// before feeding an event, with the ids of the claims of the events that follow it
-    /// (a departure's, an update's). The allocator requests from memory, without waiting,
-    /// what each will read, one step per call, each step reading only what the step
-    /// before fetched: the fourth claim's entry in the id index, the third one's slot,
-    /// the second one's LB record, and the first one's lines of that LB's listener table
-    /// and of its pool's room tree. By its turn a claim's state is in cache. Ids past the
-    /// fourth, and ids of no live claim, are ignored; so are all hints while fewer than
-    /// 65,536 claims live, whose state stays in cache anyway.
+    /// before feeding an event, with the claims of the events that follow it (a
+    /// departure's, an update's), by id or by key. The allocator requests from memory,
+    /// without waiting, what each will read, one step per call, each step reading only
+    /// what the step before fetched: the fourth claim's entry in the id index (by key: its
+    /// slot), the third one's slot (by key: its index entry), the second one's LB record,
+    /// and the first one's lines of that LB's listener table and of its pool's room tree.
+    /// By its turn a claim's state is in cache. Claims past the fourth, and claims not
+    /// live, are ignored; so are all hints while fewer than 65,536 claims live
+    /// ([`Allocator::wants_hints`]).
     ///
     /// ```
     /// use sharedlb_allocator::{Allocator, Claim, Config, Event, PortRequest, Protocol, Time};
@@ -58,28 +88,34 @@ impl Allocator {
     /// assert_eq!(alloc.claims().len(), 0);
     /// # Ok::<(), sharedlb_allocator::Error>(())
     /// ```
-    pub fn prefetch<'a>(&self, upcoming: impl IntoIterator<Item = &'a ClaimId>) {
-        if self.claims.len() < HINTED_FROM {
+    pub fn prefetch<'a, C: Into<Upcoming<'a>>>(&self, upcoming: impl IntoIterator<Item = C>) {
+        if !self.wants_hints() {
             return;
         }
-        let mut upcoming = upcoming.into_iter();
-        let near: [Option<&ClaimId>; LOOK_AHEAD] = std::array::from_fn(|_| upcoming.next());
+        let mut upcoming = upcoming.into_iter().map(Into::into);
+        let near: [Option<Upcoming<'a>>; LOOK_AHEAD] = std::array::from_fn(|_| upcoming.next());
         // The farthest first: it only requests a line, while the nearer ones read lines
         // earlier calls requested.
-        if let Some(id) = near[3] {
-            self.claims.fetch_index_entry(id);
+        match near[3] {
+            Some(Upcoming::Id(id)) => self.claims.fetch_index_entry(id),
+            Some(Upcoming::Key(key)) => self.claims.fetch_slot_at(key.slot()),
+            None => {}
         }
-        if let Some(id) = near[2] {
-            self.claims.fetch_slot(id);
+        match near[2] {
+            Some(Upcoming::Id(id)) => self.claims.fetch_slot(id),
+            Some(Upcoming::Key(key)) => {
+                if let Some(s) = self.claims.try_get(key.slot()) {
+                    self.claims.fetch_index_entry(s.claim.id());
+                }
+            }
+            None => {}
         }
-        if let Some(id) = near[1]
-            && let Some(k) = self.claims.find(id)
+        if let Some(k) = near[1].and_then(|c| self.slot_of(c))
             && let Place::Assigned { lb, .. } = self.claims.get(k).place
         {
             self.lbs.prefetch(lb);
         }
-        if let Some(id) = near[0]
-            && let Some(k) = self.claims.find(id)
+        if let Some(k) = near[0].and_then(|c| self.slot_of(c))
             && let Some((lb, listeners)) = self.claims.placement(k)
             && let Some(l) = self.lbs.get(lb)
         {
@@ -89,6 +125,14 @@ impl Allocator {
             if let Some(pool) = self.pools.get(l.pool as usize) {
                 pool.index.tree.prefetch(l.pos);
             }
+        }
+    }
+
+    /// The live slot of an upcoming claim.
+    fn slot_of(&self, c: Upcoming<'_>) -> Option<u32> {
+        match c {
+            Upcoming::Id(id) => self.claims.find(id),
+            Upcoming::Key(key) => self.claims.try_get(key.slot()).map(|_| key.slot()),
         }
     }
 }

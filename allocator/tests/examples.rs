@@ -9,7 +9,7 @@ use sharedlb_allocator::{
     Allocator, Budget, Claim, ClaimId, Config, Currency, Decision, Error, Event, GroupKey, LbId,
     LbProfile, LbState, Listener, Listeners, PendingReason, Policy, PolicyKind, PolicyRules, Port,
     PortRange, PortRequest, PortRule, ProfileName, Protocol, Quota, Reports, Sharing, Shell,
-    Snapshot, TenantConfig, TenantId, Time, View, Walks, builtin_profile,
+    Snapshot, TenantConfig, TenantId, Time, Upcoming, View, Walks, builtin_profile,
 };
 use std::sync::Arc;
 
@@ -556,6 +556,7 @@ fn hints_of_upcoming_claims_change_no_decision() {
         feed(&mut hinted, Event::ClaimAdded(c));
     }
     let mut departures = 0;
+    let mut stale = None;
     for i in FILL..FILL + 300 {
         // An arrival, and a departure of an earlier claim, in a scrambled order, so
         // slots are freed and reused.
@@ -566,7 +567,16 @@ fn hints_of_upcoming_claims_change_no_decision() {
             .collect();
         hinted.prefetch(upcoming.iter().chain([&never]));
         hinted.prefetch([&never, &id(&name(i))]);
-        hinted.prefetch([]);
+        hinted.prefetch::<&ClaimId>([]);
+        // By key too: keys of live claims, and a key whose claim left (its slot may hold
+        // another claim by now).
+        let keys: Vec<Upcoming<'_>> = upcoming
+            .iter()
+            .filter_map(|c| hinted.claim_key(c))
+            .chain(stale)
+            .map(Upcoming::Key)
+            .collect();
+        hinted.prefetch(keys);
         let c = Claim::new(&name(i), vec![any_tcp(), tcp(100 + (i % 3) as u16)]).unwrap();
         assert_eq!(
             feed(&mut plain, Event::ClaimAdded(c.clone())),
@@ -575,6 +585,7 @@ fn hints_of_upcoming_claims_change_no_decision() {
         );
         if plain.placement(&gone).is_some() {
             hinted.prefetch([&gone, &id(&name(i))]);
+            stale = hinted.claim_key(&gone);
             assert_eq!(
                 feed(&mut plain, Event::ClaimRemoved(gone.clone())),
                 feed(&mut hinted, Event::ClaimRemoved(gone.clone())),

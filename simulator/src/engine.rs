@@ -521,7 +521,10 @@ impl Simulation {
                     self.cloud.queue.push(next, Ev::Burst);
                 }
             }
-            Ev::Departure(k) => self.remove(k),
+            Ev::Departure(k) => {
+                self.hint_departures();
+                self.remove(k);
+            }
             Ev::TraceRemove(id) => {
                 if let Some(k) = self
                     .alloc
@@ -634,6 +637,26 @@ impl Simulation {
     }
 
     /// A claim leaves: the allocator releases it, then its service and its track end.
+    /// Hints the allocator of the departures after this one ([`Allocator::prefetch`]),
+    /// once its state outgrows the caches: the fifth one's track is requested from
+    /// memory, and the keys of the first four, read from their tracks (requested by
+    /// earlier hints), go to the allocator. Changes nothing but what is in cache.
+    fn hint_departures(&self) {
+        const AHEAD: usize = sharedlb_allocator::LOOK_AHEAD;
+        if !self.alloc.wants_hints() {
+            return;
+        }
+        let next = self.cloud.queue.upcoming_inline(AHEAD + 1, 4 * AHEAD);
+        if let Some(&k) = next.get(AHEAD) {
+            self.cloud.claims.prefetch(k);
+        }
+        self.alloc.prefetch(
+            next.iter()
+                .take(AHEAD)
+                .filter_map(|&k| self.cloud.claims.get(k).and_then(ClaimTrack::key)),
+        );
+    }
+
     fn remove(&mut self, k: u32) {
         let Some(id) = self
             .cloud

@@ -9,6 +9,8 @@
 //! order (sorted by key, which is also a valid heap), so the order of every pending pair
 //! stays what it was and a run of any length breaks ties by insertion order.
 
+use smallvec::SmallVec;
+
 /// An event that may travel in its heap entry, as a word below 2³¹, instead of in a slab
 /// slot: a million pending departures then cost no slab.
 pub trait Payload: Sized {
@@ -176,6 +178,39 @@ impl<T: Payload> EventQueue<T> {
         Some((time, item))
     }
 
+    /// The payload words of the first `n` events that travel in their heap entry, among
+    /// the next `scan` events, in the order they come: what the engine hints to the
+    /// allocator ahead of time. A best-first search from the heap's root, reading at most
+    /// `scan` entries and their children.
+    pub fn upcoming_inline(&self, n: usize, scan: usize) -> SmallVec<[u32; 8]> {
+        let mut out = SmallVec::new();
+        let mut frontier: SmallVec<[usize; 32]> = SmallVec::new();
+        if !self.heap.is_empty() {
+            frontier.push(0);
+        }
+        for _ in 0..scan {
+            if out.len() >= n {
+                break;
+            }
+            let Some((at, i)) = frontier
+                .iter()
+                .copied()
+                .enumerate()
+                .min_by_key(|&(_, i)| self.heap[i].key())
+            else {
+                break;
+            };
+            frontier.swap_remove(at);
+            let word = self.heap[i].word;
+            if word & INLINE != 0 {
+                out.push(word & !INLINE);
+            }
+            let first = i * D + 1;
+            frontier.extend(first..(first + D).min(self.heap.len()));
+        }
+        out
+    }
+
     /// Numbers the pending entries 0, 1, ... in their (time, sequence) order, once the
     /// sequence has run out: their relative order is unchanged, and a sorted array is a
     /// heap.
@@ -264,6 +299,35 @@ mod tests {
             "renumbered to small numbers, not wrapped: {}",
             q.seq
         );
+    }
+
+    proptest! {
+        /// The upcoming inline events are those a run of pops would give first, in that
+        /// order: the first `n` even items among the next `scan` events.
+        #[test]
+        fn upcoming_inline_events_come_in_pop_order(
+            ops in prop::collection::vec((0u64..20, 0usize..50, any::<bool>()), 1..200),
+            n in 0usize..6,
+            scan in 0usize..12,
+        ) {
+            let mut q = EventQueue::new();
+            for (t, x, pop) in ops {
+                if pop {
+                    q.pop();
+                } else {
+                    q.push(t, Item(x));
+                }
+            }
+            let got: Vec<usize> = q.upcoming_inline(n, scan).iter().map(|&w| w as usize).collect();
+            let mut copy = q.clone();
+            let want: Vec<usize> = std::iter::from_fn(|| copy.pop())
+                .take(scan)
+                .map(|(_, x)| x.0)
+                .filter(|x| x % 2 == 0)
+                .take(n)
+                .collect();
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

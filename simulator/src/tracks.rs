@@ -97,6 +97,13 @@ impl Tracks {
         self.by_key.get(key.index()).copied().filter(|&k| k != NONE)
     }
 
+    /// Requests track `k` from memory, without waiting for it (the engine's look-ahead).
+    pub fn prefetch(&self, k: u32) {
+        if (k as usize) < self.slots.len() {
+            prefetch_index::prefetch_index(&self.slots, k as usize);
+        }
+    }
+
     /// A live track.
     pub fn get(&self, k: u32) -> Option<&ClaimTrack> {
         self.slots.get(k as usize).and_then(Option::as_ref)
