@@ -184,7 +184,8 @@ impl<T: Payload> EventQueue<T> {
     /// `scan` entries and their children.
     pub fn upcoming_inline(&self, n: usize, scan: usize) -> SmallVec<[u32; 8]> {
         let mut out = SmallVec::new();
-        let mut frontier: SmallVec<[usize; 32]> = SmallVec::new();
+        // Each entry read adds at most D - 1 to the frontier: inline up to `scan` = 21.
+        let mut frontier: SmallVec<[usize; 64]> = SmallVec::new();
         if !self.heap.is_empty() {
             frontier.push(0);
         }
