@@ -636,7 +636,6 @@ impl Simulation {
         k
     }
 
-    /// A claim leaves: the allocator releases it, then its service and its track end.
     /// Hints the allocator of the departures after this one ([`Allocator::prefetch`]),
     /// once its state outgrows the caches: the fifth one's track is requested from
     /// memory, and the keys of the first four, read from their tracks (requested by
@@ -657,6 +656,7 @@ impl Simulation {
         );
     }
 
+    /// A claim leaves: the allocator releases it, then its service and its track end.
     fn remove(&mut self, k: u32) {
         let Some(id) = self
             .cloud
