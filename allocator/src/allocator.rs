@@ -309,8 +309,10 @@ pub struct Allocator {
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) rules: PolicyRules,
     pub(crate) now: Time,
+    /// The next LB id to hand out; past `u32::MAX` when every id has been handed out.
     pub(crate) next_lb: u64,
-    pub(crate) next_seq: u64,
+    /// The next arrival number; at `u32::MAX` the live claims are renumbered first.
+    pub(crate) next_seq: u32,
     /// LBs by id. A hash table: placement looks LBs up by id for every candidate it tests;
     /// whatever shows LBs in order sorts their ids (see [`Allocator::lb_ids`]).
     pub(crate) lbs: LbTable,
@@ -513,7 +515,7 @@ impl Allocator {
         &mut self,
         mut claim: Claim,
         hash: IdHash,
-        seq: u64,
+        seq: u32,
         place: Place,
     ) -> u32 {
         for l in claim.fixed_listeners() {
@@ -546,6 +548,9 @@ impl Allocator {
     }
 
     fn add_claim(&mut self, claim: Claim, hash: IdHash, out: &mut Vec<Decision>) {
+        if self.next_seq == u32::MAX {
+            self.renumber_arrivals();
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         // In transit until placed or waiting: it need not join the retry queue first.
@@ -553,6 +558,34 @@ impl Allocator {
         // Waiting claims failed in the current state and an arrival frees nothing, so the
         // newcomer takes no capacity any of them could use: try it alone.
         self.try_place(k, Placement::Arrive, out);
+    }
+
+    /// Numbers the live claims' arrivals afresh from 0, in the same order (claims that
+    /// share a number keep sharing one), so arrival numbers fit in four bytes however many
+    /// claims ever arrive: with `u32::MAX` arrivals numbered, the next arrival would have
+    /// none. Waiting queues are keyed by arrival, so they are rebuilt. O(n log n) once per
+    /// four billion arrivals.
+    pub(crate) fn renumber_arrivals(&mut self) {
+        let order: Vec<(u32, u32)> = self
+            .claims
+            .in_arrival_order()
+            .into_iter()
+            .map(|(k, s)| (k, s.seq))
+            .collect();
+        let mut next = 0;
+        let mut last = None;
+        for (k, old) in order {
+            if last.is_some_and(|l| l != old) {
+                next += 1;
+            }
+            last = Some(old);
+            self.claims.get_mut(k).seq = next;
+        }
+        self.next_seq = if last.is_some() { next + 1 } else { 0 };
+        let claims = &self.claims;
+        for q in self.waiting.queues.values_mut() {
+            *q = q.iter().map(|&(_, k)| (claims.get(k).seq, k)).collect();
+        }
     }
 
     /// Removes live slot `k`, claim `id`, whose id hashes to `hash`.

@@ -46,7 +46,7 @@ impl Place {
 
 /// The ports a placed claim holds, one per port request in request order; a listener's
 /// protocol is its request's. Up to three inline; more are kept beside the claim table,
-/// under the claim's slot (see [`ClaimTable::hold`]), so a placement is 16 bytes: its
+/// under the claim's slot (see [`ClaimTable::hold`]), so a placement is 12 bytes: its
 /// LB, the count and three ports (a list of listeners made it 40, four ports and a
 /// pointer for more 24).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,8 +103,9 @@ fn listeners_of(claim: &Claim, ports: &[Port]) -> Listeners {
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
     pub claim: Claim,
-    /// Arrival order: fair admission keeps it within a tenant.
-    pub seq: u64,
+    /// Arrival order: fair admission keeps it within a tenant. Four bytes: the allocator
+    /// renumbers its live claims when the numbers run out ([`Allocator::renumber_arrivals`](crate::Allocator)).
+    pub seq: u32,
     pub place: Place,
 }
 
@@ -510,14 +511,14 @@ impl Bodies {
 /// themselves can help (too large, unsupported) are not queued.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WaitQueue {
-    pub queues: BTreeMap<TenantId, BTreeSet<(u64, u32)>>,
+    pub queues: BTreeMap<TenantId, BTreeSet<(u32, u32)>>,
     /// Listeners asked for by queued claims.
     pub listeners: u32,
 }
 
 impl WaitQueue {
     /// Queues slot `k`; returns whether it was not queued before.
-    pub fn push(&mut self, tenant: &TenantId, seq: u64, k: u32, listeners: u32) -> bool {
+    pub fn push(&mut self, tenant: &TenantId, seq: u32, k: u32, listeners: u32) -> bool {
         let q = match self.queues.get_mut(tenant) {
             Some(q) => q,
             None => self.queues.entry(tenant.clone()).or_default(),
@@ -530,7 +531,7 @@ impl WaitQueue {
     }
 
     /// Unqueues slot `k` if queued; returns whether it was.
-    pub fn remove(&mut self, tenant: &TenantId, seq: u64, k: u32, listeners: u32) -> bool {
+    pub fn remove(&mut self, tenant: &TenantId, seq: u32, k: u32, listeners: u32) -> bool {
         let Some(q) = self.queues.get_mut(tenant) else {
             return false;
         };
@@ -626,9 +627,9 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_placement_is_16_bytes_and_a_slot_56() {
-        assert_eq!(std::mem::size_of::<Place>(), 16);
-        assert_eq!(std::mem::size_of::<Option<Slot>>(), 56);
+    fn a_placement_is_12_bytes_and_a_slot_48() {
+        assert_eq!(std::mem::size_of::<Place>(), 12);
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 48);
     }
 
     fn claim(id: &str, proto: Protocol) -> Claim {

@@ -672,7 +672,7 @@ mod tests {
     fn a_stale_entry_is_found() {
         let mut t = RoomTree::default();
         for n in 0..20 {
-            t.push(LbId(n), [n as u32, 0, 0]);
+            t.push(LbId(n), [n, 0, 0]);
         }
         assert_eq!(t.levels.len(), 3, "20 positions: 5 quads, 2, then 1");
         assert_eq!(t.stale_node(), None);

@@ -28,7 +28,9 @@ impl Allocator {
             waiting_listeners: u32,
         }
         let mut per: BTreeMap<TenantId, Recount> = BTreeMap::new();
-        let mut queued: BTreeSet<u32> = BTreeSet::new();
+        // Queued slots with their arrival numbers: a queue keyed by a stale number would
+        // retry out of order.
+        let mut queued: BTreeSet<(u32, u32)> = BTreeSet::new();
         let mut queued_listeners = 0u32;
         let mut placed = 0u32;
         for (k, slot) in self.claims.iter() {
@@ -44,7 +46,7 @@ impl Allocator {
                     books.waiting += 1;
                     books.waiting_listeners += c.listener_count();
                     if !reason.is_permanent() {
-                        queued.insert(k);
+                        queued.insert((slot.seq, k));
                         queued_listeners += c.listener_count();
                     }
                     continue;
@@ -55,7 +57,7 @@ impl Allocator {
                 Place::Unplaced => {
                     books.waiting += 1;
                     books.waiting_listeners += c.listener_count();
-                    queued.insert(k);
+                    queued.insert((slot.seq, k));
                     queued_listeners += c.listener_count();
                     continue;
                 }
@@ -305,14 +307,22 @@ impl Allocator {
         ) {
             return Err("LB totals disagree with a recount".into());
         }
-        let waiting_now: BTreeSet<u32> = self
+        let waiting_now: BTreeSet<(u32, u32)> = self
             .waiting
             .queues
             .values()
-            .flat_map(|q| q.iter().map(|&(_, k)| k))
+            .flat_map(|q| q.iter().copied())
             .collect();
         if waiting_now != queued || self.waiting.listeners != queued_listeners {
             return Err("the retry queue disagrees with the claims".into());
+        }
+        if let Some((_, s)) = self.claims.iter().find(|(_, s)| s.seq >= self.next_seq) {
+            return Err(format!(
+                "claim {} arrived as number {}, not before the next, {}",
+                s.claim.id(),
+                s.seq,
+                self.next_seq
+            ));
         }
         if let Some(m) = self.config.max_provisioning
             && provisioning > m

@@ -45,9 +45,17 @@ impl Allocator {
         Lb::fresh(LbId(0), profile, p, 0, cap, rule, LbState::Provisioning).plan(p, claim, None)
     }
 
-    /// Opens a new LB (provisioning) and returns its id.
+    /// The id the next new LB gets, if any is left.
+    pub(crate) fn next_lb_id(&self) -> Option<LbId> {
+        u32::try_from(self.next_lb).ok().map(LbId)
+    }
+
+    /// Opens a new LB (provisioning) and returns its id; placement has checked that an id
+    /// is left ([`Allocator::next_lb_id`]).
     pub(crate) fn open_lb(&mut self, profile: usize, pool: &PoolKey) -> LbId {
-        let id = LbId(self.next_lb);
+        let Some(id) = self.next_lb_id() else {
+            unreachable!("placement opens an LB only while ids are left")
+        };
         self.next_lb += 1;
         self.insert_lb(id, profile, pool, LbState::Provisioning, None);
         id

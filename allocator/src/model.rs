@@ -448,8 +448,12 @@ impl ClaimId {
 }
 
 /// A load balancer's identity, handed out by the allocator in increasing order.
+///
+/// Four bytes: a placement holds one per live claim, and an allocator hands out at most
+/// `u32::MAX` of them in its life (after that a claim no existing LB can take waits,
+/// [`PendingReason::BudgetExhausted`](crate::PendingReason::BudgetExhausted)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct LbId(pub u64);
+pub struct LbId(pub u32);
 
 impl fmt::Display for LbId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -84,6 +84,8 @@ pub(crate) enum Why {
     Budget(BudgetLimit, OverBudget),
     /// It does not fit an empty LB of this profile (index into the configuration).
     NoFitWhenEmpty(usize, Misfit),
+    /// Every LB id has been handed out: no new LB can open.
+    IdsUsedUp,
 }
 
 /// What a claim meets when the budget forbids a new LB.
@@ -133,6 +135,11 @@ impl Why {
                 "does not fit an empty {} LB: {}",
                 config.profiles[*profile].name,
                 misfit_words(*m)
+            ),
+            Why::IdsUsedUp => format!(
+                "all {} LB ids have been handed out, so no new LB can open; only an existing LB \
+                 can take it",
+                u32::MAX
             ),
         }
     }
@@ -372,6 +379,13 @@ impl Allocator {
             return Err(Wait::Pending(
                 PendingReason::QuotaExceeded,
                 Why::Quota(q),
+                None,
+            ));
+        }
+        if self.next_lb_id().is_none() {
+            return Err(Wait::Pending(
+                PendingReason::BudgetExhausted,
+                Why::IdsUsedUp,
                 None,
             ));
         }

@@ -41,7 +41,8 @@ pub struct LbRecord {
 pub struct ClaimRecord {
     /// The claim.
     pub claim: Claim,
-    /// Arrival order (fair admission keeps it within a tenant).
+    /// Arrival order (fair admission keeps it within a tenant). Only the order counts:
+    /// a restore whose numbers do not fit the allocator's four bytes numbers them afresh.
     pub seq: u64,
     /// The LB and listeners (one per port request, in order), if placed.
     #[serde(default)]
@@ -59,7 +60,7 @@ pub struct Snapshot {
     pub config: Config,
     /// Logical time of the snapshot.
     pub now: Time,
-    /// Next LB number to hand out.
+    /// Next LB number to hand out; past `u32::MAX` once every LB id has been handed out.
     pub next_lb: u64,
     /// Next arrival sequence number.
     pub next_seq: u64,
@@ -111,7 +112,7 @@ impl Allocator {
             .into_iter()
             .map(|(k, s)| ClaimRecord {
                 claim: s.claim.clone(),
-                seq: s.seq,
+                seq: u64::from(s.seq),
                 placement: self.claims.placement(k),
                 pending: match s.place {
                     Place::Pending(r) => Some(r),
@@ -123,7 +124,7 @@ impl Allocator {
             config: self.config.clone(),
             now: self.now,
             next_lb: self.next_lb,
-            next_seq: self.next_seq,
+            next_seq: u64::from(self.next_seq),
             lbs,
             claims,
         }
@@ -162,7 +163,7 @@ impl Allocator {
                 dropped.push(lb_dropped("it is recorded twice".into()));
                 continue;
             }
-            max_lb = max_lb.max(r.id.0);
+            max_lb = max_lb.max(u64::from(r.id.0));
             a.insert_lb(r.id, profile, &r.pool, r.state, r.idle_since);
             if let Some(l) = a.lbs.get_mut(r.id) {
                 l.auto.suspend();
@@ -171,6 +172,11 @@ impl Allocator {
         a.next_lb = snapshot.next_lb.max(max_lb + 1);
         let mut records = snapshot.claims;
         records.sort_by_key(|r| r.seq);
+        // The allocator keeps arrival numbers in four bytes: numbers that do not fit are
+        // given afresh, in the same order, claims sharing a number still sharing one.
+        let fits = u32::try_from(snapshot.next_seq).is_ok()
+            && records.iter().all(|r| r.seq < u64::from(u32::MAX));
+        let mut fresh = (0u32, None);
         let mut seen = BTreeSet::new();
         let mut max_seq = None;
         for r in records {
@@ -182,9 +188,20 @@ impl Allocator {
                 });
                 continue;
             }
-            max_seq = max_seq.max(Some(r.seq));
+            let seq = match u32::try_from(r.seq) {
+                Ok(seq) if fits => seq,
+                _ => {
+                    let (n, last) = &mut fresh;
+                    if last.is_some_and(|l| l != r.seq) {
+                        *n += 1;
+                    }
+                    *last = Some(r.seq);
+                    *n
+                }
+            };
+            max_seq = max_seq.max(Some(seq));
             let hash = IdHash::of(r.claim.id());
-            let k = a.insert_claim(r.claim, hash, r.seq, Place::Unplaced);
+            let k = a.insert_claim(r.claim, hash, seq, Place::Unplaced);
             if let Some((lb, listeners)) = r.placement {
                 match a.check_placement(k, lb, &listeners) {
                     Ok(()) => a.assign(k, lb, &listeners),
@@ -198,7 +215,11 @@ impl Allocator {
                 a.set_place(k, Place::Pending(reason));
             }
         }
-        a.next_seq = snapshot.next_seq.max(max_seq.map_or(0, |s| s + 1));
+        let after = max_seq.map_or(0, |s| s + 1);
+        a.next_seq = match u32::try_from(snapshot.next_seq) {
+            Ok(n) if fits => n.max(after),
+            _ => after,
+        };
         let now = a.now;
         let ids = a.lb_ids();
         for id in ids {

@@ -1021,6 +1021,107 @@ fn fair_retry_prefers_tenant_under_its_share() {
     assert!(h.reason("big/e").is_some(), "big still waits");
 }
 
+/// One LB of two listeners, a budget of one LB: `t/a` and `t/b` fill it, `t/c` and `t/d`
+/// wait in that order.
+fn two_waiting() -> Harness {
+    let mut c = config("best-fit", 2);
+    c.budget.max_lbs = Some(1);
+    let mut h = Harness::new(c);
+    for (i, c) in ["t/a", "t/b", "t/c", "t/d"].iter().enumerate() {
+        h.at(i as u64).add(c, vec![tcp(80 + i as u16)]);
+    }
+    assert_eq!(h.reason("t/d"), Some(PendingReason::BudgetExhausted));
+    h
+}
+
+/// `t/e` and `t/f` arrive, then the claims on the LB leave one by one: each frees room
+/// for the oldest waiting claim. Returns who took each freed room.
+fn oldest_first(h: &mut Harness) -> Vec<String> {
+    h.at(10).add("t/e", vec![tcp(90)]);
+    then_f_and_leave(h)
+}
+
+fn then_f_and_leave(h: &mut Harness) -> Vec<String> {
+    h.at(11).add("t/f", vec![tcp(91)]);
+    let mut took = vec![];
+    for (i, c) in ["t/a", "t/b", "t/c", "t/d"].iter().enumerate() {
+        let d = h.at(20 + i as u64).remove(c);
+        took.extend(d.iter().filter_map(|d| match d {
+            Decision::Assign { claim, .. } => Some(claim.to_string()),
+            _ => None,
+        }));
+    }
+    took
+}
+
+fn arrival_number(h: &Harness, claim: &str) -> Option<u64> {
+    let snap = h.a.snapshot();
+    snap.claims
+        .into_iter()
+        .find(|r| r.claim.id().as_str() == claim)
+        .map(|r| r.seq)
+}
+
+#[test]
+fn arrival_numbers_that_run_out_are_given_afresh_in_the_same_order() {
+    let mut h = two_waiting();
+    // The same claims, as if four billion had arrived before them: t/e takes the last
+    // number there is, and t/f's arrival renumbers every live claim.
+    let mut snap = h.a.snapshot();
+    for r in &mut snap.claims {
+        r.seq += u64::from(u32::MAX) - 10;
+    }
+    snap.next_seq = u64::from(u32::MAX) - 1;
+    let mut late = Harness {
+        a: Allocator::restore(snap).unwrap().allocator,
+        now: Time(0),
+    };
+    let expected = ["t/c", "t/d", "t/e", "t/f"];
+    assert_eq!(oldest_first(&mut h), expected);
+    late.at(10).add("t/e", vec![tcp(90)]);
+    assert_eq!(arrival_number(&late, "t/e"), Some(u64::from(u32::MAX) - 1));
+    assert_eq!(then_f_and_leave(&mut late), expected);
+    // Renumbered from 0: t/e and t/f are left, the fifth and sixth to arrive.
+    assert_eq!(arrival_number(&late, "t/f"), Some(5));
+    assert_eq!(late.a.snapshot().next_seq, 6);
+}
+
+#[test]
+fn a_snapshot_whose_arrival_numbers_do_not_fit_keeps_their_order() {
+    let mut h = two_waiting();
+    let mut snap = h.a.snapshot();
+    // Numbers from an older allocator that kept eight bytes, in reverse record order.
+    for r in &mut snap.claims {
+        r.seq = (r.seq + 1) << 40;
+    }
+    snap.claims.reverse();
+    snap.next_seq = 1 << 50;
+    let mut late = Harness {
+        a: Allocator::restore(snap).unwrap().allocator,
+        now: Time(0),
+    };
+    late.a.check_invariants().unwrap();
+    assert_eq!(late.a.snapshot().next_seq, 4, "numbered afresh from 0");
+    assert_eq!(oldest_first(&mut late), oldest_first(&mut h));
+}
+
+#[test]
+fn once_every_lb_id_is_handed_out_only_existing_lbs_take_claims() {
+    let mut h = Harness::new(config("best-fit", 1));
+    let mut snap = h.a.snapshot();
+    snap.next_lb = u64::from(u32::MAX);
+    h.a = Allocator::restore(snap).unwrap().allocator;
+    assert_eq!(created(&h.add("t/a", vec![tcp(80)])), Some(LbId(u32::MAX)));
+    let d = h.at(1).add("t/b", vec![tcp(81)]);
+    let (r, msg) = pending_of(&d).unwrap();
+    assert_eq!(r, PendingReason::BudgetExhausted);
+    assert!(msg.contains("all 4294967295 LB ids"), "{msg}");
+    // The last LB still serves: t/a leaves and t/b takes its place.
+    let d = h.at(2).remove("t/a");
+    assert!(assigned(&d, "t/b"), "{d:?}");
+    assert_eq!(h.lb_of("t/b"), LbId(u32::MAX));
+}
+
 // ------------------------------------------------------------------ restore
 
 /// A restore of `snap` keeps everything but the placement of `dropped`, for `why`.

@@ -283,7 +283,7 @@ fn build_claim(id: &str, spec: &ClaimSpec, lbs: &[LbId]) -> Claim {
     };
     let pin = spec.pin.map(|i| {
         if lbs.is_empty() || i >= 6 {
-            LbId(1000 + i as u64)
+            LbId(1000 + i as u32)
         } else {
             lbs[i % lbs.len()]
         }

@@ -35,7 +35,7 @@ pub fn snapshot_from(
             pending: None,
         })
         .collect();
-    let next_lb = lbs.iter().map(|r| r.id.0 + 1).max().unwrap_or(1);
+    let next_lb = lbs.iter().map(|r| u64::from(r.id.0) + 1).max().unwrap_or(1);
     Snapshot {
         config: config.clone(),
         now,
