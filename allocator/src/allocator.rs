@@ -711,7 +711,7 @@ impl Allocator {
     /// Records slot `k` on `lb` with `listeners`.
     pub(crate) fn assign(&mut self, k: u32, lb: LbId, listeners: &[Listener]) {
         let n = listeners.len() as u32;
-        let profile_index = self.lbs[lb].profile;
+        let profile_index = self.lbs[lb].profile();
         {
             let profile = &self.config.profiles[profile_index];
             let claim = &self.claims.get(k).claim;
@@ -752,14 +752,14 @@ impl Allocator {
         let n = listeners.len() as u32;
         let now = self.now;
         {
-            let profile = &self.config.profiles[self.lbs[lb].profile];
+            let profile = &self.config.profiles[self.lbs[lb].profile()];
             let l = self
                 .lbs
                 .get_mut(lb)
                 .unwrap_or_else(|| unreachable!("release from a live LB"));
             l.vacate(profile, &listeners);
             if l.claims == 0 && l.state != LbState::Draining {
-                l.idle_since = Some(now);
+                l.set_idle_since(Some(now));
                 self.idle.insert((now, lb));
             }
         }
@@ -783,7 +783,7 @@ impl Allocator {
         self.retry.gained_room(pool, lb);
         let budgeted =
             self.config.budget.max_lbs.is_some() || self.config.budget.max_cost_per_hour.is_some();
-        if budgeted && self.lbs[lb].idle_since.is_some() {
+        if budgeted && self.lbs[lb].idle_since().is_some() {
             // An idle LB can be deleted to make room for a claim of any pool.
             self.retry.everything();
         }
@@ -802,7 +802,7 @@ impl Allocator {
     pub(crate) fn lb_free(&self, lb: LbId) -> u32 {
         self.lbs
             .get(lb)
-            .map_or(0, |l| l.free(&self.config.profiles[l.profile]))
+            .map_or(0, |l| l.free(&self.config.profiles[l.profile()]))
     }
 
     pub(crate) fn lb_claims(&self, lb: LbId) -> u32 {
@@ -931,7 +931,7 @@ impl Allocator {
     /// One LB.
     pub fn lb(&self, id: LbId) -> Option<LbInfo> {
         let l = self.lbs.get(id)?;
-        let p = &self.config.profiles[l.profile];
+        let p = &self.config.profiles[l.profile()];
         Some(LbInfo {
             id,
             profile: p.name.clone(),
@@ -944,7 +944,7 @@ impl Allocator {
                 .map(|(x, k)| (x, self.claims.get(k).claim.id().clone()))
                 .collect(),
             capacity: p.max_listeners,
-            idle_since: l.idle_since,
+            idle_since: l.idle_since(),
         })
     }
 

@@ -69,7 +69,7 @@ impl Allocator {
                 .lbs
                 .get(*lb)
                 .ok_or_else(|| format!("{} is on unknown {lb}", c.id()))?;
-            let p = &self.config.profiles[l.profile];
+            let p = &self.config.profiles[l.profile()];
             if self.pools[l.pool as usize].key.as_ref() != self.pool_of(c) {
                 return Err(format!("{} is on {lb} of another pool", c.id()));
             }
@@ -164,8 +164,8 @@ impl Allocator {
         let (mut provisioning, mut draining, mut capacity, mut used_total) = (0, 0, 0u64, 0u64);
         let mut indexed_entries = vec![0usize; self.pools.len()];
         for l in self.lbs.values() {
-            let p = &self.config.profiles[l.profile];
-            lbs_per_profile[l.profile] += 1;
+            let p = &self.config.profiles[l.profile()];
+            lbs_per_profile[l.profile()] += 1;
             used_total += l.used.len() as u64;
             if l.used.len() as u32 > p.max_listeners {
                 return Err(format!(
@@ -232,21 +232,23 @@ impl Allocator {
                 LbState::Provisioning => {
                     provisioning += 1;
                     capacity += u64::from(p.max_listeners);
-                    billed_per_profile[l.profile] += 1;
+                    billed_per_profile[l.profile()] += 1;
                 }
                 LbState::Ready => {
                     capacity += u64::from(p.max_listeners);
-                    billed_per_profile[l.profile] += 1;
+                    billed_per_profile[l.profile()] += 1;
                 }
             }
             let idle_expected = l.claims == 0 && l.state != LbState::Draining;
-            if idle_expected != l.idle_since.is_some() {
+            if idle_expected != l.idle_since().is_some() {
                 return Err(format!(
                     "{} idle stamp {:?} with {} claims",
-                    l.id, l.idle_since, l.claims
+                    l.id,
+                    l.idle_since(),
+                    l.claims
                 ));
             }
-            if let Some(t) = l.idle_since
+            if let Some(t) = l.idle_since()
                 && !self.idle.contains(&(t, l.id))
             {
                 return Err(format!("{} idle but not in the idle set", l.id));
@@ -255,7 +257,7 @@ impl Allocator {
             if rooms != l.indexed
                 || pool.index.tree.rooms_at(l.pos) != rooms
                 || pool.index.tree.id(l.pos as usize) != Some(l.id)
-                || pool.profile != l.profile
+                || pool.profile != l.profile()
             {
                 return Err(format!(
                     "{} index entry {:?} at {} vs room {rooms:?}",
@@ -287,7 +289,13 @@ impl Allocator {
                 ));
             }
         }
-        if self.idle.len() != self.lbs.values().filter(|l| l.idle_since.is_some()).count() {
+        if self.idle.len()
+            != self
+                .lbs
+                .values()
+                .filter(|l| l.idle_since().is_some())
+                .count()
+        {
             return Err("stale idle entries".into());
         }
         if (

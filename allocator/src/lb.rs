@@ -153,12 +153,15 @@ pub(crate) enum Misfit {
     RangeFull,
 }
 
-/// A load balancer as the allocator tracks it.
+/// A load balancer as the allocator tracks it: 128 bytes aligned to 64, so a record is
+/// exactly two cache lines (unaligned in the LB table it would straddle three).
 #[derive(Clone, Debug)]
+#[repr(align(64))]
 pub(crate) struct Lb {
     pub id: LbId,
-    /// Index of its profile in the configuration.
-    pub profile: usize,
+    /// Index of its profile in the configuration (at most [`MAX_PROFILES`](crate::MAX_PROFILES)
+    /// of them: one byte, so the record fits two cache lines); see [`Lb::profile`].
+    profile_no: u8,
     /// Index of its pool index (pool key and profile).
     pub pool: u32,
     pub state: LbState,
@@ -167,7 +170,11 @@ pub(crate) struct Lb {
     pub claims: u32,
     /// Most claims it may hold (1 in a dedicated pool; a policy may set fewer than capacity).
     pub claim_cap: u32,
-    pub idle_since: Option<Time>,
+    /// Since when it has held no claim, if it is idle (see [`Lb::idle_since`]): a flag
+    /// and a time, not an `Option<Time>`, whose 16 bytes would not let the record fit
+    /// two cache lines.
+    idle: bool,
+    idle_at: Time,
     pub rule: ClashRule,
     pub auto: AutoPorts,
     /// Its position in the pool index and the room recorded there, per protocol class.
@@ -176,6 +183,29 @@ pub(crate) struct Lb {
 }
 
 impl Lb {
+    /// Since when it has held no claim, if it is idle.
+    pub fn idle_since(&self) -> Option<Time> {
+        self.idle.then_some(self.idle_at)
+    }
+
+    /// Records it no longer idle; since when it was, if it was.
+    pub fn take_idle_since(&mut self) -> Option<Time> {
+        let t = self.idle_since();
+        self.idle = false;
+        t
+    }
+
+    /// Records it idle since `t`, or not idle.
+    pub fn set_idle_since(&mut self, t: Option<Time>) {
+        self.idle = t.is_some();
+        self.idle_at = t.unwrap_or(Time(0));
+    }
+
+    /// Index of its profile in the configuration.
+    pub fn profile(&self) -> usize {
+        usize::from(self.profile_no)
+    }
+
     /// A fresh, empty LB: the only way an `Lb` comes to be.
     pub fn fresh(
         id: LbId,
@@ -188,13 +218,15 @@ impl Lb {
     ) -> Lb {
         Lb {
             id,
-            profile: profile_index,
+            profile_no: u8::try_from(profile_index)
+                .unwrap_or_else(|_| unreachable!("a configuration has at most 64 profiles")),
             pool,
             state,
             used: Used::default(),
             claims: 0,
             claim_cap,
-            idle_since: None,
+            idle: false,
+            idle_at: Time(0),
             rule,
             auto: AutoPorts::new(profile),
             pos: 0,
@@ -415,6 +447,13 @@ impl std::ops::Index<LbId> for LbTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_lb_record_is_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<Lb>(), 128);
+        assert_eq!(std::mem::align_of::<Lb>(), 64);
+    }
 
     /// Every kind of pool key, looked up by reference, finds its own pool and no other.
     #[test]

@@ -77,7 +77,7 @@ impl Allocator {
         if let Some(used) = self.spare_used.pop() {
             lb.used = used;
         }
-        lb.idle_since = idle_since.filter(|_| state != LbState::Draining);
+        lb.set_idle_since(idle_since.filter(|_| state != LbState::Draining));
         let rooms = lb.rooms(p);
         lb.pos = self.pools[pi as usize].index.insert(id, rooms);
         self.retry.gained_room(pi, id);
@@ -95,7 +95,7 @@ impl Allocator {
         if let PoolKey::Dedicated(t) = pool {
             self.usage.entry(t.clone()).or_default().dedicated_lbs += 1;
         }
-        if let Some(t) = lb.idle_since {
+        if let Some(t) = lb.idle_since() {
             self.idle.insert((t, id));
         }
         self.lbs.insert(lb);
@@ -106,7 +106,7 @@ impl Allocator {
         let Some(l) = self.lbs.get_mut(id) else {
             return;
         };
-        let rooms = l.rooms(&self.config.profiles[l.profile]);
+        let rooms = l.rooms(&self.config.profiles[l.profile()]);
         if rooms != l.indexed {
             self.pools[l.pool as usize]
                 .index
@@ -118,7 +118,7 @@ impl Allocator {
     /// An LB is no longer idle (it got a claim).
     pub(crate) fn unidle(&mut self, id: LbId) {
         if let Some(l) = self.lbs.get_mut(id)
-            && let Some(t) = l.idle_since.take()
+            && let Some(t) = l.take_idle_since()
         {
             self.idle.remove(&(t, id));
         }
@@ -156,8 +156,8 @@ impl Allocator {
         self.retry.everything();
         l.state = LbState::Draining;
         self.totals.draining += 1;
-        self.totals.capacity -= u64::from(self.config.profiles[l.profile].max_listeners);
-        self.totals.billed_per_profile[l.profile] -= 1;
+        self.totals.capacity -= u64::from(self.config.profiles[l.profile()].max_listeners);
+        self.totals.billed_per_profile[l.profile()] -= 1;
         self.reindex(id);
         out.push(Decision::DeleteLb { lb: id });
     }
@@ -183,8 +183,8 @@ impl Allocator {
                 x.pos = pos;
             }
         }
-        let p = &self.config.profiles[l.profile];
-        self.totals.lbs_per_profile[l.profile] -= 1;
+        let p = &self.config.profiles[l.profile()];
+        self.totals.lbs_per_profile[l.profile()] -= 1;
         match l.state {
             LbState::Provisioning => self.totals.provisioning -= 1,
             LbState::Draining => self.totals.draining -= 1,
@@ -192,7 +192,7 @@ impl Allocator {
         }
         if l.state != LbState::Draining {
             self.totals.capacity -= u64::from(p.max_listeners);
-            self.totals.billed_per_profile[l.profile] -= 1;
+            self.totals.billed_per_profile[l.profile()] -= 1;
         }
         if let PoolKey::Dedicated(t) = &self.pools[l.pool as usize].key {
             let t = t.clone();

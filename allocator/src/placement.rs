@@ -154,7 +154,7 @@ impl Allocator {
         prefer: Option<&[Listener]>,
     ) -> Result<Listeners, Misfit> {
         let l = self.lbs.get(lb).ok_or(Misfit::Capacity)?;
-        l.plan(&self.config.profiles[l.profile], claim, prefer)
+        l.plan(&self.config.profiles[l.profile()], claim, prefer)
     }
 
     /// Places slot `k` if it can: records the outcome, emits the decisions, queues the
@@ -243,7 +243,7 @@ impl Allocator {
             Placement::Stay { lb, prefer, grows } => {
                 let same = self.lbs.get(lb).is_some_and(|l| {
                     self.pools[l.pool as usize].key.as_ref() == pool
-                        && eligible.contains(&l.profile)
+                        && eligible.contains(&l.profile())
                         && claim.pinned_lb().is_none_or(|p| p == lb)
                 });
                 if !same || (grows && self.quota_check(claim, Admit::Claim).is_err()) {
@@ -270,7 +270,7 @@ impl Allocator {
                 return Err(Wait::NoMove);
             }
             let ok = self.lbs.get(pin).is_some_and(|l| {
-                self.pools[l.pool as usize].key.as_ref() == pool && eligible.contains(&l.profile)
+                self.pools[l.pool as usize].key.as_ref() == pool && eligible.contains(&l.profile())
             });
             if !ok {
                 return Err(Wait::Pending(

@@ -21,7 +21,8 @@ use table::PortTable;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Used {
     map: PortTable,
-    per_protocol: [u32; 3],
+    /// Listeners per protocol: at most 65,535 each, one per port number.
+    per_protocol: [u16; 3],
 }
 
 fn pack(l: Listener) -> u32 {

@@ -100,10 +100,10 @@ impl Allocator {
             .map(|id| &self.lbs[id])
             .map(|l| LbRecord {
                 id: l.id,
-                profile: self.config.profiles[l.profile].name.clone(),
+                profile: self.config.profiles[l.profile()].name.clone(),
                 pool: self.pools[l.pool as usize].key.clone(),
                 state: l.state,
-                idle_since: l.idle_since,
+                idle_since: l.idle_since(),
             })
             .collect();
         let claims = self
@@ -226,20 +226,20 @@ impl Allocator {
             let Some(l) = a.lbs.get_mut(id) else {
                 continue;
             };
-            l.auto.restart(&a.config.profiles[l.profile]);
+            l.auto.restart(&a.config.profiles[l.profile()]);
             // An LB with no claims and no idle stamp (e.g. rebuilt from a cluster) starts
             // idling now; one with claims is not idle.
-            let stamp = match (l.claims, l.state, l.idle_since) {
+            let stamp = match (l.claims, l.state, l.idle_since()) {
                 (0, LbState::Draining, _) => None,
                 (0, _, Some(t)) => Some(t.min(now)),
                 (0, _, None) => Some(now),
                 _ => None,
             };
-            if stamp != l.idle_since {
-                if let Some(t) = l.idle_since {
+            if stamp != l.idle_since() {
+                if let Some(t) = l.idle_since() {
                     a.idle.remove(&(t, id));
                 }
-                l.idle_since = stamp;
+                l.set_idle_since(stamp);
                 if let Some(t) = stamp {
                     a.idle.insert((t, id));
                 }
@@ -272,7 +272,7 @@ impl Allocator {
             .lbs
             .get(lb)
             .ok_or_else(|| format!("{lb} is not recorded"))?;
-        let profile = &self.config.profiles[l.profile];
+        let profile = &self.config.profiles[l.profile()];
         if l.state == LbState::Draining {
             return Err(format!("{lb} is being deleted"));
         }
@@ -284,7 +284,7 @@ impl Allocator {
         let eligible = self
             .eligible_profiles(claim)
             .map_err(|(_, m)| format!("no profile can hold the claim now: {m}"))?;
-        if !eligible.contains(&l.profile) {
+        if !eligible.contains(&l.profile()) {
             return Err(format!(
                 "{lb} is a {} LB, which cannot hold this claim",
                 profile.name
