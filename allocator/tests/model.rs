@@ -1,5 +1,6 @@
 //! Model-based property test. Random event sequences — claims coming, changing and going,
-//! LBs becoming ready, failing and being deleted, time passing, restarts from a snapshot,
+//! LBs becoming ready, failing and being deleted, time passing, restarts from a snapshot
+//! (some with arrival numbers moved up so they run out and the allocator renumbers),
 //! consolidation — drive the allocator through its one entry point, with a plain reference
 //! model as the shell. The model is independent of the implementation: it never calls
 //! `check_invariants` and has its own fit function. After every step it checks
@@ -51,9 +52,19 @@ enum Op {
     Fail(usize),
     Deleted(usize),
     Advance(u64),
-    Restart,
+    Restart(Numbers),
     Consolidate(u32),
     RemoveUnknown,
+}
+
+/// The arrival numbers a restart's snapshot carries.
+#[derive(Clone, Copy, Debug)]
+enum Numbers {
+    /// As the allocator wrote them.
+    Kept,
+    /// Moved up, in the same order, so the numbers run out within a few arrivals and
+    /// the allocator renumbers its claims.
+    NearTheEnd,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -123,7 +134,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Fail),
         2 => any::<usize>().prop_map(Op::Deleted),
         2 => (0u64..3_000).prop_map(Op::Advance),
-        1 => Just(Op::Restart),
+        1 => prop_oneof![Just(Numbers::Kept), Just(Numbers::NearTheEnd)].prop_map(Op::Restart),
         1 => (0u32..6).prop_map(Op::Consolidate),
         1 => Just(Op::RemoveUnknown),
     ]
@@ -962,8 +973,16 @@ fn run(s: &Setup, ops: &[Op]) -> Result<(), TestCaseError> {
                 now = now.plus_ms(*dt);
                 events.push(Event::Tick);
             }
-            Op::Restart => {
-                let snap = a.snapshot();
+            Op::Restart(numbers) => {
+                let mut snap = a.snapshot();
+                if let Numbers::NearTheEnd = numbers {
+                    // Three more arrivals take the last numbers; the fourth renumbers.
+                    let up = (u64::from(u32::MAX) - 3).saturating_sub(snap.next_seq);
+                    for r in &mut snap.claims {
+                        r.seq += up;
+                    }
+                    snap.next_seq += up;
+                }
                 let json = serde_json::to_string(&snap).unwrap();
                 let back = serde_json::from_str(&json).unwrap();
                 let r = Allocator::restore(back)
