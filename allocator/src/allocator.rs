@@ -738,6 +738,27 @@ impl Allocator {
         self.set_place(k, Place::Assigned { lb, ports });
     }
 
+    /// Requests from memory together, without waiting, what freeing `listeners` on LB `lb`
+    /// is about to touch apart from its record: their listener-table lines and the LB's
+    /// entries in its pool index. With a million claims each is a cache miss, and taken
+    /// one after the other they would be waited for one after the other: a departure's
+    /// median at a million claims, best-fit, 1.30–1.38 → 1.18–1.26 µs. (An arrival's
+    /// placement has read them already.) Also the last step of [`Allocator::prefetch`].
+    ///
+    /// Kept out of line: below [`Allocator::wants_hints`]'s size the callers skip it, and
+    /// inlined, it made a decision at 1k claims 3% slower (0.379 against 0.366 µs).
+    #[inline(never)]
+    pub(crate) fn fetch_for_update(&self, lb: LbId, listeners: &[Listener]) {
+        if let Some(l) = self.lbs.get(lb) {
+            for &listener in listeners {
+                l.used.prefetch(listener);
+            }
+            if let Some(pool) = self.pools.get(l.pool as usize) {
+                pool.index.prefetch(l.pos);
+            }
+        }
+    }
+
     /// Frees slot `k`'s listeners; the slot is left unplaced (the caller decides what next).
     pub(crate) fn release(&mut self, k: u32) {
         self.release_to(k, Place::Unplaced);
@@ -751,6 +772,9 @@ impl Allocator {
         };
         let n = listeners.len() as u32;
         let now = self.now;
+        if self.wants_hints() {
+            self.fetch_for_update(lb, &listeners);
+        }
         {
             let profile = &self.config.profiles[self.lbs[lb].profile()];
             let l = self

@@ -293,6 +293,17 @@ impl PoolIndex {
         pos
     }
 
+    /// Requests from memory, without waiting, the lines an update of position `pos` starts
+    /// from: its room-tree leaf and, where room orders are kept, its node in each.
+    pub fn prefetch(&self, pos: u32) {
+        self.tree.prefetch(pos);
+        if self.walks.by_room() {
+            for order in &self.by_room {
+                order.prefetch(pos);
+            }
+        }
+    }
+
     /// Moves an LB's entries from `old` room to `new`.
     pub fn update(&mut self, pos: u32, old: [u32; 3], new: [u32; 3]) {
         if old == new {

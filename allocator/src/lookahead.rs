@@ -117,14 +117,8 @@ impl Allocator {
         }
         if let Some(k) = near[0].and_then(|c| self.slot_of(c))
             && let Some((lb, listeners)) = self.claims.placement(k)
-            && let Some(l) = self.lbs.get(lb)
         {
-            for &listener in &listeners {
-                l.used.prefetch(listener);
-            }
-            if let Some(pool) = self.pools.get(l.pool as usize) {
-                pool.index.tree.prefetch(l.pos);
-            }
+            self.fetch_for_update(lb, &listeners);
         }
     }
 

@@ -60,6 +60,13 @@ fn priority(pos: u32) -> u64 {
 }
 
 impl RoomOrder {
+    /// Requests from memory, without waiting, position `pos`'s node.
+    pub fn prefetch(&self, pos: u32) {
+        if (pos as usize) < self.nodes.len() {
+            prefetch_index::prefetch_index(&self.nodes, pos as usize);
+        }
+    }
+
     /// Entries in the order.
     pub fn len(&self) -> usize {
         self.len
