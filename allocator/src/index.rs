@@ -107,16 +107,14 @@ impl RoomTree {
         }
     }
 
+    /// The highest id present, if any (ids are in position order).
+    pub fn last_id(&self) -> Option<LbId> {
+        self.ids.iter().rev().flatten().next().copied()
+    }
+
     /// Appends an LB (its id is above every id present) and returns its position.
     pub fn push(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
-        debug_assert!(
-            self.ids
-                .iter()
-                .rev()
-                .flatten()
-                .next()
-                .is_none_or(|&x| x < id)
-        );
+        debug_assert!(self.last_id().is_none_or(|x| x < id));
         let pos = self.ids.len();
         self.reserve(pos);
         self.ids.push(Some(id));
@@ -212,6 +210,12 @@ impl RoomTree {
         self.ids.get(pos).copied().flatten()
     }
 
+    /// Whether the ids rise with the positions, as first-fit's walk assumes (for the
+    /// invariant check).
+    pub fn ids_ascend(&self) -> bool {
+        self.ids.iter().flatten().is_sorted_by(|a, b| a < b)
+    }
+
     /// The first entry above the positions that does not hold the largest room of its
     /// quad below, if any, as (level, entry) (for the invariant check).
     pub fn stale_node(&self) -> Option<(usize, usize)> {
@@ -278,6 +282,11 @@ impl PoolIndex {
     /// Whether the room orders are kept.
     pub fn keeps_room_orders(&self) -> bool {
         self.walks.by_room()
+    }
+
+    /// The highest id indexed, if any.
+    pub fn last_id(&self) -> Option<LbId> {
+        self.tree.last_id()
     }
 
     /// Adds a new LB (its id above all others); returns its position.

@@ -282,6 +282,9 @@ impl Allocator {
             if n != indexed_entries[i] {
                 return Err(format!("pool {:?}: stale room entries", pool.key));
             }
+            if !pool.index.tree.ids_ascend() {
+                return Err(format!("pool {:?}: positions not in id order", pool.key));
+            }
             if let Some((level, entry)) = pool.index.tree.stale_node() {
                 return Err(format!(
                     "pool {:?}: room tree entry {entry} of level {level} is stale",

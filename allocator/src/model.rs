@@ -449,9 +449,8 @@ impl ClaimId {
 
 /// A load balancer's identity, handed out by the allocator in increasing order.
 ///
-/// Four bytes: a placement holds one per live claim, and an allocator hands out at most
-/// `u32::MAX` of them in its life (after that a claim no existing LB can take waits,
-/// [`PendingReason::BudgetExhausted`](crate::PendingReason::BudgetExhausted)).
+/// Four bytes: a placement holds one per live claim. Once an allocator has handed out
+/// all `u32::MAX` of them, a new LB takes the lowest id no live LB holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LbId(pub u32);
 

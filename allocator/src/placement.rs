@@ -84,7 +84,7 @@ pub(crate) enum Why {
     Budget(BudgetLimit, OverBudget),
     /// It does not fit an empty LB of this profile (index into the configuration).
     NoFitWhenEmpty(usize, Misfit),
-    /// Every LB id has been handed out: no new LB can open.
+    /// Every LB id is held by a live LB: no new LB can open.
     IdsUsedUp,
 }
 
@@ -137,7 +137,7 @@ impl Why {
                 misfit_words(*m)
             ),
             Why::IdsUsedUp => format!(
-                "all {} LB ids have been handed out, so no new LB can open; only an existing LB \
+                "all {} LB ids are held by live LBs, so no new LB can open; only an existing LB \
                  can take it",
                 u32::MAX
             ),
@@ -382,13 +382,6 @@ impl Allocator {
                 None,
             ));
         }
-        if self.next_lb_id().is_none() {
-            return Err(Wait::Pending(
-                PendingReason::BudgetExhausted,
-                Why::IdsUsedUp,
-                None,
-            ));
-        }
         if let Some(max) = self.config.max_provisioning
             && self.totals.provisioning >= max
         {
@@ -433,15 +426,21 @@ impl Allocator {
                 ),
             });
         }
-        self.plan_on_empty(profile, claim)
-            .map(|ls| (Target::New(profile), ls))
-            .map_err(|m| {
-                Wait::Pending(
-                    PendingReason::Unsupported,
-                    Why::NoFitWhenEmpty(profile, m),
-                    None,
-                )
-            })
+        let listeners = self.plan_on_empty(profile, claim).map_err(|m| {
+            Wait::Pending(
+                PendingReason::Unsupported,
+                Why::NoFitWhenEmpty(profile, m),
+                None,
+            )
+        })?;
+        if !self.lb_id_free() {
+            return Err(Wait::Pending(
+                PendingReason::BudgetExhausted,
+                Why::IdsUsedUp,
+                None,
+            ));
+        }
+        Ok((Target::New(profile), listeners))
     }
 }
 

@@ -146,7 +146,11 @@ impl Allocator {
         a.now = snapshot.now;
         let mut dropped = Vec::new();
         let mut max_lb = 0;
-        for r in snapshot.lbs {
+        // In id order, whatever the record's: a pool's index keeps its LBs' positions in id
+        // order (first-fit's walk). Stable, so of two records of one id the first is kept.
+        let mut lbs = snapshot.lbs;
+        lbs.sort_by_key(|r| r.id);
+        for r in lbs {
             let lb_dropped = |reason: String| Dropped {
                 claim: None,
                 lb: Some(r.id),

@@ -1087,6 +1087,46 @@ fn arrival_numbers_that_run_out_are_given_afresh_in_the_same_order() {
 }
 
 #[test]
+fn a_snapshot_with_a_claim_numbered_at_the_top_keeps_the_order() {
+    let mut h = two_waiting();
+    let mut snap = h.a.snapshot();
+    // t/d carries the one number a live claim can never have; the rest fit.
+    for r in &mut snap.claims {
+        if r.claim.id().as_str() == "t/d" {
+            r.seq = u64::from(u32::MAX);
+        }
+    }
+    snap.next_seq = 5;
+    let mut late = Harness {
+        a: Allocator::restore(snap).unwrap().allocator,
+        now: Time(0),
+    };
+    late.a.check_invariants().unwrap();
+    assert_eq!(oldest_first(&mut late), oldest_first(&mut h));
+}
+
+#[test]
+fn a_snapshot_with_some_numbers_that_fit_and_some_not_keeps_the_order() {
+    let h = two_waiting();
+    let mut snap = h.a.snapshot();
+    // t/d now arrived first and t/c last.
+    for r in &mut snap.claims {
+        match r.claim.id().as_str() {
+            "t/d" => r.seq = 7,
+            "t/c" => r.seq = 1 << 40,
+            _ => {}
+        }
+    }
+    snap.next_seq = (1 << 40) + 2;
+    let mut late = Harness {
+        a: Allocator::restore(snap).unwrap().allocator,
+        now: Time(0),
+    };
+    late.a.check_invariants().unwrap();
+    assert_eq!(oldest_first(&mut late), ["t/d", "t/c", "t/e", "t/f"]);
+}
+
+#[test]
 fn a_snapshot_whose_arrival_numbers_do_not_fit_keeps_their_order() {
     let mut h = two_waiting();
     let mut snap = h.a.snapshot();
@@ -1106,20 +1146,36 @@ fn a_snapshot_whose_arrival_numbers_do_not_fit_keeps_their_order() {
 }
 
 #[test]
-fn once_every_lb_id_is_handed_out_only_existing_lbs_take_claims() {
+fn once_every_lb_id_is_handed_out_a_new_lb_takes_the_lowest_free_one() {
     let mut h = Harness::new(config("best-fit", 1));
+    h.add("t/x", vec![tcp(79)]);
+    assert_eq!(h.lb_of("t/x"), LbId(1));
+    // A restore whose next id is the last there is (as when a controller reads an LB of
+    // that id from its Services).
     let mut snap = h.a.snapshot();
     snap.next_lb = u64::from(u32::MAX);
     h.a = Allocator::restore(snap).unwrap().allocator;
     assert_eq!(created(&h.add("t/a", vec![tcp(80)])), Some(LbId(u32::MAX)));
-    let d = h.at(1).add("t/b", vec![tcp(81)]);
-    let (r, msg) = pending_of(&d).unwrap();
-    assert_eq!(r, PendingReason::BudgetExhausted);
-    assert!(msg.contains("all 4294967295 LB ids"), "{msg}");
-    // The last LB still serves: t/a leaves and t/b takes its place.
-    let d = h.at(2).remove("t/a");
-    assert!(assigned(&d, "t/b"), "{d:?}");
-    assert_eq!(h.lb_of("t/b"), LbId(u32::MAX));
+    // Every id has been handed out now: the lowest no live LB holds is next, again and
+    // again, while ids are held.
+    assert_eq!(created(&h.at(1).add("t/b", vec![tcp(81)])), Some(LbId(2)));
+    assert_eq!(created(&h.at(2).add("t/c", vec![tcp(82)])), Some(LbId(3)));
+    assert_eq!(h.a.snapshot().next_lb, u64::from(u32::MAX) + 1);
+    // LB 2 empties, is deleted (budget of live LBs), and its id is free again.
+    let mut c = h.a.snapshot();
+    c.config.idle_timeout_ms = 0;
+    h.a = Allocator::restore(c).unwrap().allocator;
+    h.at(3).remove("t/b");
+    h.at(4).ev(Event::Tick);
+    let gone: Vec<LbId> =
+        h.a.lbs()
+            .iter()
+            .filter(|l| l.state == LbState::Draining)
+            .map(|l| l.id)
+            .collect();
+    assert_eq!(gone, [LbId(2)]);
+    h.at(5).ev(Event::LbDeleted(LbId(2)));
+    assert_eq!(created(&h.at(6).add("t/d", vec![tcp(83)])), Some(LbId(2)));
 }
 
 // ------------------------------------------------------------------ restore
@@ -1147,6 +1203,21 @@ fn two_claims(p: &str) -> Harness {
     h.add("t/a", vec![tcp(80)]);
     h.add("t/b", vec![tcp(81)]);
     h
+}
+
+#[test]
+fn restore_takes_lbs_recorded_out_of_id_order() {
+    let mut h = three_lbs("first-fit");
+    let mut snap = h.a.snapshot();
+    snap.lbs.reverse();
+    let r = Allocator::restore(snap).unwrap();
+    assert!(r.dropped.is_empty(), "{:?}", r.dropped);
+    r.allocator.check_invariants().unwrap();
+    // First-fit still finds the lowest id with room: lb-1, with one listener free.
+    h.a = r.allocator;
+    let d = h.at(100).add("t/new", vec![tcp(9)]);
+    assert!(assigned(&d, "t/new"), "{d:?}");
+    assert_eq!(h.lb_of("t/new"), LbId(1));
 }
 
 #[test]
