@@ -395,6 +395,34 @@ mod tests {
     use super::*;
     use crate::profile::builtin_profile;
 
+    /// A protocol's count is 16 bits: every port of one protocol in use fills it exactly,
+    /// and it counts back down to none.
+    #[test]
+    fn every_port_of_a_protocol_in_use_is_counted() {
+        let mut used = Used::default();
+        let tcp = |p: u16| Listener::new(Protocol::Tcp, Port::new(p).unwrap());
+        for p in 1..=u16::MAX {
+            used.insert(tcp(p), u32::from(p));
+        }
+        used.insert(Listener::new(Protocol::Udp, Port::new(53).unwrap()), 0);
+        assert_eq!(used.len(), 65_536);
+        assert_eq!(
+            used.protocols().collect::<Vec<_>>(),
+            [Protocol::Tcp, Protocol::Udp]
+        );
+        used.insert(tcp(80), 7);
+        assert_eq!(
+            used.get(tcp(80)),
+            Some(7),
+            "a listener held again is not counted twice"
+        );
+        for p in 1..=u16::MAX {
+            used.remove(tcp(p));
+        }
+        assert_eq!(used.protocols().collect::<Vec<_>>(), [Protocol::Udp]);
+        assert_eq!(used.protocol(), Some(Protocol::Udp));
+    }
+
     /// Takes the lowest free automatic port of `proto`, as placement does.
     fn take_of(
         auto: &mut AutoPorts,

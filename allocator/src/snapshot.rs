@@ -41,8 +41,9 @@ pub struct LbRecord {
 pub struct ClaimRecord {
     /// The claim.
     pub claim: Claim,
-    /// Arrival order (fair admission keeps it within a tenant). Only the order counts:
-    /// a restore whose numbers do not fit the allocator's four bytes numbers them afresh.
+    /// Arrival order (fair admission keeps it within a tenant). Only the order counts: the
+    /// allocator keeps numbers below `u32::MAX`, and a restore where a number or
+    /// [`Snapshot::next_seq`] does not fit numbers them all afresh, in the same order.
     pub seq: u64,
     /// The LB and listeners (one per port request, in order), if placed.
     #[serde(default)]
@@ -62,7 +63,8 @@ pub struct Snapshot {
     pub now: Time,
     /// Next LB number to hand out; past `u32::MAX` once every LB id has been handed out.
     pub next_lb: u64,
-    /// Next arrival sequence number.
+    /// Next arrival sequence number (at most `u32::MAX` from an allocator; see
+    /// [`ClaimRecord::seq`]).
     pub next_seq: u64,
     /// LBs in id order.
     pub lbs: Vec<LbRecord>,

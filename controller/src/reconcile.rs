@@ -842,7 +842,18 @@ pub async fn resync_lbs(ctx: &Ctx) -> Result<(), Error> {
         .await?
         .items
         .into_iter()
-        .filter_map(|s| Some((core::lb_from_name(&s.name_any())?, s)))
+        .filter_map(|s| {
+            let lb = core::lb_from_name(&s.name_any());
+            if lb.is_none() {
+                // Not a name this controller gives (an LB id is at most u32::MAX): never
+                // adopted, so never deleted either.
+                tracing::warn!(
+                    service = %s.name_any(),
+                    "labelled as a shared LB but not named as one; left alone"
+                );
+            }
+            Some((lb?, s))
+        })
         .collect();
     let (desired, draining): (Vec<(LbId, Service, LbState)>, BTreeSet<LbId>) = {
         let alloc = ctx.lock();
