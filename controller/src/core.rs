@@ -178,9 +178,11 @@ pub fn lb_service_name(lb: LbId) -> String {
     format!("sharedlb-{lb}")
 }
 
-/// The LB id of an LB Service name or sharing key.
+/// The LB id of an LB Service name or sharing key: only a name [`lb_service_name`] gives
+/// (`sharedlb-05` or `sharedlb-lb-+5` is no LB of ours, though its number parses).
 pub fn lb_from_name(name: &str) -> Option<LbId> {
-    name.strip_prefix("sharedlb-")?.parse().ok()
+    let lb: LbId = name.strip_prefix("sharedlb-")?.parse().ok()?;
+    (lb_service_name(lb) == name).then_some(lb)
 }
 
 /// A listener's port name on the LB Service: unique per LB, e.g. `tcp-443`.

@@ -613,3 +613,25 @@ fn only_objects_made_for_the_claim_are_ours() {
         "another claim of that name"
     );
 }
+
+/// Only the names the controller gives are its LBs: another spelling of the same number,
+/// or a number past the last LB id, is no LB of ours (so never adopted or deleted).
+#[test]
+fn only_the_names_the_controller_gives_name_its_lbs() {
+    assert_eq!(core::lb_service_name(LbId(5)), "sharedlb-lb-5");
+    assert_eq!(core::lb_from_name("sharedlb-lb-5"), Some(LbId(5)));
+    assert_eq!(
+        core::lb_from_name("sharedlb-lb-4294967295"),
+        Some(LbId(u32::MAX))
+    );
+    for other in [
+        "sharedlb-5",
+        "sharedlb-lb-05",
+        "sharedlb-lb-+5",
+        "sharedlb-lb-4294967296",
+        "sharedlb-lb-",
+        "other-lb-5",
+    ] {
+        assert_eq!(core::lb_from_name(other), None, "{other}");
+    }
+}
