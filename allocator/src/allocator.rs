@@ -743,7 +743,7 @@ impl Allocator {
     /// entries in its pool index. With a million claims each is a cache miss, and taken
     /// one after the other they would be waited for one after the other: best-fit's
     /// departure median at the size (990k claims on 90k LBs), 1.30–1.43 →
-    /// 1.18–1.26 µs. (An arrival's placement has read them already.) Also the last step
+    /// 1.21–1.26 µs. (An arrival's placement has read them already.) Also the last step
     /// of [`Allocator::prefetch`].
     ///
     /// Kept out of line: below [`Allocator::wants_hints`]'s size the callers skip it, and

@@ -97,7 +97,7 @@ pub enum PendingReason {
     PortConflict,
     /// The tenant's quota would be exceeded.
     QuotaExceeded,
-    /// The global LB budget is spent (or, past four billion live LBs, no LB id is free).
+    /// The global LB budget is spent (or every LB id has been handed out).
     BudgetExhausted,
     /// LBs have room but their automatic port range is used up.
     PortRangeFull,

@@ -284,11 +284,6 @@ impl PoolIndex {
         self.walks.by_room()
     }
 
-    /// The highest id indexed, if any.
-    pub fn last_id(&self) -> Option<LbId> {
-        self.tree.last_id()
-    }
-
     /// Adds a new LB (its id above all others); returns its position.
     pub fn insert(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
         let pos = self.tree.push(id, rooms);

@@ -45,64 +45,24 @@ impl Allocator {
         Lb::fresh(LbId(0), profile, p, 0, cap, rule, LbState::Provisioning).plan(p, claim, None)
     }
 
-    /// Whether a new LB can get an id: one never handed out, or, once all of them have
-    /// been, one no live LB holds.
+    /// Whether an LB id is left to hand out. Ids are never reused: the shell may still be
+    /// tearing down the LB an old id named (a Service being deleted), so a new LB under it
+    /// could be taken for the old one. They run out after four billion LBs, or at once
+    /// when a restore records an LB with the last id (until a restore without it).
     pub(crate) fn lb_id_free(&self) -> bool {
-        u32::try_from(self.next_lb).is_ok() || self.lbs.len() < u32::MAX as usize
-    }
-
-    /// The id a new LB gets: the next never handed out while any is left, then the lowest
-    /// that no live LB holds. Reusing one is safe then: an LB leaves the allocator only
-    /// when the shell reports it deleted, so nothing names it any more. (Ids run out after
-    /// four billion LBs, or at once when a restore records one with the last id; the
-    /// search for a free one then costs a sort per new LB.)
-    fn new_lb_id(&mut self) -> LbId {
-        if let Ok(id) = u32::try_from(self.next_lb) {
-            self.next_lb += 1;
-            return LbId(id);
-        }
-        let mut lowest = 1u64;
-        for LbId(id) in self.lb_ids() {
-            if u64::from(id) == lowest {
-                lowest += 1;
-            } else if u64::from(id) > lowest {
-                break;
-            }
-        }
-        LbId(u32::try_from(lowest).unwrap_or_else(|_| unreachable!("fewer than 4G live LBs")))
+        u32::try_from(self.next_lb).is_ok()
     }
 
     /// Opens a new LB (provisioning) and returns its id; placement has checked that an id
-    /// is free ([`Allocator::lb_id_free`]).
+    /// is left ([`Allocator::lb_id_free`]).
     pub(crate) fn open_lb(&mut self, profile: usize, pool: &PoolKey) -> LbId {
-        let id = self.new_lb_id();
+        let Ok(n) = u32::try_from(self.next_lb) else {
+            unreachable!("placement opens an LB only while an id is left")
+        };
+        let id = LbId(n);
+        self.next_lb += 1;
         self.insert_lb(id, profile, pool, LbState::Provisioning, None);
         id
-    }
-
-    /// Builds pool `pi`'s index afresh with a new LB `(id, rooms)` among its LBs, for an id
-    /// below one already there (reused once every id was handed out): the index keeps
-    /// positions in id order, and appends only. Returns the new LB's position.
-    fn reindex_pool(&mut self, pi: u32, (id, rooms): (LbId, [u32; 3])) -> u32 {
-        let mut members: Vec<(LbId, [u32; 3])> = self
-            .lbs
-            .values()
-            .filter(|l| l.pool == pi)
-            .map(|l| (l.id, l.indexed))
-            .chain([(id, rooms)])
-            .collect();
-        members.sort_unstable_by_key(|&(id, _)| id);
-        let mut index = crate::index::PoolIndex::new(self.rules.walks);
-        let mut new_pos = 0;
-        for (m, r) in members {
-            let pos = index.insert(m, r);
-            match self.lbs.get_mut(m) {
-                Some(l) => l.pos = pos,
-                None => new_pos = pos,
-            }
-        }
-        self.pools[pi as usize].index = index;
-        new_pos
     }
 
     /// Adds an LB record with its index entries and totals (open and restore).
@@ -123,13 +83,7 @@ impl Allocator {
         }
         lb.set_idle_since(idle_since.filter(|_| state != LbState::Draining));
         let rooms = lb.rooms(p);
-        let capacity = u64::from(p.max_listeners);
-        let index = &mut self.pools[pi as usize].index;
-        lb.pos = if index.last_id().is_some_and(|last| last > id) {
-            self.reindex_pool(pi, (id, rooms))
-        } else {
-            index.insert(id, rooms)
-        };
+        lb.pos = self.pools[pi as usize].index.insert(id, rooms);
         self.retry.gained_room(pi, id);
         lb.indexed = rooms;
         self.totals.lbs_per_profile[profile] += 1;
@@ -139,7 +93,7 @@ impl Allocator {
             LbState::Ready => {}
         }
         if state != LbState::Draining {
-            self.totals.capacity += capacity;
+            self.totals.capacity += u64::from(p.max_listeners);
             self.totals.billed_per_profile[profile] += 1;
         }
         if let PoolKey::Dedicated(t) = pool {

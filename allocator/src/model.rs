@@ -449,8 +449,9 @@ impl ClaimId {
 
 /// A load balancer's identity, handed out by the allocator in increasing order.
 ///
-/// Four bytes: a placement holds one per live claim. Once an allocator has handed out
-/// all `u32::MAX` of them, a new LB takes the lowest id no live LB holds.
+/// Four bytes: a placement holds one per live claim. Never reused; once an allocator has
+/// handed out all `u32::MAX` of them, no new LB opens (a claim no existing LB can take
+/// waits, [`PendingReason::BudgetExhausted`](crate::PendingReason::BudgetExhausted)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LbId(pub u32);
 

@@ -84,7 +84,7 @@ pub(crate) enum Why {
     Budget(BudgetLimit, OverBudget),
     /// It does not fit an empty LB of this profile (index into the configuration).
     NoFitWhenEmpty(usize, Misfit),
-    /// Every LB id is held by a live LB: no new LB can open.
+    /// Every LB id has been handed out: no new LB can open.
     IdsUsedUp,
 }
 
@@ -136,11 +136,9 @@ impl Why {
                 config.profiles[*profile].name,
                 misfit_words(*m)
             ),
-            Why::IdsUsedUp => format!(
-                "all {} LB ids are held by live LBs, so no new LB can open; only an existing LB \
-                 can take it",
-                u32::MAX
-            ),
+            Why::IdsUsedUp => "every LB id has been handed out (ids are never reused), so no \
+                               new LB can open; only an existing LB can take it"
+                .to_owned(),
         }
     }
 }

@@ -66,7 +66,7 @@ pub struct Snapshot {
     /// Next arrival sequence number (at most `u32::MAX` from an allocator; see
     /// [`ClaimRecord::seq`]).
     pub next_seq: u64,
-    /// LBs in id order.
+    /// LBs in id order (a restore takes them in any order).
     pub lbs: Vec<LbRecord>,
     /// Claims in arrival order.
     pub claims: Vec<ClaimRecord>,

@@ -1146,7 +1146,7 @@ fn a_snapshot_whose_arrival_numbers_do_not_fit_keeps_their_order() {
 }
 
 #[test]
-fn once_every_lb_id_is_handed_out_a_new_lb_takes_the_lowest_free_one() {
+fn once_every_lb_id_is_handed_out_only_existing_lbs_take_claims() {
     let mut h = Harness::new(config("best-fit", 1));
     h.add("t/x", vec![tcp(79)]);
     assert_eq!(h.lb_of("t/x"), LbId(1));
@@ -1154,28 +1154,30 @@ fn once_every_lb_id_is_handed_out_a_new_lb_takes_the_lowest_free_one() {
     // that id from its Services).
     let mut snap = h.a.snapshot();
     snap.next_lb = u64::from(u32::MAX);
+    let mut c = snap.config.clone();
+    c.idle_timeout_ms = 0;
+    snap.config = c;
     h.a = Allocator::restore(snap).unwrap().allocator;
-    assert_eq!(created(&h.add("t/a", vec![tcp(80)])), Some(LbId(u32::MAX)));
-    // Every id has been handed out now: the lowest no live LB holds is next, again and
-    // again, while ids are held.
-    assert_eq!(created(&h.at(1).add("t/b", vec![tcp(81)])), Some(LbId(2)));
-    assert_eq!(created(&h.at(2).add("t/c", vec![tcp(82)])), Some(LbId(3)));
-    assert_eq!(h.a.snapshot().next_lb, u64::from(u32::MAX) + 1);
-    // LB 2 empties, is deleted (budget of live LBs), and its id is free again.
-    let mut c = h.a.snapshot();
-    c.config.idle_timeout_ms = 0;
-    h.a = Allocator::restore(c).unwrap().allocator;
-    h.at(3).remove("t/b");
+    assert_eq!(
+        created(&h.at(1).add("t/a", vec![tcp(80)])),
+        Some(LbId(u32::MAX))
+    );
+    let d = h.at(2).add("t/b", vec![tcp(81)]);
+    let (r, msg) = pending_of(&d).unwrap();
+    assert_eq!(r, PendingReason::BudgetExhausted);
+    assert!(msg.contains("every LB id has been handed out"), "{msg}");
+    // No id is reused, not even one whose LB is gone: lb-1 empties, is deleted, and t/b
+    // still waits.
+    h.at(3).remove("t/x");
     h.at(4).ev(Event::Tick);
-    let gone: Vec<LbId> =
-        h.a.lbs()
-            .iter()
-            .filter(|l| l.state == LbState::Draining)
-            .map(|l| l.id)
-            .collect();
-    assert_eq!(gone, [LbId(2)]);
-    h.at(5).ev(Event::LbDeleted(LbId(2)));
-    assert_eq!(created(&h.at(6).add("t/d", vec![tcp(83)])), Some(LbId(2)));
+    h.at(5).ev(Event::LbDeleted(LbId(1)));
+    assert!(h.a.lb_state(LbId(1)).is_none(), "lb-1 is gone");
+    h.at(6).ev(Event::Tick);
+    assert_eq!(h.reason("t/b"), Some(PendingReason::BudgetExhausted));
+    // The last LB still serves: t/a leaves and t/b takes its place.
+    let d = h.at(7).remove("t/a");
+    assert!(assigned(&d, "t/b"), "{d:?}");
+    assert_eq!(h.lb_of("t/b"), LbId(u32::MAX));
 }
 
 // ------------------------------------------------------------------ restore
