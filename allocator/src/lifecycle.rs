@@ -45,21 +45,20 @@ impl Allocator {
         Lb::fresh(LbId(0), profile, p, 0, cap, rule, LbState::Provisioning).plan(p, claim, None)
     }
 
-    /// Whether an LB id is left to hand out. Ids are never reused: the shell may still be
-    /// tearing down the LB an old id named (a Service being deleted), so a new LB under it
-    /// could be taken for the old one. They run out after four billion LBs, or at once
-    /// when a restore records an LB with the last id (until a restore without it).
-    pub(crate) fn lb_id_free(&self) -> bool {
-        u32::try_from(self.next_lb).is_ok()
+    /// The id the next new LB gets, if one is left. Ids are never reused: the shell may
+    /// still be tearing down the LB an old id named (a Service being deleted), so a new LB
+    /// under it could be taken for the old one. They run out after four billion LBs, or at
+    /// once when a restore records an LB with the last id (until a restore without it).
+    pub(crate) fn next_lb_id(&self) -> Option<LbId> {
+        u32::try_from(self.next_lb).ok().map(LbId)
     }
 
     /// Opens a new LB (provisioning) and returns its id; placement has checked that an id
-    /// is left ([`Allocator::lb_id_free`]).
+    /// is left ([`Allocator::next_lb_id`]).
     pub(crate) fn open_lb(&mut self, profile: usize, pool: &PoolKey) -> LbId {
-        let Ok(n) = u32::try_from(self.next_lb) else {
+        let Some(id) = self.next_lb_id() else {
             unreachable!("placement opens an LB only while an id is left")
         };
-        let id = LbId(n);
         self.next_lb += 1;
         self.insert_lb(id, profile, pool, LbState::Provisioning, None);
         id

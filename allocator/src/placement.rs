@@ -431,7 +431,7 @@ impl Allocator {
                 None,
             )
         })?;
-        if !self.lb_id_free() {
+        if self.next_lb_id().is_none() {
             return Err(Wait::Pending(
                 PendingReason::BudgetExhausted,
                 Why::IdsUsedUp,
