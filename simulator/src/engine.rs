@@ -123,6 +123,8 @@ struct Cloud {
     tenants: TenantNumbers,
     waits: WaitHistogram,
     pending_reasons: BTreeMap<String, u64>,
+    /// Claims told to wait, each counted once per reason.
+    claims_waited: BTreeMap<String, u64>,
     lbs_created: u64,
     migrations: u64,
 }
@@ -221,11 +223,19 @@ impl Shell for Cloud {
                 self.place(reports.allocator(), &claim, Some(to));
             }
             Decision::Release { claim, .. } => self.place(reports.allocator(), &claim, None),
-            Decision::Pending { reason, .. } => {
+            Decision::Pending { claim, reason, .. } => {
                 *self
                     .pending_reasons
                     .entry(reason.as_str().to_owned())
                     .or_default() += 1;
+                if let Some(k) = self.track_of(reports.allocator(), &claim)
+                    && self.claims.get_mut(k).is_some_and(|t| t.waits_for(reason))
+                {
+                    *self
+                        .claims_waited
+                        .entry(reason.as_str().to_owned())
+                        .or_default() += 1;
+                }
             }
             Decision::DeleteLb { lb } => {
                 self.queue
@@ -359,6 +369,7 @@ impl Simulation {
                 tenants: TenantNumbers::default(),
                 waits: WaitHistogram::default(),
                 pending_reasons: BTreeMap::new(),
+                claims_waited: BTreeMap::new(),
                 lbs_created: 0,
                 migrations: 0,
             },
@@ -806,6 +817,7 @@ impl Simulation {
             pending_at_end: self.alloc.pending_count() as u64,
             waits: self.cloud.waits.waits(),
             pending_reasons: self.cloud.pending_reasons,
+            claims_waited: self.cloud.claims_waited,
             lbs_mean: per_h(i.lbs),
             lbs_max: self.lbs_max,
             lbs_created: self.cloud.lbs_created,

@@ -191,8 +191,13 @@ pub struct Summary {
     pub pending_at_end: u64,
     /// Waits.
     pub waits: Waits,
-    /// Pending decisions by reason.
+    /// Times a claim was told to wait, by reason: a claim is told again each time its
+    /// reason changes, so this counts tellings, not claims (see `claims_waited`).
     pub pending_reasons: BTreeMap<String, u64>,
+    /// Claims told to wait, by reason: each claim once per reason it waited for, so one
+    /// claim may count under several reasons.
+    #[serde(default)]
+    pub claims_waited: BTreeMap<String, u64>,
     /// Time-averaged billed LBs (provisioning or ready).
     pub lbs_mean: f64,
     /// Most billed LBs at once.

@@ -150,16 +150,7 @@ pub fn summary_table(s: &Summary) -> String {
         let _ = writeln!(out, "  {name:<w$}  {v:>20}");
     }
     if !s.pending_reasons.is_empty() {
-        let reasons: Vec<String> = s
-            .pending_reasons
-            .iter()
-            .map(|(k, v)| format!("{} {v}×", reason_words(k)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{}",
-            wrap(&format!("  waited because: {}", reasons.join("; ")), 96)
-        );
+        let _ = writeln!(out, "{}", wrap(&waited_because(s), 96));
     }
     if s.tenants.len() > 1 {
         let _ = writeln!(
@@ -186,6 +177,24 @@ pub fn summary_table(s: &Summary) -> String {
         }
     }
     out
+}
+
+/// The line saying why claims waited: per reason, how many claims waited for it and how
+/// many times a claim was told so (a claim is told again when its reason changes).
+fn waited_because(s: &Summary) -> String {
+    let reasons: Vec<String> = s
+        .pending_reasons
+        .iter()
+        .map(|(k, times)| {
+            let claims = s.claims_waited.get(k).copied().unwrap_or(0);
+            let noun = if claims == 1 { "claim" } else { "claims" };
+            format!("{}: {claims} {noun} ({times}×)", reason_words(k))
+        })
+        .collect();
+    format!(
+        "  waited because (claims, times told): {}",
+        reasons.join("; ")
+    )
 }
 
 /// A pending reason's name in words.

@@ -11,7 +11,7 @@
 //! per claim still waiting; a run where most claims wait (a tight budget) pays more.
 
 use rustc_hash::FxHashMap;
-use sharedlb_allocator::ClaimKey;
+use sharedlb_allocator::{ClaimKey, PendingReason};
 
 /// A claim as the cloud sees it: 12 bytes, one per live claim.
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub(crate) struct ClaimTrack {
     key: Option<ClaimKey>,
     /// On a ready LB now.
     pub serving: bool,
+    /// The reasons it has been told to wait for, one bit each (in the padding: the
+    /// track stays 12 bytes).
+    waited_for: u8,
 }
 
 impl ClaimTrack {
@@ -31,7 +34,17 @@ impl ClaimTrack {
             tenant,
             key: None,
             serving: false,
+            waited_for: 0,
         }
+    }
+
+    /// Notes that the claim was told to wait because of `reason`; whether that is the
+    /// first time for this reason.
+    pub fn waits_for(&mut self, reason: PendingReason) -> bool {
+        let bit = 1u8 << (reason as u8);
+        let first = self.waited_for & bit == 0;
+        self.waited_for |= bit;
+        first
     }
 
     /// The allocator's key for the claim, once bound.
@@ -39,6 +52,9 @@ impl ClaimTrack {
         self.key
     }
 }
+
+// One bit per reason in [`ClaimTrack::waits_for`].
+const _: () = assert!(PendingReason::ALL.len() <= 8);
 
 /// No track for this key.
 const NONE: u32 = u32::MAX;
@@ -201,6 +217,19 @@ mod tests {
         assert_eq!(t.first_served(c), Some(9));
         assert_eq!(t.remove(b).map(|(_, arrived)| arrived), Some(Some(7)));
         assert_eq!(t.first_served(b), None, "a removed track is not waiting");
+    }
+
+    #[test]
+    fn a_claim_counts_once_per_reason_it_waits_for() {
+        let mut t = ClaimTrack::new(0);
+        assert!(t.waits_for(PendingReason::BudgetExhausted));
+        assert!(t.waits_for(PendingReason::QuotaExceeded));
+        assert!(!t.waits_for(PendingReason::BudgetExhausted), "told again");
+        for r in PendingReason::ALL {
+            let mut t = ClaimTrack::new(0);
+            assert!(t.waits_for(r), "{r:?}");
+            assert!(!t.waits_for(r), "{r:?}");
+        }
     }
 
     #[test]

@@ -394,3 +394,40 @@ fn a_claim_that_leaves_is_no_longer_served() {
     assert!(sum.served_fraction <= 1.0, "{}", sum.served_fraction);
     assert_eq!((sum.arrivals, sum.departures, sum.rejections), (2, 2, 0));
 }
+
+#[test]
+fn the_report_counts_claims_that_waited_not_times_they_were_told() {
+    // One LB of one listener, and a budget of one LB. `a` takes it; `b` (1 m) and `c`
+    // (2 m) wait for the budget. `a` leaves at 10 m and `b`, first in line, takes the LB;
+    // `c` is tried again and still waits for the budget, which tells it nothing new.
+    // So two claims waited, each told once.
+    const MIN: u64 = 60_000;
+    let toml = POISSON
+        .replace("policy = \"dedicated\"", "policy = \"best-fit\"")
+        .replace(
+            "idle_timeout = 0",
+            "idle_timeout = 0\nbudget = { max_lbs = 1 }",
+        )
+        .replace(
+            "provisioning = { kind = \"fixed\", value = \"1m\" }",
+            "provisioning = { kind = \"fixed\", value = \"1m\" }\nmax_listeners = 1",
+        );
+    let trace = vec![
+        add(0, "shop/a"),
+        add(MIN, "shop/b"),
+        add(2 * MIN, "shop/c"),
+        remove(10 * MIN, "shop/a"),
+        remove(60 * MIN, "shop/b"),
+        remove(60 * MIN, "shop/c"),
+    ];
+    let (sum, _) = Simulation::replay(&scenario(&toml), trace).unwrap().run();
+    let want: std::collections::BTreeMap<String, u64> = [("BudgetExhausted".to_owned(), 2)].into();
+    assert_eq!(sum.claims_waited, want, "{:?}", sum.pending_reasons);
+    assert_eq!(sum.pending_reasons, want);
+    assert_eq!(sum.lbs_created, 1);
+    let table = sharedlb_simulator::report::summary_table(&sum);
+    assert!(
+        table.contains("the LB budget was spent: 2 claims (2×)"),
+        "{table}"
+    );
+}
