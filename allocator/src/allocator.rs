@@ -324,7 +324,7 @@ pub struct Allocator {
     /// The live claims' bodies, each kept once.
     pub(crate) bodies: crate::claims::Bodies,
     pub(crate) waiting: WaitQueue,
-    pub(crate) usage: BTreeMap<TenantId, Usage>,
+    pub(crate) usage: crate::tenant_books::TenantBooks,
     pub(crate) demand: FxHashMap<Listener, u32>,
     pub(crate) hot: BTreeSet<(Reverse<u32>, Listener)>,
     pub(crate) idle: BTreeSet<(Time, LbId)>,
@@ -342,6 +342,16 @@ pub struct Allocator {
     /// Emptied listener tables of deleted LBs, for new LBs to reuse: opening an LB then
     /// costs no allocation (one LB per claim opens one for every claim).
     pub(crate) spare_used: Vec<crate::ports::Used>,
+}
+
+/// The number in `books` of live claim `claim`'s tenant: its kept body's.
+fn tenant_number(books: &crate::tenant_books::TenantBooks, claim: &Claim) -> u32 {
+    let n = claim.body().tenant_no;
+    debug_assert!(
+        books.is_number_of(n, claim.tenant()),
+        "a live claim's body carries its tenant's number"
+    );
+    n
 }
 
 /// Most emptied listener tables kept for reuse.
@@ -395,7 +405,7 @@ impl Allocator {
             claims: ClaimTable::default(),
             bodies: crate::claims::Bodies::default(),
             waiting: WaitQueue::default(),
-            usage: BTreeMap::new(),
+            usage: crate::tenant_books::TenantBooks::default(),
             demand: FxHashMap::default(),
             hot: BTreeSet::new(),
             idle: BTreeSet::new(),
@@ -536,12 +546,9 @@ impl Allocator {
         self.bodies.intern(
             claim,
             |body| {
-                body.tenant = if let Some((t, _)) = usage.get_key_value(&body.tenant) {
-                    t.clone()
-                } else {
-                    usage.insert(body.tenant.clone(), Usage::default());
-                    body.tenant.clone()
-                };
+                let (n, name) = usage.enter(&body.tenant);
+                body.tenant = name.clone();
+                body.tenant_no = n;
             },
             |claim| config.eligible_profiles(claim).ok(),
         );
@@ -669,9 +676,9 @@ impl Allocator {
         let transit = slot.place == Place::Transit;
         let (seq, n) = (slot.seq, slot.claim.listener_count());
         let tenant = slot.claim.tenant();
-        let Some(u) = self.usage.get_mut(tenant) else {
-            unreachable!("a live claim's tenant has usage")
-        };
+        let u = self
+            .usage
+            .by_number_mut(tenant_number(&self.usage, &slot.claim));
         match books {
             Books::Add => {
                 u.waiting_claims += 1;
@@ -728,8 +735,7 @@ impl Allocator {
             self.totals.baseline_per_profile[p] += 1;
         }
         self.bound.count(claim, 1);
-        let tenant = claim.tenant().clone();
-        let u = self.usage.entry(tenant).or_default();
+        let u = self.usage.by_number_mut(tenant_number(&self.usage, claim));
         u.listeners += n;
         u.claims += 1;
         self.totals.listeners_used += u64::from(n);
@@ -795,10 +801,7 @@ impl Allocator {
         }
         self.bound.count(claim, -1);
         let tenant = claim.tenant().clone();
-        let u = self
-            .usage
-            .get_mut(&tenant)
-            .unwrap_or_else(|| unreachable!("a placed claim's tenant has usage"));
+        let u = self.usage.by_number_mut(tenant_number(&self.usage, claim));
         u.listeners -= n;
         u.claims -= 1;
         self.totals.listeners_used -= u64::from(n);
@@ -1054,8 +1057,8 @@ impl Allocator {
         self.usage.get(t).copied().unwrap_or_default()
     }
 
-    /// Every tenant that has or had claims, with its usage.
-    pub fn tenants(&self) -> &BTreeMap<TenantId, Usage> {
-        &self.usage
+    /// Every tenant that has or had claims, with its usage, in name order.
+    pub fn tenants(&self) -> impl Iterator<Item = (&TenantId, &Usage)> + '_ {
+        self.usage.iter()
     }
 }

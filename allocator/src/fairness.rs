@@ -40,7 +40,6 @@ impl Allocator {
     pub fn fair_shares(&self) -> BTreeMap<TenantId, f64> {
         let demands: BTreeMap<TenantId, (u32, f64)> = self
             .tenants()
-            .iter()
             .map(|(t, u)| {
                 (
                     t.clone(),

@@ -345,7 +345,7 @@ impl Allocator {
                 per.entry(t.clone()).or_default().dedicated += 1;
             }
         }
-        for (t, u) in &self.usage {
+        for (t, u) in self.usage.iter() {
             let r = per.remove(t).unwrap_or_default();
             let got = (
                 u.listeners,

@@ -63,6 +63,7 @@ mod ports;
 pub mod profile;
 mod shell;
 mod snapshot;
+mod tenant_books;
 pub mod view;
 
 pub use allocator::{Allocator, ClaimPlace, LbInfo, Usage};

@@ -96,7 +96,7 @@ impl Allocator {
             self.totals.billed_per_profile[profile] += 1;
         }
         if let PoolKey::Dedicated(t) = pool {
-            self.usage.entry(t.clone()).or_default().dedicated_lbs += 1;
+            self.usage.entry(t).dedicated_lbs += 1;
         }
         if let Some(t) = lb.idle_since() {
             self.idle.insert((t, id));

@@ -542,6 +542,9 @@ pub(crate) struct ClaimBody {
     /// Where an allocator keeps this body (see `Bodies`), so that a claim leaving finds
     /// it without hashing: a hint, checked before use, and no part of what the claim asks.
     pub(crate) kept: u32,
+    /// The tenant's number in the books of the allocator keeping this body (see
+    /// `TenantBooks`); like `kept`, set when the body is kept and no part of what it asks.
+    pub(crate) tenant_no: u32,
     pub(crate) tenant: TenantId,
     ports: SmallVec<[PortRequest; 4]>,
     sharing: Sharing,
@@ -663,6 +666,7 @@ impl Claim {
             id,
             body: Arc::new(ClaimBody {
                 kept: u32::MAX,
+                tenant_no: u32::MAX,
                 tenant,
                 ports: SmallVec::from_vec(ports),
                 sharing: Sharing::Tenant,

@@ -153,7 +153,6 @@ impl Allocator {
         let fair = self.fair_shares();
         let tenants = self
             .tenants()
-            .iter()
             .filter(|(_, u)| u.claims + u.waiting_claims > 0)
             .map(|(t, u)| {
                 let cfg = self.config.tenant(t);
