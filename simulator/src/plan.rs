@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 use serde::Serialize;
 use sharedlb_allocator::offline::plan_offline;
-use sharedlb_allocator::{Claim, ClaimId, LbProfile, PortRequest, Protocol, TenantId};
+use sharedlb_allocator::{Claim, ClaimId, LbProfile, Listener, PortRequest, Protocol, TenantId};
 
 use crate::error::{InputError, words};
 use crate::report::reason_words;
@@ -324,7 +324,8 @@ pub struct PlanReport {
     pub placeable: usize,
     /// Placeable Services that already share an IP today (MetalLB or Cilium annotations).
     pub sharing_today: usize,
-    /// LBs today for the placeable Services: one each, one per existing sharing key.
+    /// LBs today for the placeable Services: one each, except that Services with a sharing
+    /// key share an IP where their listeners differ (as MetalLB and Cilium do).
     pub lbs_today: usize,
     /// Monthly cost today, rounded to cents.
     pub monthly_cost_today: f64,
@@ -365,6 +366,33 @@ pub fn plan(
     )
 }
 
+/// The LBs `claims` use today: one each, except that Services with a sharing key share
+/// an IP as MetalLB and Cilium share one: only among Services whose listeners (port and
+/// protocol) all differ. In the order given, each keyed Service joins the first IP of its
+/// key where none of its listeners is taken, or takes a new one.
+fn lbs_today(claims: &[&Claim], keys: &BTreeMap<ClaimId, String>) -> usize {
+    let mut ips: BTreeMap<&String, Vec<BTreeSet<Listener>>> = BTreeMap::new();
+    let mut lbs = 0;
+    for c in claims {
+        let Some(key) = keys.get(c.id()) else {
+            lbs += 1;
+            continue;
+        };
+        let mine: Vec<Listener> = c.fixed_listeners().collect();
+        let of_key = ips.entry(key).or_default();
+        if let Some(taken) = of_key
+            .iter_mut()
+            .find(|taken| mine.iter().all(|l| !taken.contains(l)))
+        {
+            taken.extend(mine);
+        } else {
+            of_key.push(mine.into_iter().collect());
+            lbs += 1;
+        }
+    }
+    lbs
+}
+
 /// Plans a cluster's Services onto `profile`; see [`plan`].
 pub fn plan_services(
     svcs: &Services,
@@ -378,15 +406,11 @@ pub fn plan_services(
         .filter(|c| !unplaced_ids.contains(c.id()))
         .collect();
     let bound = sharedlb_allocator::bounds::lower_bound(placeable.iter().copied(), profile).total;
-    let keys: BTreeSet<&String> = placeable
-        .iter()
-        .filter_map(|c| svcs.sharing_today.get(c.id()))
-        .collect();
     let sharing_today = placeable
         .iter()
         .filter(|c| svcs.sharing_today.contains_key(c.id()))
         .count();
-    let lbs_today = placeable.len() - sharing_today + keys.len();
+    let lbs_today = lbs_today(&placeable, &svcs.sharing_today);
     let month = profile.price_per_month();
     let today = cents(lbs_today as f64 * month);
     let shared = cents(p.lbs.len() as f64 * month);
@@ -429,7 +453,10 @@ pub fn plan_services(
         monthly_cost_today: today,
         lbs_shared: p.lbs.len(),
         monthly_cost_shared: shared,
-        savings_fraction: (today > 0.0).then(|| 1.0 - shared / today),
+        // One price on both sides: the LB counts give the exact fraction (the costs are
+        // rounded to cents).
+        savings_fraction: (lbs_today > 0 && month > 0.0)
+            .then(|| 1.0 - p.lbs.len() as f64 / lbs_today as f64),
         lower_bound: bound,
         tenant_fallbacks: svcs.tenant_fallbacks,
         lbs,
@@ -494,8 +521,8 @@ pub fn plan_table(r: &PlanReport) -> String {
     );
     if r.sharing_today > 0 {
         let note = format!(
-            "    one LB per Service, except that the {} Services already sharing an IP \
-             (MetalLB or Cilium annotations) count as one LB per sharing key",
+            "    one LB per Service, except that the {} Services with a sharing key (MetalLB \
+             or Cilium annotations) share an IP per key where their ports differ, as those do",
             r.sharing_today
         );
         let _ = writeln!(out, "{}", crate::report::wrap(&note, 96));
