@@ -377,7 +377,7 @@ fn Simulate() -> impl IntoView {
                             view! {
                                 <tr>
                                     <td>{p}</td>
-                                    <td>{format!("{:.1}%", 100.0 * s.served_fraction)}</td>
+                                    <td>{s.served_fraction.map_or_else(|| "n/a".to_owned(), |f| format!("{:.1}%", 100.0 * f))}</td>
                                     <td>{format!("{:.1}", s.lbs_mean)}</td>
                                     <td>{s.lbs_over_lower_bound.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.3}"))}</td>
                                     <td>{format!("{:.2} {}", s.cost_per_month, s.currency)}</td>

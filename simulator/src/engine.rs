@@ -213,17 +213,21 @@ impl Shell for Cloud {
                         .push(self.now.saturating_add(t.max(1)), Ev::LbFail(lb));
                 }
                 self.lbs.insert(lb, LbTrack::default());
-                self.lbs_created += 1;
+                if self.now >= self.warmup {
+                    self.lbs_created += 1;
+                }
             }
             Decision::Assign { claim, lb, .. } => {
                 self.place(reports.allocator(), &claim, Some(lb));
             }
             Decision::Migrate { claim, to, .. } => {
-                self.migrations += 1;
+                if self.now >= self.warmup {
+                    self.migrations += 1;
+                }
                 self.place(reports.allocator(), &claim, Some(to));
             }
             Decision::Release { claim, .. } => self.place(reports.allocator(), &claim, None),
-            Decision::Pending { claim, reason, .. } => {
+            Decision::Pending { claim, reason, .. } if self.now >= self.warmup => {
                 *self
                     .pending_reasons
                     .entry(reason.as_str().to_owned())
@@ -237,6 +241,7 @@ impl Shell for Cloud {
                         .or_default() += 1;
                 }
             }
+            Decision::Pending { .. } => {}
             Decision::DeleteLb { lb } => {
                 self.queue
                     .push(self.now.saturating_add(DELETE_DELAY_MS), Ev::LbGone(lb));
@@ -259,10 +264,12 @@ struct Integrals {
     used: f64,
     capacity: f64,
     tenants: BTreeMap<TenantId, (f64, f64)>,
+    /// Hours with listeners in use: what the tenants' shares are averaged over.
+    in_use: f64,
+    /// Per tenant, ∫ (its listeners / listeners in use) and ∫ (its fair share / listeners
+    /// in use), over the hours with listeners in use.
+    shares: BTreeMap<TenantId, (f64, f64)>,
 }
-
-/// Per-tenant sample sums: (listener share, fair share, samples).
-type ShareSums = BTreeMap<TenantId, (f64, f64, u64)>;
 
 /// A simulation run, steppable in chunks (the dashboard runs it a slice at a time).
 #[derive(Debug)]
@@ -277,10 +284,11 @@ pub struct Simulation {
     wakeup_at: Option<u64>,
     last_t: u64,
     int: Integrals,
-    shares: ShareSums,
     lbs_max: u64,
     samples: Vec<Sample>,
     arrivals: u64,
+    /// Claims that arrived after the warm-up.
+    arrivals_measured: u64,
     departures: u64,
     rejections: u64,
     lb_failures: u64,
@@ -380,10 +388,10 @@ impl Simulation {
             wakeup_at: None,
             last_t: 0,
             int: Integrals::default(),
-            shares: BTreeMap::new(),
             lbs_max: 0,
             samples: Vec::new(),
             arrivals: 0,
+            arrivals_measured: 0,
             departures: 0,
             rejections: 0,
             lb_failures: 0,
@@ -492,8 +500,6 @@ impl Simulation {
         {
             self.violation = Some(format!("at {} ms: {e}", self.cloud.now));
         }
-        let lbs = self.billed_lbs();
-        self.lbs_max = self.lbs_max.max(lbs);
     }
 
     fn billed_lbs(&self) -> u64 {
@@ -561,7 +567,9 @@ impl Simulation {
             }
             Ev::LbFail(lb) => {
                 if self.cloud.lbs.remove(&lb).is_some() && self.alloc.lb_state(lb).is_some() {
-                    self.lb_failures += 1;
+                    if now >= self.warmup {
+                        self.lb_failures += 1;
+                    }
                     self.drive(Event::LbFailed(lb));
                 }
             }
@@ -638,6 +646,9 @@ impl Simulation {
             .claims
             .insert(ClaimTrack::new(tenant), self.cloud.now);
         self.arrivals += 1;
+        if self.cloud.now >= self.warmup {
+            self.arrivals_measured += 1;
+        }
         match self.tenant_arrivals.get_mut(claim.tenant()) {
             Some(n) => *n += 1,
             None => {
@@ -687,7 +698,8 @@ impl Simulation {
             return;
         };
         self.departures += 1;
-        if never_served.is_some_and(|arrived| arrived >= self.warmup) {
+        // A claim added and removed at one instant was never live, so never refused.
+        if never_served.is_some_and(|arrived| arrived >= self.warmup && arrived < self.cloud.now) {
             self.rejections += 1;
         }
     }
@@ -700,7 +712,12 @@ impl Simulation {
             return;
         }
         let dt = (to - from) as f64 / MS_PER_HOUR;
-        let billed = self.billed_lbs() as f64;
+        // The state is constant from the last event until `t`: what was billed in it was
+        // billed during the measured period (an LB opened and closed at one instant, or
+        // only in the warm-up, never was).
+        let billed = self.billed_lbs();
+        self.lbs_max = self.lbs_max.max(billed);
+        let billed = billed as f64;
         let al = &self.alloc;
         let i = &mut self.int;
         i.lbs += billed * dt;
@@ -726,6 +743,16 @@ impl Simulation {
             e.0 += live * dt;
             e.1 += served * dt;
         }
+        if al.listeners_used() > 0 {
+            let used = al.listeners_used() as f64;
+            i.in_use += dt;
+            for (t, share) in al.fair_shares() {
+                let held = f64::from(al.usage(&t).listeners);
+                let e = i.shares.entry(t).or_default();
+                e.0 += held / used * dt;
+                e.1 += share / used * dt;
+            }
+        }
     }
 
     fn sample(&mut self) {
@@ -748,23 +775,12 @@ impl Simulation {
             cost_per_hour: a.cost_per_hour(),
             baseline_per_hour: a.baseline_per_hour(),
         });
-        if self.cloud.now >= self.warmup && a.listeners_used() > 0 {
-            let used = a.listeners_used() as f64;
-            for (t, share) in a.fair_shares() {
-                let held = f64::from(a.usage(&t).listeners);
-                let e = self.shares.entry(t).or_default();
-                e.0 += held / used;
-                e.1 += share / used;
-                e.2 += 1;
-            }
-        }
     }
 
     /// The summary and the time series.
     pub fn finish(self) -> (Summary, Vec<Sample>) {
         let hours = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
         let per_h = |x: f64| if hours > 0.0 { x / hours } else { 0.0 };
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 1.0 };
         // A ratio over nothing is no figure at all (JSON null, n/a in tables).
         let over = |a: f64, b: f64| (b > 0.0).then(|| a / b);
         let i = &self.int;
@@ -785,13 +801,13 @@ impl Simulation {
             .iter()
             .map(|(id, &arrivals)| {
                 let (live, served) = i.tenants.get(id).copied().unwrap_or((0.0, 0.0));
-                let (ls, fs, n) = self.shares.get(id).copied().unwrap_or((0.0, 0.0, 0));
-                let mean = |x: f64| if n > 0 { x / n as f64 } else { 0.0 };
+                let (ls, fs) = i.shares.get(id).copied().unwrap_or((0.0, 0.0));
+                let mean = |x: f64| over(x, i.in_use);
                 (
                     id.to_string(),
                     TenantSummary {
                         weight: weights.get(id).copied().unwrap_or(1),
-                        served_fraction: ratio(served, live),
+                        served_fraction: over(served, live),
                         listener_share: mean(ls),
                         fair_share: mean(fs),
                         arrivals,
@@ -808,8 +824,9 @@ impl Simulation {
             duration_h: self.end as f64 / MS_PER_HOUR,
             measured_h: hours,
             arrivals: self.arrivals,
+            arrivals_measured: self.arrivals_measured,
             departures: self.departures,
-            served_fraction: ratio(i.served, i.live),
+            served_fraction: over(i.served, i.live),
             claims_live_mean: per_h(i.live),
             claims_served_mean: per_h(i.served),
             claims_waiting_mean: per_h(i.live - i.placed),
@@ -834,7 +851,7 @@ impl Simulation {
             lower_bound_mean: per_h(i.bound),
             lbs_over_lower_bound: over(i.lbs, i.bound),
             packing_ratio: over(i.lbs_with_claims, i.bound),
-            jain_index: jain_index(&served_fractions),
+            jain_index: (!served_fractions.is_empty()).then(|| jain_index(&served_fractions)),
             tenants,
             migrations: self.cloud.migrations,
         };

@@ -780,7 +780,7 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
         println!(
             "{label}: n={} served {}, LBs {:.2}, {:.2} {currency}/month, LBs/bound {}, wait p95 {}",
             runs.len(),
-            report::pct(get(|s| s.served_fraction)),
+            report::pct_or_na(report::metric_ci(runs, |s| s.served_fraction).map(|(x, _)| x)),
             get(|s| s.lbs_mean),
             get(|s| s.cost_per_month),
             mean_of(|s| s.lbs_over_lower_bound, 3, ""),

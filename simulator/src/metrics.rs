@@ -71,8 +71,10 @@ impl Sample {
 }
 
 /// Wait percentiles in seconds, from arrival until the claim is first served (placed on a
-/// ready LB), over claims that arrived after the warm-up and were served.
+/// ready LB), over claims that arrived after the warm-up and were served. In JSON, each
+/// figure is null when no wait was measured (as n/a in tables), not 0.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WaitsJson", from = "WaitsJson")]
 pub struct Waits {
     /// Claims measured.
     pub count: u64,
@@ -88,6 +90,47 @@ pub struct Waits {
     pub mean_s: f64,
     /// The distribution: percentiles 0, 5, ..., 100.
     pub quantiles_s: Vec<f64>,
+}
+
+/// [`Waits`] as written: a figure of no wait measured is null.
+#[derive(Serialize, Deserialize)]
+struct WaitsJson {
+    count: u64,
+    p50_s: Option<f64>,
+    p95_s: Option<f64>,
+    p99_s: Option<f64>,
+    max_s: Option<f64>,
+    mean_s: Option<f64>,
+    quantiles_s: Vec<f64>,
+}
+
+impl From<Waits> for WaitsJson {
+    fn from(w: Waits) -> WaitsJson {
+        let m = |x| w.measured(x);
+        WaitsJson {
+            count: w.count,
+            p50_s: m(w.p50_s),
+            p95_s: m(w.p95_s),
+            p99_s: m(w.p99_s),
+            max_s: m(w.max_s),
+            mean_s: m(w.mean_s),
+            quantiles_s: w.quantiles_s,
+        }
+    }
+}
+
+impl From<WaitsJson> for Waits {
+    fn from(w: WaitsJson) -> Waits {
+        Waits {
+            count: w.count,
+            p50_s: w.p50_s.unwrap_or(0.0),
+            p95_s: w.p95_s.unwrap_or(0.0),
+            p99_s: w.p99_s.unwrap_or(0.0),
+            max_s: w.max_s.unwrap_or(0.0),
+            mean_s: w.mean_s.unwrap_or(0.0),
+            quantiles_s: w.quantiles_s,
+        }
+    }
 }
 
 impl Waits {
@@ -147,13 +190,15 @@ impl WaitHistogram {
 pub struct TenantSummary {
     /// Weight.
     pub weight: u32,
-    /// Claim-hours served / claim-hours live.
-    pub served_fraction: f64,
-    /// Its share of the listeners in use (mean over samples).
-    pub listener_share: f64,
-    /// Its weighted max-min fair share of the listeners in use (mean over samples; the
-    /// allocator's one definition).
-    pub fair_share: f64,
+    /// Claim-hours served / claim-hours live over the measured period; `None` when it had
+    /// no claim live then (nothing to serve is not 100% served).
+    pub served_fraction: Option<f64>,
+    /// Its share of the listeners in use, time-averaged over the measured hours with
+    /// listeners in use; `None` if there were none.
+    pub listener_share: Option<f64>,
+    /// Its weighted max-min fair share of the listeners in use (the allocator's one
+    /// definition), averaged as `listener_share`.
+    pub fair_share: Option<f64>,
     /// Claims that arrived.
     pub arrivals: u64,
 }
@@ -175,36 +220,42 @@ pub struct Summary {
     pub measured_h: f64,
     /// Claims that arrived (all of the run).
     pub arrivals: u64,
+    /// Claims that arrived after the warm-up: what `rejections` is out of.
+    #[serde(default)]
+    pub arrivals_measured: u64,
     /// Claims that left.
     pub departures: u64,
-    /// Claim-hours served / claim-hours live, over the measured period.
-    pub served_fraction: f64,
+    /// Claim-hours served / claim-hours live, over the measured period; `None` when no
+    /// claim was live then.
+    pub served_fraction: Option<f64>,
     /// Time-averaged live claims.
     pub claims_live_mean: f64,
     /// Time-averaged served claims.
     pub claims_served_mean: f64,
     /// Time-averaged waiting (unplaced) claims.
     pub claims_waiting_mean: f64,
-    /// Claims that arrived after the warm-up and left without ever being served.
+    /// Claims that arrived after the warm-up and left without ever being served (a claim
+    /// that left at the instant it came was never live, and is not counted).
     pub rejections: u64,
     /// Claims waiting at the end.
     pub pending_at_end: u64,
     /// Waits.
     pub waits: Waits,
-    /// Times a claim was told to wait, by reason: a claim is told again each time its
-    /// reason changes, so this counts tellings, not claims (see `claims_waited`).
+    /// Times a claim was told to wait during the measured period, by reason: a claim is
+    /// told again each time its reason changes, so this counts tellings, not claims (see
+    /// `claims_waited`).
     pub pending_reasons: BTreeMap<String, u64>,
-    /// Claims told to wait, by reason: each claim once per reason it waited for, so one
-    /// claim may count under several reasons.
+    /// Claims told to wait during the measured period, by reason: each claim once per
+    /// reason it waited for, so one claim may count under several reasons.
     #[serde(default)]
     pub claims_waited: BTreeMap<String, u64>,
     /// Time-averaged billed LBs (provisioning or ready).
     pub lbs_mean: f64,
-    /// Most billed LBs at once.
+    /// Most billed LBs at once during the measured period.
     pub lbs_max: u64,
-    /// LBs created.
+    /// LBs created during the measured period.
     pub lbs_created: u64,
-    /// LB failures.
+    /// LB failures during the measured period.
     pub lb_failures: u64,
     /// Billed LB-hours.
     pub lb_hours: f64,
@@ -232,11 +283,12 @@ pub struct Summary {
     /// LBs holding claims / lower bound (idle LBs waiting for their timeout excluded);
     /// `None` as above.
     pub packing_ratio: Option<f64>,
-    /// Jain's index of the tenants' served fractions.
-    pub jain_index: f64,
+    /// Jain's index of the tenants' served fractions; `None` when no tenant had a claim
+    /// live in the measured period.
+    pub jain_index: Option<f64>,
     /// Per tenant.
     pub tenants: BTreeMap<String, TenantSummary>,
-    /// Claims moved by consolidation.
+    /// Claims moved by consolidation during the measured period.
     pub migrations: u64,
 }
 
@@ -246,7 +298,8 @@ impl Summary {
     /// Otherwise the report says so before anything else: the other figures describe only
     /// what was served.
     pub fn all_served(&self) -> bool {
-        self.served_fraction >= 0.99 && self.rejections as f64 <= 0.01 * self.arrivals as f64
+        self.served_fraction.is_none_or(|f| f >= 0.99)
+            && self.rejections as f64 <= 0.01 * self.arrivals_measured as f64
     }
 }
 
@@ -274,7 +327,7 @@ pub enum Unit {
 
 /// The metrics shown in tables and compared across runs, in order: service first.
 pub const METRICS: &[(&str, Unit, Metric)] = &[
-    ("served", Unit::Percent, |s| Some(s.served_fraction)),
+    ("served", Unit::Percent, |s| s.served_fraction),
     ("claims waiting (mean)", Unit::Number, |s| {
         Some(s.claims_waiting_mean)
     }),
@@ -301,7 +354,7 @@ pub const METRICS: &[(&str, Unit, Metric)] = &[
     ("savings vs one LB per Service", Unit::Percent, |s| {
         s.savings_fraction
     }),
-    ("Jain's index", Unit::Ratio, |s| Some(s.jain_index)),
+    ("Jain's index", Unit::Ratio, |s| s.jain_index),
     ("migrations", Unit::Number, |s| Some(s.migrations as f64)),
 ];
 
@@ -358,7 +411,7 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "fair share",
-        "a tenant's weighted max-min (water-filling) share of the listeners in use, given what it holds and waits for.",
+        "a tenant's weighted max-min (water-filling) share of the listeners in use, given what it holds and waits for; like its listener share (what it holds / listeners in use), time-averaged over the measured hours with listeners in use.",
     ),
     (
         "currency",

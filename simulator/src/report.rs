@@ -20,6 +20,11 @@ pub struct RunGroup {
     pub samples: Vec<Sample>,
 }
 
+/// [`pct`], or n/a for a figure that does not exist.
+pub fn pct_or_na(x: Option<f64>) -> String {
+    x.map_or_else(|| "n/a".to_owned(), pct)
+}
+
 /// A fraction as a percentage, the same way everywhere: one decimal; more (up to three)
 /// only where one would round a value below 100% up to 100.0%, which readers take for
 /// "all".
@@ -109,7 +114,7 @@ pub fn service_warning(s: &Summary) -> Option<String> {
         "NOT ALL CLAIMS WERE SERVED: {} of claim-hours served; {} claims left without \
          ever being served; {:.1} claims waiting on average, {} at the end; {wait}. \
          Costs, savings and packing below cover only what was served.",
-        pct(s.served_fraction),
+        pct_or_na(s.served_fraction),
         s.rejections,
         s.claims_waiting_mean,
         s.pending_at_end,
@@ -120,8 +125,12 @@ pub fn service_warning(s: &Summary) -> Option<String> {
 pub fn summary_table(s: &Summary) -> String {
     let mut out = String::new();
     let head = format!(
-        "scenario {}  policy {}  seed {}  {:.0} h simulated ({:.0} h measured)",
-        s.scenario, s.policy, s.seed, s.duration_h, s.measured_h
+        "scenario {}  policy {}  seed {}  {} simulated ({} measured)",
+        s.scenario,
+        s.policy,
+        s.seed,
+        fmt_hours(s.duration_h),
+        fmt_hours(s.measured_h)
     );
     if head.chars().count() > 96 {
         let _ = writeln!(out, "{}", wrap(&head, 96));
@@ -131,13 +140,21 @@ pub fn summary_table(s: &Summary) -> String {
     if let Some(w) = service_warning(s) {
         let _ = writeln!(out, "{}", wrap(&w, 96));
     } else {
-        let _ = writeln!(
-            out,
-            "served {} of claim-hours; {} of {} claims left before they were served",
-            pct(s.served_fraction),
-            s.rejections,
-            s.arrivals
-        );
+        let after = if s.measured_h < s.duration_h {
+            " arriving after the warm-up"
+        } else {
+            ""
+        };
+        let line = match s.served_fraction {
+            Some(f) => format!(
+                "served {} of claim-hours; {} of {} claims{after} left before they were served",
+                pct(f),
+                s.rejections,
+                s.arrivals_measured
+            ),
+            None => "no claim was live in the measured period: nothing to serve".to_owned(),
+        };
+        let _ = writeln!(out, "{}", wrap(&line, 96));
     }
     let _ = writeln!(
         out,
@@ -159,20 +176,17 @@ pub fn summary_table(s: &Summary) -> String {
             "tenant", "weight", "served", "listener share", "fair share"
         );
         for (name, t) in &s.tenants {
-            // A tenant with no claims was not served 100%: it asked for nothing.
-            let served = if t.arrivals == 0 {
-                "n/a".to_owned()
-            } else {
-                pct(t.served_fraction)
-            };
+            // A tenant with no claim live in the measured period was not served 100%: it
+            // asked for nothing.
+            let served = pct_or_na(t.served_fraction);
             let _ = writeln!(
                 out,
                 "  {:<16} {:>6} {:>8} {:>14} {:>10}",
                 truncate(name, 16),
                 t.weight,
                 served,
-                pct(t.listener_share),
-                pct(t.fair_share)
+                pct_or_na(t.listener_share),
+                pct_or_na(t.fair_share)
             );
         }
     }
@@ -195,6 +209,39 @@ fn waited_because(s: &Summary) -> String {
         "  waited because (claims, times told): {}",
         reasons.join("; ")
     )
+}
+
+/// A span of hours to the second, in hours, minutes and seconds (`570m` is "9 h 30 min",
+/// `45s` is "45 s", `20d` is "480 h"): a header rounded to whole hours said a 30-minute
+/// trace had "0 h measured".
+pub fn fmt_hours(h: f64) -> String {
+    let total = (h * 3600.0).round().max(0.0) as u64;
+    let (hours, min, sec) = (total / 3600, total % 3600 / 60, total % 60);
+    let parts: Vec<String> = [(hours, "h"), (min, "min"), (sec, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n} {unit}"))
+        .collect();
+    if parts.is_empty() {
+        "0 h".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod hours_tests {
+    use super::fmt_hours;
+
+    #[test]
+    fn hours_are_written_to_the_second() {
+        assert_eq!(fmt_hours(480.0), "480 h");
+        assert_eq!(fmt_hours(9.5), "9 h 30 min");
+        assert_eq!(fmt_hours(0.5), "30 min");
+        assert_eq!(fmt_hours(45.0 / 3600.0), "45 s");
+        assert_eq!(fmt_hours(1.0 + 2.0 / 60.0 + 3.0 / 3600.0), "1 h 2 min 3 s");
+        assert_eq!(fmt_hours(0.0), "0 h");
+    }
 }
 
 /// A pending reason's name in words.
@@ -355,8 +402,16 @@ pub fn compare_table(groups: &[(String, Vec<Summary>)]) -> String {
 /// the best, against one LB per Service and the 2018 rule — or that they tie, when the 95%
 /// intervals overlap.
 pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
-    let served =
-        |runs: &[Summary]| mean_ci(&runs.iter().map(|s| s.served_fraction).collect::<Vec<_>>());
+    // A run with no claim live in the measured period had nothing to serve: it served
+    // all it was asked, as far as choosing a policy goes.
+    let served = |runs: &[Summary]| {
+        mean_ci(
+            &runs
+                .iter()
+                .map(|s| s.served_fraction.unwrap_or(1.0))
+                .collect::<Vec<_>>(),
+        )
+    };
     let cost =
         |runs: &[Summary]| mean_ci(&runs.iter().map(|s| s.cost_per_month).collect::<Vec<_>>());
     let shared: Vec<&(String, Vec<Summary>)> = groups
@@ -411,7 +466,7 @@ pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
         out,
         " — {:.1} LBs on average{vs_bound}, {c:.2} {currency}/month, serving {} of claim-hours",
         mean(|s| s.lbs_mean),
-        pct(mean(|s| s.served_fraction)),
+        pct_or_na(metric_ci(runs, |s| s.served_fraction).map(|(x, _)| x)),
     );
     let savings: Vec<f64> = runs.iter().filter_map(|s| s.savings_fraction).collect();
     if !savings.is_empty() {

@@ -381,7 +381,8 @@ pub struct ProfileSpec {
     /// Override: listeners per LB, 1 to 196605.
     #[serde(default)]
     pub max_listeners: Option<u32>,
-    /// Override: price per hour, 0 to 1000000 in the profile's currency.
+    /// Override: price per hour, 0 to 1000000 in the profile's currency; replaces the
+    /// built-in price and any monthly cap it has.
     #[serde(default)]
     pub hourly_price: Option<f64>,
     /// Provisioning delay.
@@ -957,7 +958,10 @@ impl Scenario {
                     b.max_listeners = m;
                 }
                 if let Some(h) = p.hourly_price {
+                    // The user's price replaces the built-in one, and so does its monthly
+                    // cap: a cap kept from the built-in price would bill less than asked.
                     b.hourly_price = h;
+                    b.monthly_cap = None;
                 }
                 let rate = self.rate(b.currency).ok_or_else(|| {
                     sharedlb_allocator::Error::InvalidConfig(format!(

@@ -352,8 +352,8 @@ fn claims_on_a_provisioning_lb_are_served_when_it_is_ready_unless_they_left() {
     // Served 50 + 40 claim-minutes of 60 + 5 + 40 live.
     let want = 90.0 / 105.0;
     assert!(
-        (sum.served_fraction - want).abs() < 1e-9,
-        "served {} of live, want {want}",
+        (sum.served_fraction.unwrap() - want).abs() < 1e-9,
+        "served {:?} of live, want {want}",
         sum.served_fraction
     );
 }
@@ -391,7 +391,11 @@ fn a_claim_that_leaves_is_no_longer_served() {
             s.t_hours
         );
     }
-    assert!(sum.served_fraction <= 1.0, "{}", sum.served_fraction);
+    assert!(
+        sum.served_fraction.is_some_and(|f| f <= 1.0),
+        "{:?}",
+        sum.served_fraction
+    );
     assert_eq!((sum.arrivals, sum.departures, sum.rejections), (2, 2, 0));
 }
 
@@ -430,4 +434,253 @@ fn the_report_counts_claims_that_waited_not_times_they_were_told() {
         table.contains("the LB budget was spent: 2 claims (2×)"),
         "{table}"
     );
+}
+
+/// A small platform with a budget, consolidation and LB failures: events of every kind
+/// counted in the summary, before and after the warm-up (set in place of WARMUP).
+const COUNTED: &str = r#"
+name = "counted"
+seed = 3
+duration = "4d"
+warmup = "WARMUP"
+sample_every = "1h"
+[allocator]
+policy = "best-fit"
+idle_timeout = "10m"
+budget = { max_lbs = 2 }
+[consolidation]
+every = "30m"
+max_moves = 10
+[[profiles]]
+name = "aws-nlb"
+max_listeners = 3
+hourly_price = 1.0
+failures_per_day = 2.0
+provisioning = { kind = "fixed", value = "60s" }
+[workload]
+arrival = { rate_per_hour = 2.0 }
+lifetime = { kind = "exponential", mean = "3h" }
+any_fraction = 1.0
+migration_fraction = 1.0
+"#;
+
+#[test]
+fn counts_of_events_cover_the_measured_period_only() {
+    // The warm-up changes what is measured, not what happens: a count over days 3-4 is
+    // the count over days 0-4 less the count over days 0-3.
+    let counted = |duration: &str, warmup: &str| {
+        let toml = COUNTED
+            .replace("WARMUP", warmup)
+            .replace("duration = \"4d\"", &format!("duration = \"{duration}\""));
+        run(&scenario(&toml)).unwrap().0
+    };
+    let (all, first, last) = (
+        counted("4d", "0s"),
+        counted("3d", "0s"),
+        counted("4d", "3d"),
+    );
+    let counts = |s: &sharedlb_simulator::Summary| {
+        (
+            s.migrations,
+            s.lbs_created,
+            s.lb_failures,
+            s.pending_reasons.values().sum::<u64>(),
+        )
+    };
+    let (a, f, l) = (counts(&all), counts(&first), counts(&last));
+    assert!(
+        f.0 > 0 && f.1 > 0 && f.2 > 0 && f.3 > 0,
+        "the warm-up has events: {f:?}"
+    );
+    assert!(
+        l.0 > 0 && l.1 > 0 && l.2 > 0 && l.3 > 0,
+        "so has the rest: {l:?}"
+    );
+    assert_eq!(
+        l,
+        (a.0 - f.0, a.1 - f.1, a.2 - f.2, a.3 - f.3),
+        "{a:?} {f:?}"
+    );
+    assert_eq!(
+        last.arrivals_measured,
+        all.arrivals - first.arrivals,
+        "arrivals after the warm-up"
+    );
+    assert_eq!(
+        last.arrivals, all.arrivals,
+        "all arrivals are still counted"
+    );
+}
+
+#[test]
+fn the_most_lbs_are_those_billed_after_the_warm_up() {
+    // Two claims on port 443 every 4 h, living 5 h: two claims on one port need two LBs.
+    // At 8 h the next two come while those of 4 h (until 9 h) still live: four LBs, but
+    // only until 9 h, the end of the warm-up. In the measured 9 h - 9.5 h there are two.
+    let toml = r#"
+name = "s2"
+seed = 1
+duration = "570m"
+warmup = "9h"
+[allocator]
+policy = "best-fit"
+idle_timeout = "0s"
+[[profiles]]
+name = "aws-nlb"
+max_listeners = 2
+provisioning = { kind = "fixed", value = "60s" }
+[workload]
+arrival = { rate_per_hour = 0.0, bursts = { every = "4h", size = 2 } }
+lifetime = { kind = "fixed", value = "5h" }
+any_fraction = 0.0
+popular_ports = [ { port = 443 } ]
+"#;
+    let (sum, _) = run(&scenario(toml)).unwrap();
+    assert_eq!(sum.lbs_max, 2, "{sum:?}");
+    assert!((sum.lbs_mean - 2.0).abs() < 1e-9, "{}", sum.lbs_mean);
+}
+
+#[test]
+fn nothing_live_in_the_measured_period_is_no_figure_rather_than_100_percent() {
+    // Four claims at 4 h live 30 min, all in the 5 h warm-up; one LB of one listener.
+    let toml = r#"
+name = "s13"
+seed = 1
+duration = "6h"
+warmup = "5h"
+[allocator]
+policy = "best-fit"
+idle_timeout = "0s"
+budget = { max_lbs = 1 }
+[[tenants]]
+name = "a"
+sharing = "anyone"
+[[tenants]]
+name = "b"
+sharing = "anyone"
+[[profiles]]
+name = "aws-nlb"
+max_listeners = 1
+provisioning = { kind = "fixed", value = "60s" }
+[workload]
+arrival = { rate_per_hour = 0.0, bursts = { every = "4h", size = 4 } }
+lifetime = { kind = "fixed", value = "30m" }
+any_fraction = 1.0
+"#;
+    let (sum, _) = run(&scenario(toml)).unwrap();
+    assert_eq!(sum.arrivals, 4);
+    assert_eq!(sum.arrivals_measured, 0);
+    assert_eq!(sum.served_fraction, None);
+    assert_eq!(sum.jain_index, None);
+    assert!(sum.claims_waited.is_empty(), "{:?}", sum.claims_waited);
+    assert_eq!(sum.lbs_max, 0);
+    for t in sum.tenants.values() {
+        assert_eq!(
+            (t.served_fraction, t.listener_share, t.fair_share),
+            (None, None, None)
+        );
+    }
+    let json = serde_json::to_value(&sum).unwrap();
+    for k in ["p50_s", "p95_s", "p99_s", "max_s", "mean_s"] {
+        assert!(json["waits"][k].is_null(), "{k}: {}", json["waits"]);
+    }
+    assert!(json["served_fraction"].is_null());
+    let back: sharedlb_simulator::Summary = serde_json::from_value(json).unwrap();
+    assert_eq!(back, sum, "null figures read back as none");
+    let table = sharedlb_simulator::report::summary_table(&sum);
+    assert!(
+        table.contains("no claim was live in the measured period"),
+        "{table}"
+    );
+    assert!(!table.contains("100.0%"), "{table}");
+}
+
+#[test]
+fn tenant_shares_are_time_averaged_and_add_up() {
+    // One LB of two listeners (budget 1). a/x holds both from 0 to 1 h; b/y comes at
+    // 10 min, waits, and holds one from 1 h to 2 h. Listeners are in use all 2 h: a holds
+    // them all for 1 h, b for 1 h, so each holds 50%. Fair shares (water-filling 2
+    // listeners): a alone for 10 min (all of it); a and b asking 2 and 1 for 50 min (one
+    // each); b alone for 1 h. a: (10 + 25) / 120, b: (25 + 60) / 120.
+    use sharedlb_allocator::{Claim, PortRequest, Protocol, Sharing};
+    const MIN: u64 = 60_000;
+    let toml = r#"
+name = "shares"
+seed = 1
+duration = "2h"
+sample_every = "1h"
+[allocator]
+policy = "best-fit"
+idle_timeout = "10m"
+budget = { max_lbs = 1 }
+[[tenants]]
+name = "a"
+sharing = "anyone"
+[[tenants]]
+name = "b"
+sharing = "anyone"
+[[profiles]]
+name = "aws-nlb"
+max_listeners = 2
+provisioning = { kind = "fixed", value = "60s" }
+[workload]
+arrival = { rate_per_hour = 0.0 }
+lifetime = { kind = "fixed", value = "1h" }
+"#;
+    let any = || PortRequest::Any(Protocol::Tcp);
+    let claim = |t: u64, id: &str, ports| sharedlb_simulator::trace::TraceEvent::Add {
+        t,
+        claim: Claim::new(id, ports).unwrap().with_sharing(Sharing::Anyone),
+    };
+    let trace = vec![
+        claim(0, "a/x", vec![any(), any()]),
+        claim(10 * MIN, "b/y", vec![any()]),
+        remove(60 * MIN, "a/x"),
+        remove(120 * MIN, "b/y"),
+    ];
+    let (sum, _) = Simulation::replay(&scenario(toml), trace).unwrap().run();
+    let (a, b) = (&sum.tenants["a"], &sum.tenants["b"]);
+    let close = |x: Option<f64>, want: f64| x.is_some_and(|x| (x - want).abs() < 1e-9);
+    assert!(
+        close(a.listener_share, 0.5) && close(b.listener_share, 0.5),
+        "{a:?} {b:?}"
+    );
+    assert!(close(a.fair_share, 35.0 / 120.0), "{a:?}");
+    assert!(close(b.fair_share, 85.0 / 120.0), "{b:?}");
+}
+
+#[test]
+fn a_claim_that_leaves_the_instant_it_comes_is_not_a_rejection() {
+    const MIN: u64 = 60_000;
+    let toml = POISSON.replace("policy = \"dedicated\"", "policy = \"best-fit\"");
+    let trace = vec![
+        add(0, "shop/web"),
+        remove(60 * MIN, "shop/web"),
+        add(120 * MIN, "shop/blink"),
+        remove(120 * MIN, "shop/blink"),
+    ];
+    let (sum, _) = Simulation::replay(&scenario(&toml), trace).unwrap().run();
+    assert_eq!((sum.arrivals, sum.arrivals_measured), (2, 2));
+    assert_eq!(sum.rejections, 0, "{sum:?}");
+}
+
+#[test]
+fn a_price_given_replaces_the_built_in_price_and_its_monthly_cap() {
+    // hetzner-lb11 is 0.0089 EUR/h capped at 5.39 EUR/month; at 1 EUR/h the cap would
+    // have billed 5.39 / 730.5 EUR/h instead.
+    let s = scenario(
+        r#"
+duration = "1d"
+[[profiles]]
+name = "hetzner-lb11"
+hourly_price = 1.0
+[workload]
+arrival = { rate_per_hour = 1.0 }
+lifetime = { kind = "fixed", value = "1h" }
+"#,
+    );
+    let config = s.allocator_config().unwrap();
+    let p = &config.profiles[0];
+    assert_eq!(p.monthly_cap, None);
+    assert!((p.price_per_hour() - 1.0).abs() < 1e-12, "{p:?}");
 }

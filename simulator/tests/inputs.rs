@@ -421,10 +421,52 @@ fn plan_reads_yaml_tenants_by_label_and_counts_existing_sharing() {
     assert_eq!(v["tenant_fallbacks"], 1, "iot/vpn has no team label");
     let o = run(&["plan", "--services", yaml.to_str().unwrap()]);
     let out = stdout(&o);
-    assert!(out.contains("count as one LB per sharing key"), "{out}");
+    assert!(
+        out.contains("share an IP per key where their ports differ"),
+        "{out}"
+    );
     for line in out.lines() {
         assert!(line.chars().count() <= 100, "too wide: {line}");
     }
+}
+
+#[test]
+fn today_a_sharing_key_shares_an_ip_only_where_ports_differ() {
+    // As MetalLB and Cilium do: b/m1 and c/m2 share key k but both listen on 443/TCP, so
+    // today they are two LBs. With x, y and z (pairwise clashing, a clique of three), that
+    // is five LBs today, and sharing cannot do better: savings exactly 0.
+    let d = tmpdir("sharing-key");
+    let svc = |ns: &str, name: &str, ports: &[u16], key: Option<&str>| {
+        let ports: Vec<String> = ports
+            .iter()
+            .map(|p| format!(r#"{{"port": {p}, "protocol": "TCP"}}"#))
+            .collect();
+        let ann = key.map_or_else(String::new, |k| {
+            format!(r#""metallb.universe.tf/allow-shared-ip": "{k}""#)
+        });
+        format!(
+            r#"{{"metadata": {{"name": "{name}", "namespace": "{ns}", "annotations": {{{ann}}}}}, "spec": {{"type": "LoadBalancer", "ports": [{}]}}}}"#,
+            ports.join(", ")
+        )
+    };
+    let items = [
+        svc("a", "x", &[80, 443], None),
+        svc("a", "y", &[443, 53], None),
+        svc("a", "z", &[53, 80], None),
+        svc("b", "m1", &[443], Some("k")),
+        svc("c", "m2", &[443], Some("k")),
+        svc("c", "m3", &[8443], Some("k")),
+    ];
+    let json = format!(r#"{{"kind": "List", "items": [{}]}}"#, items.join(", "));
+    let f = write(&d, "svc.json", &json);
+    let o = run(&["plan", "--services", &f, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // m3 (8443) joins m1's IP; m2 (443, taken there) takes another.
+    assert_eq!(v["lbs_today"], 5, "{v}");
+    assert_eq!(v["lower_bound"], 5, "{v}");
+    assert_eq!(v["lbs_shared"], 5, "{v}");
+    assert_eq!(v["savings_fraction"], 0.0, "{v}");
 }
 
 #[test]
@@ -637,7 +679,7 @@ fn best_only_when_the_intervals_do_not_overlap() {
             .map(|&c| {
                 let mut x = template.clone();
                 x.policy = name.to_owned();
-                x.served_fraction = 1.0;
+                x.served_fraction = Some(1.0);
                 x.cost_per_month = c;
                 x
             })
