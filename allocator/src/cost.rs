@@ -39,6 +39,14 @@ impl Config {
     }
 }
 
+/// Which profiles' LBs a price per hour covers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Priced {
+    All,
+    /// Those without a monthly cap.
+    Uncapped,
+}
+
 /// The baseline's profile among those that can hold a claim (in configuration order):
 /// the first, the one the `dedicated` policy opens.
 fn dedicated_of(eligible: &[usize]) -> Option<usize> {
@@ -55,21 +63,34 @@ impl Allocator {
     /// Cost per hour of the billed LBs (provisioning or ready), in the configuration's
     /// currency.
     pub fn cost_per_hour(&self) -> f64 {
-        self.price_per_hour(&self.totals.billed_per_profile)
+        self.price_per_hour(&self.totals.billed_per_profile, Priced::All)
     }
 
     /// What one LB per placed claim would cost per hour (the baseline savings are measured
     /// against), in the configuration's currency.
     pub fn baseline_per_hour(&self) -> f64 {
-        self.price_per_hour(&self.totals.baseline_per_profile)
+        self.price_per_hour(&self.totals.baseline_per_profile, Priced::All)
+    }
+
+    /// [`Allocator::cost_per_hour`] of the LBs of profiles without a monthly cap only: a
+    /// shell that bills capped LBs one by one ([`LbProfile::month_bill`]) adds those.
+    pub fn uncapped_cost_per_hour(&self) -> f64 {
+        self.price_per_hour(&self.totals.billed_per_profile, Priced::Uncapped)
+    }
+
+    /// [`Allocator::baseline_per_hour`] of the placed claims whose baseline profile has no
+    /// monthly cap only (see [`Allocator::uncapped_cost_per_hour`]).
+    pub fn uncapped_baseline_per_hour(&self) -> f64 {
+        self.price_per_hour(&self.totals.baseline_per_profile, Priced::Uncapped)
     }
 
     /// The price per hour of so many LBs of each profile: the one formula cost and
     /// baseline share, so equal counts give equal figures to the last bit.
-    fn price_per_hour(&self, per_profile: &[u32]) -> f64 {
+    fn price_per_hour(&self, per_profile: &[u32], priced: Priced) -> f64 {
         per_profile
             .iter()
             .zip(&self.config.profiles)
+            .filter(|(_, p)| priced == Priced::All || p.monthly_cap.is_none())
             .map(|(&n, p)| f64::from(n) * p.price_per_hour())
             .sum()
     }

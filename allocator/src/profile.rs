@@ -169,6 +169,23 @@ impl LbProfile {
         }
     }
 
+    /// What one LB billed for `hours` within one month costs: the hourly price, up to the
+    /// monthly cap if there is one. The rule a shell metering LBs one by one bills with
+    /// (an LB kept for days costs its hours, not a share of the cap).
+    ///
+    /// ```
+    /// let lb11 = sharedlb_allocator::profile::builtin_profile("hetzner-lb11").unwrap();
+    /// assert!((lb11.month_bill(100.0) - 0.89).abs() < 1e-9); // 100 h at 0.0089
+    /// assert!((lb11.month_bill(730.5) - 5.39).abs() < 1e-9); // capped
+    /// ```
+    pub fn month_bill(&self, hours: f64) -> f64 {
+        let h = self.hourly_price * hours;
+        match self.monthly_cap {
+            Some(cap) => h.min(cap),
+            None => h,
+        }
+    }
+
     /// What one LB kept all month costs.
     pub fn price_per_month(&self) -> f64 {
         self.price_per_hour() * HOURS_PER_MONTH

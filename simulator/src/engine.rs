@@ -21,6 +21,7 @@ use sharedlb_allocator::{
     TenantId, Time,
 };
 
+use crate::billing::{Bill, Meters};
 use crate::metrics::{Sample, Summary, TenantSummary, WaitHistogram};
 use crate::queue::{EventQueue, Payload};
 use crate::scenario::{ProfileSpec, Scenario};
@@ -125,6 +126,12 @@ struct Cloud {
     pending_reasons: BTreeMap<String, u64>,
     /// Claims told to wait, each counted once per reason.
     claims_waited: BTreeMap<String, u64>,
+    /// The end of the run, for billing.
+    end: u64,
+    /// Billed LBs of capped profiles, metered one by one (see [`crate::billing`]).
+    lb_meters: Meters<LbId>,
+    /// Placed claims whose one-LB-per-Service baseline profile is capped, by track.
+    claim_meters: Meters<u32>,
     lbs_created: u64,
     migrations: u64,
 }
@@ -175,10 +182,27 @@ impl Cloud {
         let Some(k) = self.track_of(alloc, id) else {
             return;
         };
+        let bill = self.bill(alloc);
+        match lb
+            .and_then(|_| alloc.claim(id))
+            .and_then(|c| capped_baseline(alloc, c))
+        {
+            Some(p) => self.claim_meters.start(k, p, self.now, &bill),
+            None => self.claim_meters.stop(k, self.now, &bill),
+        }
         let ready = lb
             .and_then(|l| self.lbs.get(&l))
             .is_some_and(|track| track.ready);
         self.set_serving(k, ready);
+    }
+
+    /// How `alloc`'s profiles are billed over the measured period.
+    fn bill<'a>(&self, alloc: &'a Allocator) -> Bill<'a> {
+        Bill {
+            profiles: &alloc.config().profiles,
+            warmup: self.warmup,
+            end: self.end,
+        }
     }
 
     /// `lb` is ready: `on_it`, the claims `alloc` has placed on it, are served.
@@ -213,6 +237,11 @@ impl Shell for Cloud {
                         .push(self.now.saturating_add(t.max(1)), Ev::LbFail(lb));
                 }
                 self.lbs.insert(lb, LbTrack::default());
+                let alloc = reports.allocator();
+                if alloc.config().profiles[p].monthly_cap.is_some() {
+                    let bill = self.bill(alloc);
+                    self.lb_meters.start(lb, p, self.now, &bill);
+                }
                 if self.now >= self.warmup {
                     self.lbs_created += 1;
                 }
@@ -243,11 +272,23 @@ impl Shell for Cloud {
             }
             Decision::Pending { .. } => {}
             Decision::DeleteLb { lb } => {
+                // No longer billed (see `billed_lbs`).
+                let bill = self.bill(reports.allocator());
+                self.lb_meters.stop(lb, self.now, &bill);
                 self.queue
                     .push(self.now.saturating_add(DELETE_DELAY_MS), Ev::LbGone(lb));
             }
         }
     }
+}
+
+/// The number of `claim`'s one-LB-per-Service profile in `alloc`, if that profile has a
+/// monthly cap (and so is metered claim by claim).
+fn capped_baseline(alloc: &Allocator, claim: &sharedlb_allocator::Claim) -> Option<usize> {
+    let profiles = &alloc.config().profiles;
+    let d = alloc.config().dedicated_profile(claim)?;
+    d.monthly_cap?;
+    profiles.iter().position(|p| std::ptr::eq(p, d))
 }
 
 /// Time integrals over the measured period, in units × hours.
@@ -378,6 +419,9 @@ impl Simulation {
                 waits: WaitHistogram::default(),
                 pending_reasons: BTreeMap::new(),
                 claims_waited: BTreeMap::new(),
+                end: scenario.duration.ms(),
+                lb_meters: Meters::default(),
+                claim_meters: Meters::default(),
                 lbs_created: 0,
                 migrations: 0,
             },
@@ -570,6 +614,8 @@ impl Simulation {
                     if now >= self.warmup {
                         self.lb_failures += 1;
                     }
+                    let bill = self.cloud.bill(&self.alloc);
+                    self.cloud.lb_meters.stop(lb, now, &bill);
                     self.drive(Event::LbFailed(lb));
                 }
             }
@@ -694,6 +740,8 @@ impl Simulation {
         // The allocator's release named a claim it no longer has, which the cloud passed
         // over: its service ends here.
         self.cloud.set_serving(k, false);
+        let bill = self.cloud.bill(&self.alloc);
+        self.cloud.claim_meters.stop(k, self.cloud.now, &bill);
         let Some((_, never_served)) = self.cloud.claims.remove(k) else {
             return;
         };
@@ -723,8 +771,9 @@ impl Simulation {
         i.lbs += billed * dt;
         i.lbs_with_claims += al.lbs_with_claims() as f64 * dt;
         i.bound += al.lower_bound().total as f64 * dt;
-        i.cost += al.cost_per_hour() * dt;
-        i.baseline += al.baseline_per_hour() * dt;
+        // Capped profiles are metered LB by LB instead (see `crate::billing`).
+        i.cost += al.uncapped_cost_per_hour() * dt;
+        i.baseline += al.uncapped_baseline_per_hour() * dt;
         i.live += al.claim_count() as f64 * dt;
         i.placed += al.placed_count() as f64 * dt;
         i.served += self.cloud.serving as f64 * dt;
@@ -778,7 +827,19 @@ impl Simulation {
     }
 
     /// The summary and the time series.
-    pub fn finish(self) -> (Summary, Vec<Sample>) {
+    pub fn finish(mut self) -> (Summary, Vec<Sample>) {
+        let bill = Bill {
+            profiles: &self.alloc.config().profiles,
+            warmup: self.warmup,
+            end: self.end,
+        };
+        let metered = std::mem::take(&mut self.cloud.lb_meters).close_all(self.end, &bill);
+        let metered_baseline =
+            std::mem::take(&mut self.cloud.claim_meters).close_all(self.end, &bill);
+        let (cost, baseline) = (
+            self.int.cost + metered,
+            self.int.baseline + metered_baseline,
+        );
         let hours = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
         let per_h = |x: f64| if hours > 0.0 { x / hours } else { 0.0 };
         // A ratio over nothing is no figure at all (JSON null, n/a in tables).
@@ -815,7 +876,7 @@ impl Simulation {
                 )
             })
             .collect();
-        let cost_per_hour = per_h(i.cost);
+        let cost_per_hour = per_h(cost);
         let summary = Summary {
             scenario: self.scenario.name.clone(),
             policy: self.scenario.allocator.policy.to_string(),
@@ -840,11 +901,11 @@ impl Simulation {
             lbs_created: self.cloud.lbs_created,
             lb_failures: self.lb_failures,
             lb_hours: i.lbs,
-            cost_total: i.cost,
+            cost_total: cost,
             cost_per_hour,
             cost_per_month: cost_per_hour * HOURS_PER_MONTH,
-            baseline_cost_total: i.baseline,
-            savings_fraction: (i.baseline > 0.0).then(|| 1.0 - i.cost / i.baseline),
+            baseline_cost_total: baseline,
+            savings_fraction: (baseline > 0.0).then(|| 1.0 - cost / baseline),
             listeners_used_mean: per_h(i.used),
             listener_capacity_mean: per_h(i.capacity),
             utilisation: over(i.used, i.capacity),

@@ -4,6 +4,7 @@
 //!
 //! Same scenario and seed give byte-identical outputs.
 
+mod billing;
 pub mod engine;
 pub mod error;
 #[doc(hidden)]

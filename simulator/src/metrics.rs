@@ -399,11 +399,11 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "cost",
-        "what the billed LBs cost, at each profile's price per hour (a monthly cap spread over the month), per month of 730.5 h, in the run's currency.",
+        "what the billed LBs cost, per month of 730.5 h, in the run's currency: the hourly price, and for a profile with a monthly cap each LB's hours up to the cap in each billing month (730.5 h from the start of the run).",
     ),
     (
         "savings vs one LB per Service",
-        "1 − cost / baseline, where the baseline is one LB per placed claim, of the first profile that can hold it, for as long as the claim is placed. Only what was served counts on both sides; the `dedicated` policy saves exactly 0.",
+        "1 − cost / baseline, where the baseline is one LB per placed claim, of the first profile that can hold it, for as long as the claim is placed, billed as cost is. Only what was served counts on both sides; the `dedicated` policy saves exactly 0.",
     ),
     (
         "Jain's index",

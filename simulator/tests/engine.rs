@@ -684,3 +684,25 @@ lifetime = { kind = "fixed", value = "1h" }
     assert_eq!(p.monthly_cap, None);
     assert!((p.price_per_hour() - 1.0).abs() < 1e-12, "{p:?}");
 }
+
+#[test]
+fn a_capped_lb_living_hours_is_billed_its_hours_not_a_share_of_the_cap() {
+    // hetzner-lb11: 0.0089 EUR/h, at most 5.39 EUR a month. One claim from 0 to 10 h on
+    // one LB (deleted as the claim leaves): 10 h cost 0.089 EUR, where the cap spread
+    // over the month (5.39 / 730.5 per hour) would say 0.0738. One LB per Service bills
+    // the same, so nothing is saved.
+    const H: u64 = 3_600_000;
+    let toml = POISSON
+        .replace("policy = \"dedicated\"", "policy = \"best-fit\"")
+        .replace("aws-nlb", "hetzner-lb11");
+    let trace = vec![add(0, "shop/web"), remove(10 * H, "shop/web")];
+    let (sum, _) = Simulation::replay(&scenario(&toml), trace).unwrap().run();
+    assert_eq!(sum.currency, "EUR");
+    assert!((sum.cost_total - 0.089).abs() < 1e-12, "{}", sum.cost_total);
+    assert!(
+        (sum.baseline_cost_total - 0.089).abs() < 1e-12,
+        "{}",
+        sum.baseline_cost_total
+    );
+    assert_eq!(sum.savings_fraction, Some(0.0));
+}
