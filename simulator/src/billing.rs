@@ -81,6 +81,25 @@ impl<K: std::hash::Hash + Eq + Ord + Copy> Meters<K> {
         }
     }
 
+    /// What the open meters bill per hour at `now`: each its profile's hourly price until
+    /// its hours this billing month reach the cap, nothing after.
+    pub fn rate(&self, now: u64, profiles: &[LbProfile]) -> f64 {
+        let mut open: Vec<(&K, &(u64, usize))> = self.open.iter().collect();
+        open.sort_unstable_by_key(|&(k, _)| *k);
+        open.into_iter()
+            .map(|(_, &(since, p))| {
+                let month_start = now / MONTH_MS * MONTH_MS;
+                let hours = now.saturating_sub(since.max(month_start)) as f64 / MS_PER_HOUR;
+                let profile = &profiles[p];
+                if profile.month_bill(hours) < profile.month_bill(f64::INFINITY) {
+                    profile.hourly_price
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    }
+
     /// Stops every meter at `now`, in key order (so the sum is the same every run), and
     /// gives the total cost.
     pub fn close_all(mut self, now: u64, bill: &Bill<'_>) -> f64 {
@@ -140,6 +159,32 @@ mod tests {
         assert!(measured_cost(&p, 0, 10 * H, 20 * H, u64::MAX).abs() < 1e-12);
         let cut = measured_cost(&p, 0, 100 * H, 0, 10 * H);
         assert!((cut - 0.089).abs() < 1e-9, "{cut}");
+    }
+
+    #[test]
+    fn an_lb_bills_by_the_hour_until_its_month_reaches_the_cap() {
+        let profiles = [lb11()];
+        let mut m: Meters<u32> = Meters::default();
+        let bill = Bill {
+            profiles: &profiles,
+            warmup: 0,
+            end: u64::MAX,
+        };
+        m.start(1, 0, 0, &bill);
+        assert!(
+            (m.rate(600 * H, &profiles) - 0.0089).abs() < 1e-12,
+            "5.34 so far"
+        );
+        // At 650 h, LB 1 has billed 5.785 > 5.39 this month: free until the next month.
+        assert!(m.rate(650 * H, &profiles).abs() < 1e-12);
+        m.start(2, 0, 700 * H, &bill);
+        assert!(
+            (m.rate(710 * H, &profiles) - 0.0089).abs() < 1e-12,
+            "LB 2 only"
+        );
+        // In the next month both bill again from its start.
+        let next = MONTH_MS + H;
+        assert!((m.rate(next, &profiles) - 2.0 * 0.0089).abs() < 1e-12);
     }
 
     #[test]

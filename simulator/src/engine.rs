@@ -821,8 +821,16 @@ impl Simulation {
             claims_live: a.claim_count() as u64,
             claims_served: self.cloud.serving,
             claims_waiting: a.pending_count() as u64,
-            cost_per_hour: a.cost_per_hour(),
-            baseline_per_hour: a.baseline_per_hour(),
+            cost_per_hour: a.uncapped_cost_per_hour()
+                + self
+                    .cloud
+                    .lb_meters
+                    .rate(self.cloud.now, &a.config().profiles),
+            baseline_per_hour: a.uncapped_baseline_per_hour()
+                + self
+                    .cloud
+                    .claim_meters
+                    .rate(self.cloud.now, &a.config().profiles),
         });
     }
 

@@ -33,9 +33,10 @@ pub struct Sample {
     pub claims_served: u64,
     /// Claims waiting (not placed).
     pub claims_waiting: u64,
-    /// Cost per hour of the billed LBs.
+    /// What the billed LBs cost per hour now: their hourly prices, nothing for an LB whose
+    /// bill this month has reached its profile's cap.
     pub cost_per_hour: f64,
-    /// What one LB per placed claim would cost per hour.
+    /// What one LB per placed claim would cost per hour now, billed alike.
     pub baseline_per_hour: f64,
 }
 
