@@ -128,6 +128,8 @@ struct Cloud {
     claims_waited: BTreeMap<String, u64>,
     /// The end of the run, for billing.
     end: u64,
+    /// Whether any profile has a monthly cap (else nothing is metered).
+    any_capped: bool,
     /// Billed LBs of capped profiles, metered one by one (see [`crate::billing`]).
     lb_meters: Meters<LbId>,
     /// Placed claims whose one-LB-per-Service baseline profile is capped, by track.
@@ -182,13 +184,15 @@ impl Cloud {
         let Some(k) = self.track_of(alloc, id) else {
             return;
         };
-        let bill = self.bill(alloc);
-        match lb
-            .and_then(|_| alloc.claim(id))
-            .and_then(|c| capped_baseline(alloc, c))
-        {
-            Some(p) => self.claim_meters.start(k, p, self.now, &bill),
-            None => self.claim_meters.stop(k, self.now, &bill),
+        if self.any_capped {
+            let bill = self.bill(alloc);
+            match lb
+                .and_then(|_| alloc.claim(id))
+                .and_then(|c| capped_baseline(alloc, c))
+            {
+                Some(p) => self.claim_meters.start(k, p, self.now, &bill),
+                None => self.claim_meters.stop(k, self.now, &bill),
+            }
         }
         let ready = lb
             .and_then(|l| self.lbs.get(&l))
@@ -304,12 +308,21 @@ struct Integrals {
     served: f64,
     used: f64,
     capacity: f64,
-    tenants: BTreeMap<TenantId, (f64, f64)>,
+    tenants: BTreeMap<TenantId, TenantIntegrals>,
     /// Hours with listeners in use: what the tenants' shares are averaged over.
     in_use: f64,
-    /// Per tenant, ∫ (its listeners / listeners in use) and ∫ (its fair share / listeners
-    /// in use), over the hours with listeners in use.
-    shares: BTreeMap<TenantId, (f64, f64)>,
+}
+
+/// One tenant's time integrals over the measured period.
+#[derive(Debug, Default, Clone, Copy)]
+struct TenantIntegrals {
+    /// Its claims live, and served.
+    live: f64,
+    served: f64,
+    /// ∫ (its listeners / listeners in use) and ∫ (its fair share / listeners in use),
+    /// over the hours with listeners in use.
+    held: f64,
+    fair: f64,
 }
 
 /// A simulation run, steppable in chunks (the dashboard runs it a slice at a time).
@@ -420,6 +433,7 @@ impl Simulation {
                 pending_reasons: BTreeMap::new(),
                 claims_waited: BTreeMap::new(),
                 end: scenario.duration.ms(),
+                any_capped: config.profiles.iter().any(|p| p.monthly_cap.is_some()),
                 lb_meters: Meters::default(),
                 claim_meters: Meters::default(),
                 lbs_created: 0,
@@ -779,6 +793,12 @@ impl Simulation {
         i.served += self.cloud.serving as f64 * dt;
         i.used += al.listeners_used() as f64 * dt;
         i.capacity += al.listener_capacity() as f64 * dt;
+        let used = al.listeners_used() as f64;
+        let asking = al
+            .tenants()
+            .filter(|(_, u)| u.claims + u.waiting_claims > 0)
+            .take(2)
+            .count();
         for (tenant, u) in al.tenants() {
             let live = f64::from(u.claims) + f64::from(u.waiting_claims);
             if live == 0.0 {
@@ -789,17 +809,27 @@ impl Simulation {
                 Some(e) => e,
                 None => i.tenants.entry(tenant.clone()).or_default(),
             };
-            e.0 += live * dt;
-            e.1 += served * dt;
+            e.live += live * dt;
+            e.served += served * dt;
+            if used > 0.0 {
+                let held = f64::from(u.listeners) / used * dt;
+                e.held += held;
+                if asking == 1 {
+                    // The one tenant with claims holds every listener in use and is due
+                    // them all (what `fair_shares` gives, without working it out at
+                    // every event).
+                    e.fair += held;
+                }
+            }
         }
-        if al.listeners_used() > 0 {
-            let used = al.listeners_used() as f64;
+        if used > 0.0 {
             i.in_use += dt;
-            for (t, share) in al.fair_shares() {
-                let held = f64::from(al.usage(&t).listeners);
-                let e = i.shares.entry(t).or_default();
-                e.0 += held / used * dt;
-                e.1 += share / used * dt;
+            if asking > 1 {
+                for (t, share) in al.fair_shares() {
+                    if let Some(e) = i.tenants.get_mut(&t) {
+                        e.fair += share / used * dt;
+                    }
+                }
             }
         }
     }
@@ -862,23 +892,22 @@ impl Simulation {
         let served_fractions: Vec<f64> = i
             .tenants
             .values()
-            .filter(|(live, _)| *live > 0.0)
-            .map(|(live, served)| served / live)
+            .filter(|t| t.live > 0.0)
+            .map(|t| t.served / t.live)
             .collect();
         let tenants = self
             .tenant_arrivals
             .iter()
             .map(|(id, &arrivals)| {
-                let (live, served) = i.tenants.get(id).copied().unwrap_or((0.0, 0.0));
-                let (ls, fs) = i.shares.get(id).copied().unwrap_or((0.0, 0.0));
+                let t = i.tenants.get(id).copied().unwrap_or_default();
                 let mean = |x: f64| over(x, i.in_use);
                 (
                     id.to_string(),
                     TenantSummary {
                         weight: weights.get(id).copied().unwrap_or(1),
-                        served_fraction: over(served, live),
-                        listener_share: mean(ls),
-                        fair_share: mean(fs),
+                        served_fraction: over(t.served, t.live),
+                        listener_share: mean(t.held),
+                        fair_share: mean(t.fair),
                         arrivals,
                     },
                 )
