@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::Usage;
 use crate::allocator::Allocator;
 use crate::model::TenantId;
 
@@ -34,23 +35,43 @@ pub fn goes_before(a: (u32, u32, u32), b: (u32, u32, u32)) -> bool {
     finish(a.0, a.1) * u128::from(b.2) < finish(b.0, b.1) * u128::from(a.2)
 }
 
+/// The water level of the fair shares at one moment: a tenant's fair share is the least
+/// of its demand and its weight times the level ([`Allocator::fair_share`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FairLevel(f64);
+
+/// What a tenant asks for: what it holds plus what its waiting claims ask.
+fn demand(u: &Usage) -> f64 {
+    f64::from(u.listeners) + f64::from(u.waiting_listeners)
+}
+
 impl Allocator {
     /// Each tenant's fair share of the listeners in use now (see the module docs): demand
     /// is what it holds plus what its waiting claims ask for.
     pub fn fair_shares(&self) -> BTreeMap<TenantId, f64> {
-        let demands: BTreeMap<TenantId, (u32, f64)> = self
-            .tenants()
-            .map(|(t, u)| {
-                (
-                    t.clone(),
-                    (
-                        self.config().tenant(t).weight,
-                        f64::from(u.listeners) + f64::from(u.waiting_listeners),
-                    ),
-                )
-            })
-            .collect();
-        fair_shares(self.listeners_used() as f64, &demands)
+        let level = self.fair_level();
+        self.tenants()
+            .map(|(t, u)| (t.clone(), self.fair_share(level, t, u)))
+            .collect()
+    }
+
+    /// The water level of the listeners in use now, worked out once for every tenant's
+    /// [`Allocator::fair_share`]: a shell taking shares at every event need not build
+    /// [`Allocator::fair_shares`]' map. Tenants asking for nothing take no part (they
+    /// would take nothing).
+    pub fn fair_level(&self) -> FairLevel {
+        let fill = WaterFill::new(self.tenants().filter_map(|(t, u)| {
+            let d = demand(u);
+            (d > 0.0).then(|| (self.config().tenant(t).weight, d))
+        }));
+        FairLevel(fill.level(self.listeners_used() as f64))
+    }
+
+    /// Tenant `t`'s fair share at `level`, given its usage `u` (as [`Allocator::tenants`]
+    /// gives it).
+    pub fn fair_share(&self, level: FairLevel, t: &TenantId, u: &Usage) -> f64 {
+        let w = f64::from(self.config().tenant(t).weight.max(1));
+        demand(u).min(w * level.0)
     }
 }
 

@@ -799,6 +799,7 @@ impl Simulation {
             .filter(|(_, u)| u.claims + u.waiting_claims > 0)
             .take(2)
             .count();
+        let level = (used > 0.0 && asking > 1).then(|| al.fair_level());
         for (tenant, u) in al.tenants() {
             let live = f64::from(u.claims) + f64::from(u.waiting_claims);
             if live == 0.0 {
@@ -814,23 +815,17 @@ impl Simulation {
             if used > 0.0 {
                 let held = f64::from(u.listeners) / used * dt;
                 e.held += held;
-                if asking == 1 {
+                e.fair += match level {
+                    Some(level) => al.fair_share(level, tenant, u) / used * dt,
                     // The one tenant with claims holds every listener in use and is due
-                    // them all (what `fair_shares` gives, without working it out at
-                    // every event).
-                    e.fair += held;
-                }
+                    // them all (what the water-filling gives, without working it out
+                    // at every event).
+                    None => held,
+                };
             }
         }
         if used > 0.0 {
             i.in_use += dt;
-            if asking > 1 {
-                for (t, share) in al.fair_shares() {
-                    if let Some(e) = i.tenants.get_mut(&t) {
-                        e.fair += share / used * dt;
-                    }
-                }
-            }
         }
     }
 
