@@ -6,8 +6,9 @@
 //! (and each placed claim's LB in the one-LB-per-Service baseline) from when it is billed
 //! until it is not, pricing it with [`LbProfile::month_bill`].
 //!
-//! Billing months are 730.5-hour windows from the start of the run. Only what a month's
-//! bill grows by in the measured period (after the warm-up) counts.
+//! Billing months are 730.5-hour windows from the end of the warm-up: the measured period
+//! is billed as whole months from its start, and an LB's hours before it are not billed
+//! (they fall in an earlier month).
 //!
 //! Boundary: this module prices intervals; when an LB or a placement starts and ends is the
 //! engine's to say.
@@ -21,21 +22,25 @@ const MS_PER_HOUR: f64 = 3_600_000.0;
 /// A billing month, in ms.
 const MONTH_MS: u64 = (HOURS_PER_MONTH * MS_PER_HOUR) as u64;
 
-/// What an LB of `profile` billed over `[from, to)` (ms) adds to the bills of the
-/// measured period `[warmup, end)`: per billing month, the bill of its hours up to the
-/// period's end less the bill of its hours before the warm-up ended.
+/// The start of the billing month holding `t`: months run from `warmup` in both directions.
+fn month_start(t: u64, warmup: u64) -> u64 {
+    if t >= warmup {
+        warmup + (t - warmup) / MONTH_MS * MONTH_MS
+    } else {
+        // Before the warm-up ends (a time series' early samples); none before 0.
+        warmup.saturating_sub((warmup - t).div_ceil(MONTH_MS).saturating_mul(MONTH_MS))
+    }
+}
+
+/// What an LB of `profile` billed over `[from, to)` (ms) costs in the measured period
+/// `[warmup, end)`: each billing month its hours there, up to the cap.
 pub(crate) fn measured_cost(profile: &LbProfile, from: u64, to: u64, warmup: u64, end: u64) -> f64 {
     let to = to.min(end);
     let mut cost = 0.0;
-    let mut t = from;
+    let mut t = from.max(warmup);
     while t < to {
-        let month_end = (t / MONTH_MS + 1).saturating_mul(MONTH_MS);
-        let upto = month_end.min(to);
-        let hours = (upto - t) as f64 / MS_PER_HOUR;
-        let before = (upto.min(warmup).saturating_sub(t)) as f64 / MS_PER_HOUR;
-        if upto > warmup {
-            cost += profile.month_bill(hours) - profile.month_bill(before);
-        }
+        let upto = month_start(t, warmup).saturating_add(MONTH_MS).min(to);
+        cost += profile.month_bill((upto - t) as f64 / MS_PER_HOUR);
         t = upto;
     }
     cost
@@ -83,13 +88,14 @@ impl<K: std::hash::Hash + Eq + Ord + Copy> Meters<K> {
 
     /// What the open meters bill per hour at `now`: each its profile's hourly price until
     /// its hours this billing month reach the cap, nothing after.
-    pub fn rate(&self, now: u64, profiles: &[LbProfile]) -> f64 {
+    pub fn rate(&self, now: u64, bill: &Bill<'_>) -> f64 {
+        let profiles = bill.profiles;
         let mut open: Vec<(&K, &(u64, usize))> = self.open.iter().collect();
         open.sort_unstable_by_key(|&(k, _)| *k);
         open.into_iter()
             .map(|(_, &(since, p))| {
-                let month_start = now / MONTH_MS * MONTH_MS;
-                let hours = now.saturating_sub(since.max(month_start)) as f64 / MS_PER_HOUR;
+                let start = month_start(now, bill.warmup);
+                let hours = now.saturating_sub(since.max(start)) as f64 / MS_PER_HOUR;
                 let profile = &profiles[p];
                 if profile.month_bill(hours) < profile.month_bill(f64::INFINITY) {
                     profile.hourly_price
@@ -149,16 +155,25 @@ mod tests {
     }
 
     #[test]
-    fn only_what_the_bill_grows_by_after_the_warm_up_counts() {
+    fn billing_months_start_when_measuring_starts() {
         let p = lb11();
-        // 600 h before the warm-up ends (5.34) and 100 h after: the month's bill reaches
-        // the cap 5.39, so the measured period adds 0.05.
+        // 600 h in the warm-up are not billed; the 100 h after it are, from a new month.
         let c = measured_cost(&p, 0, 700 * H, 600 * H, u64::MAX);
-        assert!((c - (5.39 - 600.0 * 0.0089)).abs() < 1e-9, "{c}");
+        assert!((c - 100.0 * 0.0089).abs() < 1e-9, "{c}");
         // Wholly in the warm-up: nothing; cut at the end of the run.
         assert!(measured_cost(&p, 0, 10 * H, 20 * H, u64::MAX).abs() < 1e-12);
         let cut = measured_cost(&p, 0, 100 * H, 0, 10 * H);
         assert!((cut - 0.089).abs() < 1e-9, "{cut}");
+        // A month and 10 h from the end of a 5 h warm-up: the cap, then 10 h.
+        let w = 5 * H;
+        let c = measured_cost(&p, 0, w + MONTH_MS + 10 * H, w, u64::MAX);
+        assert!((c - (5.39 + 0.089)).abs() < 1e-9, "{c}");
+        assert_eq!(month_start(w + MONTH_MS + H, w), w + MONTH_MS);
+        assert_eq!(month_start(w - H, w), 0);
+        assert_eq!(
+            month_start(w + 3 * MONTH_MS - H, w + 3 * MONTH_MS),
+            w + 2 * MONTH_MS
+        );
     }
 
     #[test]
@@ -172,19 +187,16 @@ mod tests {
         };
         m.start(1, 0, 0, &bill);
         assert!(
-            (m.rate(600 * H, &profiles) - 0.0089).abs() < 1e-12,
+            (m.rate(600 * H, &bill) - 0.0089).abs() < 1e-12,
             "5.34 so far"
         );
         // At 650 h, LB 1 has billed 5.785 > 5.39 this month: free until the next month.
-        assert!(m.rate(650 * H, &profiles).abs() < 1e-12);
+        assert!(m.rate(650 * H, &bill).abs() < 1e-12);
         m.start(2, 0, 700 * H, &bill);
-        assert!(
-            (m.rate(710 * H, &profiles) - 0.0089).abs() < 1e-12,
-            "LB 2 only"
-        );
+        assert!((m.rate(710 * H, &bill) - 0.0089).abs() < 1e-12, "LB 2 only");
         // In the next month both bill again from its start.
         let next = MONTH_MS + H;
-        assert!((m.rate(next, &profiles) - 2.0 * 0.0089).abs() < 1e-12);
+        assert!((m.rate(next, &bill) - 2.0 * 0.0089).abs() < 1e-12);
     }
 
     #[test]

@@ -850,12 +850,12 @@ impl Simulation {
                 + self
                     .cloud
                     .lb_meters
-                    .rate(self.cloud.now, &a.config().profiles),
+                    .rate(self.cloud.now, &self.cloud.bill(a)),
             baseline_per_hour: a.uncapped_baseline_per_hour()
                 + self
                     .cloud
                     .claim_meters
-                    .rate(self.cloud.now, &a.config().profiles),
+                    .rate(self.cloud.now, &self.cloud.bill(a)),
         });
     }
 
@@ -873,6 +873,16 @@ impl Simulation {
             self.int.cost + metered,
             self.int.baseline + metered_baseline,
         );
+        let mut notes = Vec::new();
+        let measured_h = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
+        if (metered > 0.0 || metered_baseline > 0.0) && measured_h < HOURS_PER_MONTH {
+            notes.push(format!(
+                "monthly caps apply per billing month of 730.5 h and only {} was measured: \
+                 capped LBs were billed by the hour, and the /month figures extrapolate \
+                 that (an LB kept all month costs at most its cap)",
+                crate::report::fmt_hours(measured_h)
+            ));
+        }
         let hours = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
         let per_h = |x: f64| if hours > 0.0 { x / hours } else { 0.0 };
         // A ratio over nothing is no figure at all (JSON null, n/a in tables).
@@ -947,6 +957,7 @@ impl Simulation {
             jain_index: (!served_fractions.is_empty()).then(|| jain_index(&served_fractions)),
             tenants,
             migrations: self.cloud.migrations,
+            notes,
         };
         (summary, self.samples)
     }

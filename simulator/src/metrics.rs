@@ -291,6 +291,9 @@ pub struct Summary {
     pub tenants: BTreeMap<String, TenantSummary>,
     /// Claims moved by consolidation during the measured period.
     pub migrations: u64,
+    /// What a reader must know to read the figures right (printed under the header).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -400,11 +403,11 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "cost",
-        "what the billed LBs cost, per month of 730.5 h, in the run's currency: the hourly price, and for a profile with a monthly cap each LB's hours up to the cap in each billing month (730.5 h from the start of the run).",
+        "what the billed LBs cost, per month of 730.5 h, in the run's currency: the hourly price, and for a profile with a monthly cap each LB's hours up to the cap in each billing month (730.5 h from the end of the warm-up; hours before it are not billed).",
     ),
     (
         "savings vs one LB per Service",
-        "1 − cost / baseline, where the baseline is one LB per placed claim, of the first profile that can hold it, for as long as the claim is placed, billed as cost is. Only what was served counts on both sides; the `dedicated` policy saves exactly 0.",
+        "1 − cost / baseline, where the baseline is one LB per placed claim, of the first profile that can hold it, for as long as the claim is placed, billed as cost is. Only what was served counts on both sides; the `dedicated` policy saves exactly 0, except that with a monthly cap it may save a little: an LB it empties and gives at once to a waiting claim goes on with its month's bill, where one LB per Service would start another.",
     ),
     (
         "Jain's index",

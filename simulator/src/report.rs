@@ -156,6 +156,9 @@ pub fn summary_table(s: &Summary) -> String {
         };
         let _ = writeln!(out, "{}", wrap(&line, 96));
     }
+    for note in &s.notes {
+        let _ = writeln!(out, "{}", wrap(&format!("note: {note}"), 96));
+    }
     let _ = writeln!(
         out,
         "claims: {} arrived, {} left, {} waiting at the end",
@@ -205,8 +208,13 @@ fn waited_because(s: &Summary) -> String {
             format!("{}: {claims} {noun} ({times}×)", reason_words(k))
         })
         .collect();
+    let when = if s.measured_h < s.duration_h {
+        " after the warm-up"
+    } else {
+        ""
+    };
     format!(
-        "  waited because (claims, times told): {}",
+        "  told to wait{when}, because (claims, times told): {}",
         reasons.join("; ")
     )
 }
@@ -223,7 +231,7 @@ pub fn fmt_hours(h: f64) -> String {
         .map(|(n, unit)| format!("{n} {unit}"))
         .collect();
     if parts.is_empty() {
-        "0 h".to_owned()
+        if h > 0.0 { "under 1 s" } else { "0 h" }.to_owned()
     } else {
         parts.join(" ")
     }
@@ -241,6 +249,7 @@ mod hours_tests {
         assert_eq!(fmt_hours(45.0 / 3600.0), "45 s");
         assert_eq!(fmt_hours(1.0 + 2.0 / 60.0 + 3.0 / 3600.0), "1 h 2 min 3 s");
         assert_eq!(fmt_hours(0.0), "0 h");
+        assert_eq!(fmt_hours(0.1 / 3600.0), "under 1 s");
     }
 }
 
@@ -418,6 +427,13 @@ pub fn verdict(groups: &[(String, Vec<Summary>)]) -> String {
         .iter()
         .filter(|(g, runs)| g != "dedicated" && !runs.is_empty())
         .collect();
+    if shared
+        .iter()
+        .all(|(_, runs)| runs.iter().all(|s| s.served_fraction.is_none()))
+    {
+        return "no claim was live in the measured period of any run: nothing to compare"
+            .to_owned();
+    }
     let Some(best_served) = shared
         .iter()
         .map(|(_, r)| served(r))

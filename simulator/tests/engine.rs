@@ -593,6 +593,12 @@ any_fraction = 1.0
         "{table}"
     );
     assert!(!table.contains("100.0%"), "{table}");
+    let groups = vec![
+        ("best-fit".to_owned(), vec![sum.clone()]),
+        ("first-fit".to_owned(), vec![sum.clone()]),
+    ];
+    let verdict = sharedlb_simulator::report::verdict(&groups);
+    assert!(verdict.contains("nothing to compare"), "{verdict}");
 }
 
 #[test]
