@@ -3,9 +3,12 @@
 //!
 //! Today is one LB per Service of type LoadBalancer, except Services that already share
 //! an IP: those with the same `metallb.universe.tf/allow-shared-ip` (or
-//! `metallb.io/allow-shared-ip`) key count as one LB, and so do those with the same
+//! `metallb.io/allow-shared-ip`) key, and those with the same
 //! `lbipam.cilium.io/sharing-key` in one namespace (in any namespace when they also carry
-//! `lbipam.cilium.io/sharing-cross-namespace`).
+//! `lbipam.cilium.io/sharing-cross-namespace`), share one where their ports differ, as
+//! those controllers do. Which Services share which IP is read from their status
+//! (`status.loadBalancer.ingress`) where the cluster reports it; a keyed Service without
+//! an address joins the first IP of its key whose ports are free, in file order.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -34,12 +37,50 @@ struct List {
     items: Option<Vec<Service>>,
     metadata: Option<Meta>,
     spec: Option<Spec>,
+    #[serde(default)]
+    status: Option<Status>,
 }
 
 #[derive(Deserialize)]
 struct Service {
     metadata: Meta,
     spec: Option<Spec>,
+    #[serde(default)]
+    status: Option<Status>,
+}
+
+/// What the cluster reports of a Service: the address it was given.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    #[serde(default)]
+    load_balancer: Option<LbStatus>,
+}
+
+#[derive(Deserialize)]
+struct LbStatus {
+    #[serde(default)]
+    ingress: Option<Vec<Ingress>>,
+}
+
+#[derive(Deserialize)]
+struct Ingress {
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    hostname: Option<String>,
+}
+
+impl Status {
+    /// The first address reported, an IP or else a hostname.
+    fn address(&self) -> Option<String> {
+        let first = self.load_balancer.as_ref()?.ingress.as_ref()?.first()?;
+        first
+            .ip
+            .clone()
+            .or_else(|| first.hostname.clone())
+            .filter(|a| !a.trim().is_empty())
+    }
 }
 
 #[derive(Deserialize)]
@@ -116,6 +157,9 @@ pub struct Services {
     pub claims: Vec<Claim>,
     /// Each Service's existing sharing key, if it shares an IP today.
     pub sharing_today: BTreeMap<ClaimId, String>,
+    /// The address the cluster reports for each Service with a sharing key, where it
+    /// reports one: Services of a key on one address share an LB today.
+    pub address_today: BTreeMap<ClaimId, String>,
     /// Services whose tenant fell back to the namespace (no such label or annotation).
     pub tenant_fallbacks: usize,
 }
@@ -166,6 +210,7 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
             vec![Service {
                 metadata,
                 spec: list.spec,
+                status: list.status,
             }]
         }
         Some(other) => {
@@ -252,6 +297,9 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
             }
         }
         if let Some(key) = sharing_key(m) {
+            if let Some(address) = svc.status.as_ref().and_then(Status::address) {
+                out.address_today.insert(claim.id().clone(), address);
+            }
             out.sharing_today.insert(claim.id().clone(), key);
         }
         out.claims.push(claim);
@@ -368,25 +416,42 @@ pub fn plan(
 
 /// The LBs `claims` use today: one each, except that Services with a sharing key share
 /// an IP as MetalLB and Cilium share one: only among Services whose listeners (port and
-/// protocol) all differ. In the order given, each keyed Service joins the first IP of its
-/// key where none of its listeners is taken, or takes a new one.
-fn lbs_today(claims: &[&Claim], keys: &BTreeMap<ClaimId, String>) -> usize {
-    let mut ips: BTreeMap<&String, Vec<BTreeSet<Listener>>> = BTreeMap::new();
+/// protocol) all differ. Services of a key on the address the cluster reports share it;
+/// then, in the order given, each keyed Service without an address joins the first IP of
+/// its key where none of its listeners is taken, or takes a new one.
+fn lbs_today(claims: &[&Claim], svcs: &Services) -> usize {
+    // Per key, its IPs: the address (if reported) and the listeners taken there.
+    type Ips<'a> = Vec<(Option<&'a String>, BTreeSet<Listener>)>;
+    let mut ips: BTreeMap<&String, Ips<'_>> = BTreeMap::new();
     let mut lbs = 0;
+    let mut unaddressed = Vec::new();
     for c in claims {
-        let Some(key) = keys.get(c.id()) else {
+        let Some(key) = svcs.sharing_today.get(c.id()) else {
             lbs += 1;
             continue;
         };
+        let Some(address) = svcs.address_today.get(c.id()) else {
+            unaddressed.push((key, c));
+            continue;
+        };
+        let of_key = ips.entry(key).or_default();
+        if let Some((_, taken)) = of_key.iter_mut().find(|(a, _)| *a == Some(address)) {
+            taken.extend(c.fixed_listeners());
+        } else {
+            of_key.push((Some(address), c.fixed_listeners().collect()));
+            lbs += 1;
+        }
+    }
+    for (key, c) in unaddressed {
         let mine: Vec<Listener> = c.fixed_listeners().collect();
         let of_key = ips.entry(key).or_default();
-        if let Some(taken) = of_key
+        if let Some((_, taken)) = of_key
             .iter_mut()
-            .find(|taken| mine.iter().all(|l| !taken.contains(l)))
+            .find(|(_, taken)| mine.iter().all(|l| !taken.contains(l)))
         {
             taken.extend(mine);
         } else {
-            of_key.push(mine.into_iter().collect());
+            of_key.push((None, mine.into_iter().collect()));
             lbs += 1;
         }
     }
@@ -410,7 +475,7 @@ pub fn plan_services(
         .iter()
         .filter(|c| svcs.sharing_today.contains_key(c.id()))
         .count();
-    let lbs_today = lbs_today(&placeable, &svcs.sharing_today);
+    let lbs_today = lbs_today(&placeable, svcs);
     let month = profile.price_per_month();
     let today = cents(lbs_today as f64 * month);
     let shared = cents(p.lbs.len() as f64 * month);
@@ -522,7 +587,8 @@ pub fn plan_table(r: &PlanReport) -> String {
     if r.sharing_today > 0 {
         let note = format!(
             "    one LB per Service, except that the {} Services with a sharing key (MetalLB \
-             or Cilium annotations) share an IP per key where their ports differ, as those do",
+             or Cilium annotations) share an IP per key where their ports differ, as those do \
+             (by the addresses the cluster reports; without one, in file order)",
             r.sharing_today
         );
         let _ = writeln!(out, "{}", crate::report::wrap(&note, 96));

@@ -470,6 +470,46 @@ fn today_a_sharing_key_shares_an_ip_only_where_ports_differ() {
 }
 
 #[test]
+fn today_the_addresses_the_cluster_reports_say_which_services_share() {
+    // Four Services of key edge: s1 [1001] and s2 [1002] on 10.0.0.1, s3 [1001, 1003]
+    // on 10.0.0.2, s4 [1002, 1003] on 10.0.0.3: three IPs today, in any order of the
+    // file. Without addresses, s1, s4, s2, s3 in that order would pack into two.
+    let d = tmpdir("sharing-status");
+    let svc = |name: &str, ports: &[u16], ip: Option<&str>| {
+        let ports: Vec<String> = ports
+            .iter()
+            .map(|p| format!(r#"{{"port": {p}, "protocol": "TCP"}}"#))
+            .collect();
+        let status = ip.map_or_else(String::new, |ip| {
+            format!(r#", "status": {{"loadBalancer": {{"ingress": [{{"ip": "{ip}"}}]}}}}"#)
+        });
+        format!(
+            r#"{{"metadata": {{"name": "{name}", "namespace": "shop", "annotations": {{"metallb.universe.tf/allow-shared-ip": "edge"}}}}, "spec": {{"type": "LoadBalancer", "ports": [{}]}}{status}}}"#,
+            ports.join(", ")
+        )
+    };
+    let today = |order: &[(&str, &[u16], Option<&str>)]| {
+        let items: Vec<String> = order.iter().map(|&(n, p, ip)| svc(n, p, ip)).collect();
+        let json = format!(r#"{{"kind": "List", "items": [{}]}}"#, items.join(", "));
+        let f = write(&d, "svc.json", &json);
+        let o = run(&["plan", "--services", &f, "--format", "json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["lbs_today"].as_u64().unwrap()
+    };
+    let (a, b) = (Some("10.0.0.1"), Some("10.0.0.2"));
+    let c = Some("10.0.0.3");
+    let s1: (&str, &[u16], _) = ("s1", &[1001], a);
+    let s2: (&str, &[u16], _) = ("s2", &[1002], a);
+    let s3: (&str, &[u16], _) = ("s3", &[1001, 1003], b);
+    let s4: (&str, &[u16], _) = ("s4", &[1002, 1003], c);
+    assert_eq!(today(&[s1, s2, s3, s4]), 3);
+    assert_eq!(today(&[s1, s4, s2, s3]), 3);
+    let bare = |s: (&'static str, &'static [u16], Option<&'static str>)| (s.0, s.1, None);
+    assert_eq!(today(&[bare(s1), bare(s4), bare(s2), bare(s3)]), 2);
+}
+
+#[test]
 fn plan_refuses_port_0_and_strict_exits_3() {
     let d = tmpdir("plan");
     let f = write(
