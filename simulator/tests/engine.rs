@@ -540,18 +540,14 @@ popular_ports = [ { port = 443 } ]
     assert!((sum.lbs_mean - 2.0).abs() < 1e-9, "{}", sum.lbs_mean);
 }
 
-#[test]
-fn nothing_live_in_the_measured_period_is_no_figure_rather_than_100_percent() {
-    // Four claims at 4 h live 30 min, all in the 5 h warm-up; one LB of one listener.
-    let toml = r#"
-name = "s13"
-seed = 1
-duration = "6h"
-warmup = "5h"
-[allocator]
+/// A best-fit allocator with a budget of one LB of `listeners` listeners (ready a minute
+/// after it is asked for), and tenants a and b who share with anyone.
+fn two_tenants_on_one_lb(idle_timeout: &str, listeners: u32) -> String {
+    format!(
+        r#"[allocator]
 policy = "best-fit"
-idle_timeout = "0s"
-budget = { max_lbs = 1 }
+idle_timeout = "{idle_timeout}"
+budget = {{ max_lbs = 1 }}
 [[tenants]]
 name = "a"
 sharing = "anyone"
@@ -560,14 +556,29 @@ name = "b"
 sharing = "anyone"
 [[profiles]]
 name = "aws-nlb"
-max_listeners = 1
-provisioning = { kind = "fixed", value = "60s" }
+max_listeners = {listeners}
+provisioning = {{ kind = "fixed", value = "60s" }}"#
+    )
+}
+
+#[test]
+fn nothing_live_in_the_measured_period_is_no_figure_rather_than_100_percent() {
+    // Four claims at 4 h live 30 min, all in the 5 h warm-up; one LB of one listener.
+    let toml = format!(
+        r#"
+name = "s13"
+seed = 1
+duration = "6h"
+warmup = "5h"
+{}
 [workload]
-arrival = { rate_per_hour = 0.0, bursts = { every = "4h", size = 4 } }
-lifetime = { kind = "fixed", value = "30m" }
+arrival = {{ rate_per_hour = 0.0, bursts = {{ every = "4h", size = 4 }} }}
+lifetime = {{ kind = "fixed", value = "30m" }}
 any_fraction = 1.0
-"#;
-    let (sum, _) = run(&scenario(toml)).unwrap();
+"#,
+        two_tenants_on_one_lb("0s", 1)
+    );
+    let (sum, _) = run(&scenario(&toml)).unwrap();
     assert_eq!(sum.arrivals, 4);
     assert_eq!(sum.arrivals_measured, 0);
     assert_eq!(sum.served_fraction, None);
@@ -610,29 +621,19 @@ fn tenant_shares_are_time_averaged_and_add_up() {
     // each); b alone for 1 h. a: (10 + 25) / 120, b: (25 + 60) / 120.
     use sharedlb_allocator::{Claim, PortRequest, Protocol, Sharing};
     const MIN: u64 = 60_000;
-    let toml = r#"
+    let toml = format!(
+        r#"
 name = "shares"
 seed = 1
 duration = "2h"
 sample_every = "1h"
-[allocator]
-policy = "best-fit"
-idle_timeout = "10m"
-budget = { max_lbs = 1 }
-[[tenants]]
-name = "a"
-sharing = "anyone"
-[[tenants]]
-name = "b"
-sharing = "anyone"
-[[profiles]]
-name = "aws-nlb"
-max_listeners = 2
-provisioning = { kind = "fixed", value = "60s" }
+{}
 [workload]
-arrival = { rate_per_hour = 0.0 }
-lifetime = { kind = "fixed", value = "1h" }
-"#;
+arrival = {{ rate_per_hour = 0.0 }}
+lifetime = {{ kind = "fixed", value = "1h" }}
+"#,
+        two_tenants_on_one_lb("10m", 2)
+    );
     let any = || PortRequest::Any(Protocol::Tcp);
     let claim = |t: u64, id: &str, ports| sharedlb_simulator::trace::TraceEvent::Add {
         t,
@@ -644,7 +645,7 @@ lifetime = { kind = "fixed", value = "1h" }
         remove(60 * MIN, "a/x"),
         remove(120 * MIN, "b/y"),
     ];
-    let (sum, _) = Simulation::replay(&scenario(toml), trace).unwrap().run();
+    let (sum, _) = Simulation::replay(&scenario(&toml), trace).unwrap().run();
     let (a, b) = (&sum.tenants["a"], &sum.tenants["b"]);
     let close = |x: Option<f64>, want: f64| x.is_some_and(|x| (x - want).abs() < 1e-9);
     assert!(
