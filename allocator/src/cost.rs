@@ -2,6 +2,10 @@
 //!
 //! **Cost.** An LB is billed at its profile's [`LbProfile::price_per_hour`] from the moment
 //! it is asked for until its deletion is asked for (a draining LB is no longer billed).
+//! For a profile with a monthly cap that rate is the cap spread over the month, what an LB
+//! kept all month costs: the rate budgets and cost-aware packing decide by. A shell that
+//! reports a bill meters capped LBs one by one with [`LbProfile::month_bill`] and takes
+//! only [`Allocator::uncapped_cost_per_hour`] as a rate (the simulator does).
 //!
 //! **Baseline.** What one LB per Service would cost: for every placed claim, one LB of the
 //! first profile that can hold it (the LB the `dedicated` policy opens), billed while the
@@ -11,8 +15,8 @@
 //!
 //! Both are kept as counts per profile (LBs billed; placed claims whose one LB would be of
 //! that profile), so adding and removing the same claims leaves no rounding drift, and both
-//! are priced by the one formula, [`Allocator::price_per_hour`]: where the LBs are the
-//! baseline's (the `dedicated` policy) the two are the same number.
+//! are priced by the one formula (`Allocator::price_per_hour`, private): where the LBs are
+//! the baseline's (the `dedicated` policy) the two are the same number.
 
 use crate::allocator::Allocator;
 use crate::config::Config;

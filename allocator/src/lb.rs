@@ -75,7 +75,7 @@ impl PoolKey {
 }
 
 /// Hashed through its reference, so the two hash alike by construction and a map of
-/// owned keys is looked up with a [`PoolKeyRef`].
+/// owned keys is looked up with a `PoolKeyRef` (a crate-private borrowed form).
 impl std::hash::Hash for PoolKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.as_ref().hash(state);
