@@ -220,9 +220,7 @@ async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         ctx.set_allocator(rebuilt);
         ctx.set_role(Role::Leader);
         spawn_clock(ctx.clone());
-        if config.mode == Mode::Service {
-            spawn_resync(ctx.clone());
-        }
+        spawn_resync(ctx.clone());
     }
 
     let claims: Api<SharedLB> = Api::all(client.clone());
@@ -346,11 +344,15 @@ fn spawn_clock(ctx: Arc<Ctx>) {
     });
 }
 
-/// Puts the LB Services back as they should be every 30 s (service mode).
+/// Every 30 s: forgets claims whose `SharedLB` is gone unseen, and (service mode) puts
+/// the LB Services back as they should be.
 fn spawn_resync(ctx: Arc<Ctx>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(30)).await;
+            if let Err(e) = reconcile::resync_claims(&ctx).await {
+                tracing::warn!("claim resync: {e}");
+            }
             if let Err(e) = reconcile::resync_lbs(&ctx).await {
                 tracing::warn!("LB resync: {e}");
             }

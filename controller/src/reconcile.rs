@@ -348,16 +348,19 @@ pub async fn carry_out(
     current: Option<&ClaimId>,
 ) -> Result<(), Error> {
     loop {
-        for (lb, svc) in &lb_services {
-            if let Some(svc) = svc {
-                apply_lb_service(ctx, *lb, svc).await?;
-            }
-        }
+        // Other claims the decisions touched are reconciled again before any write here
+        // can fail: a retry of this write decides nothing new, so they would otherwise
+        // keep a stale status until their periodic reconcile.
         for c in std::mem::take(&mut fx.claims) {
             if Some(&c) != current
                 && let Some(r) = claim_ref(&c)
             {
                 let _ = ctx.requeue.unbounded_send(r);
+            }
+        }
+        for (lb, svc) in &lb_services {
+            if let Some(svc) = svc {
+                apply_lb_service(ctx, *lb, svc).await?;
             }
         }
         let deleted = std::mem::take(&mut fx.deleted);
@@ -823,6 +826,59 @@ async fn delete_mirrored(ctx: &Ctx, slb: &SharedLB, keep: Option<LbId>) -> Resul
     Ok(())
 }
 
+/// Forgets claims whose `SharedLB` is gone without a reconcile seeing it go (its finalizer
+/// removed by hand while the controller was not reconciling it: the watch's deletion finds
+/// nothing to reconcile): the allocator's claims are compared with the cluster's, and
+/// those gone free what they hold. The ids are read before the list, so a claim added
+/// after the list was read is never taken for a gone one.
+pub async fn resync_claims(ctx: &Ctx) -> Result<(), Error> {
+    if ctx.degraded_reason().is_some() {
+        return Ok(());
+    }
+    let before: Vec<ClaimId> = ctx
+        .lock()
+        .claims()
+        .iter()
+        .map(|(c, _)| c.id().clone())
+        .collect();
+    if before.is_empty() {
+        return Ok(());
+    }
+    let api: Api<SharedLB> = Api::all(ctx.client.clone());
+    let present: BTreeSet<ClaimId> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(core::claim_key)
+        .collect();
+    let gone: Vec<ClaimId> = before
+        .into_iter()
+        .filter(|id| !present.contains(id))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let mut fx = new_effects(ctx);
+    let lb_services = {
+        let mut alloc = ctx.lock();
+        for id in &gone {
+            if alloc.claim(id).is_some() {
+                tracing::warn!(claim = %id, "its SharedLB is gone unseen: its listeners are freed");
+                decide(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), &mut fx)?;
+            }
+        }
+        desired_lb_services(ctx, &alloc, &fx)
+    };
+    {
+        let mut messages = guard(&ctx.messages);
+        for id in &gone {
+            messages.remove(id);
+        }
+    }
+    carry_out(ctx, fx, lb_services, None).await
+}
+
 /// Repairs drift of the LB Services (service mode): every LB the allocator has gets its
 /// Service as it should be (one deleted or changed by someone else is put back); an LB
 /// Service of ours the allocator does not know, or is deleting, is deleted. Also reports
@@ -993,6 +1049,21 @@ async fn write_status(
             EventType::Warning
         };
         publish(ctx, slb, kind, &c.reason, &c.message).await;
+    } else if ready
+        && let Some(old) = &slb.status
+        && (old.load_balancer != status.load_balancer
+            || old.address != status.address
+            || old.port_summary != status.port_summary)
+    {
+        // Ready before and after, on another LB, address or ports (consolidation, a
+        // restart that placed it anew): what clients use changed, so say it.
+        let note = format!(
+            "now {} on {} at {}",
+            status.port_summary.as_deref().unwrap_or("-"),
+            status.load_balancer.as_deref().unwrap_or("-"),
+            status.address.as_deref().unwrap_or("-"),
+        );
+        publish(ctx, slb, EventType::Normal, "Moved", &note).await;
     }
     Ok(())
 }

@@ -1626,6 +1626,68 @@ fn an_emptied_lb_is_deleted_at_its_idle_timeout() {
     ctl.check_log();
 }
 
+/// A claim whose `SharedLB` goes while the controller is not looking (paused; its
+/// finalizer stripped by hand, as people do with stuck deletions): no reconcile ever sees
+/// it go, so the periodic claim resync finds it gone and frees its listeners.
+#[test]
+#[ignore = "live tier: needs a kube-apiserver (scripts/test-kube.sh)"]
+fn a_claim_deleted_unseen_is_freed_by_the_resync() {
+    let cluster = Cluster::up("ghost");
+    cluster.install();
+    let mut ctl = Controller::start(&cluster, "ghost-ctl", Some(SHARED_IP), &[]);
+    ctl.wait_leading(Duration::from_secs(60));
+    cluster.create_namespace("ghost");
+    cluster.apply(&claim("ghost", "gone", &ports(&[(443, "TCP")]), &json!({})).to_string());
+    wait_all_ready(
+        &cluster,
+        &["ghost/gone".to_owned()].into(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(ctl.state().unwrap().claims_placed, 1);
+    // Paused for the two writes only (well inside the lease), so it stays the leader.
+    ctl.signal("STOP");
+    cluster.kubectl_ok(&[
+        "delete",
+        "sharedlb.sharedlb.io",
+        "gone",
+        "-n",
+        "ghost",
+        "--wait=false",
+    ]);
+    cluster.kubectl_ok(&[
+        "patch",
+        "sharedlb.sharedlb.io",
+        "gone",
+        "-n",
+        "ghost",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    ctl.signal("CONT");
+    let out = cluster.kubectl(&["get", "sharedlb.sharedlb.io", "gone", "-n", "ghost"]);
+    assert!(out.is_err(), "the claim is gone from the cluster: {out:?}");
+    let freed = Instant::now();
+    wait_until(
+        "the resync to free the gone claim",
+        Duration::from_secs(50),
+        || {
+            let s = ctl.state()?;
+            check(
+                s.claims_placed == 0 && s.lbs.iter().all(|l| l.listeners.is_empty()),
+                || format!("{} placed, LBs {:?}", s.claims_placed, s.lbs),
+            )
+        },
+    );
+    eprintln!("gone claim freed {:?} after its deletion", freed.elapsed());
+    assert!(
+        ctl.log_text().contains("its SharedLB is gone unseen"),
+        "{}",
+        tail(&ctl.log_text())
+    );
+    ctl.check_log();
+}
+
 /// Failure 7: `service` mode on a server without discovery.k8s.io/v1 EndpointSlices (1.20):
 /// not ready, saying why; claims get condition Unsupported with that message; no LB
 /// Service; a claim's deletion completes even with the finalizer on it.
