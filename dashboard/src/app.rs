@@ -129,10 +129,10 @@ fn Overview(state: ReadSignal<Option<StateView>>) -> impl IntoView {
         };
         view! {
             <div class="totals">
-                <div class="total">"Load balancers"<b class="total-lbs">{t.lbs}</b></div>
+                <div class="total">"Load balancers"<b class="total-lbs">{t.lbs}</b>{(t.draining > 0).then(|| format!(" ({} being deleted)", t.draining))}</div>
                 <div class="total">"Listeners"<b>{format!("{} / {}", t.listeners_used, t.capacity)}</b></div>
                 <div class="total">"Cost per month"<b>{format!("{:.2} {}", t.cost_per_hour * sharedlb_allocator::profile::HOURS_PER_MONTH, s.currency)}</b></div>
-                <div class="total">"Savings vs one LB per Service"<b>{format!("{:.0}%", t.savings_pct)}</b></div>
+                <div class="total">"Savings vs one LB per Service"<b>{t.savings_pct.map_or_else(|| "n/a".to_owned(), |p| format!("{p:.0}%"))}</b></div>
                 <div class="total">"Pending"<b>{pending}</b></div>
             </div>
             <div class="cards">

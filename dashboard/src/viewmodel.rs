@@ -3,25 +3,27 @@
 
 use std::collections::BTreeMap;
 
-use sharedlb_allocator::view::StateView;
-use sharedlb_allocator::{Listener, Protocol};
+use sharedlb_allocator::view::{LbView, StateView};
+use sharedlb_allocator::{LbState, Listener, Protocol};
 use sharedlb_simulator::Sample;
 
 /// The headline numbers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Totals {
-    /// LBs alive.
+    /// LBs alive (one card each), draining ones included.
     pub lbs: usize,
+    /// Of those, LBs being deleted: no longer billed, taking no claims.
+    pub draining: usize,
     /// Listeners in use.
     pub listeners_used: usize,
-    /// Listener capacity.
+    /// Listener capacity of the LBs not being deleted (the allocator's capacity).
     pub capacity: u64,
     /// Cost per hour.
     pub cost_per_hour: f64,
     /// Cost per hour with one LB per Service.
     pub dedicated_cost_per_hour: f64,
-    /// Savings in percent.
-    pub savings_pct: f64,
+    /// Savings in percent; `None` with nothing placed (no baseline to compare with).
+    pub savings_pct: Option<f64>,
     /// Pending claims by reason.
     pub pending: Vec<(String, usize)>,
 }
@@ -29,7 +31,13 @@ pub struct Totals {
 /// Totals of a state.
 pub fn totals(s: &StateView) -> Totals {
     let used = s.lbs.iter().map(|l| l.listeners.len()).sum();
-    let capacity = s.lbs.iter().map(|l| u64::from(l.capacity)).sum();
+    let taking = |l: &&LbView| l.state != LbState::Draining;
+    let capacity = s
+        .lbs
+        .iter()
+        .filter(taking)
+        .map(|l| u64::from(l.capacity))
+        .sum();
     let dedicated = s.baseline_per_hour;
     let mut pending: BTreeMap<String, usize> = BTreeMap::new();
     for p in &s.pending {
@@ -37,15 +45,12 @@ pub fn totals(s: &StateView) -> Totals {
     }
     Totals {
         lbs: s.lbs.len(),
+        draining: s.lbs.iter().filter(|l| !taking(l)).count(),
         listeners_used: used,
         capacity,
         cost_per_hour: s.cost_per_hour,
         dedicated_cost_per_hour: dedicated,
-        savings_pct: if dedicated > 0.0 {
-            100.0 * (1.0 - s.cost_per_hour / dedicated)
-        } else {
-            0.0
-        },
+        savings_pct: (dedicated > 0.0).then(|| 100.0 * (1.0 - s.cost_per_hour / dedicated)),
         pending: pending.into_iter().collect(),
     }
 }
@@ -240,7 +245,18 @@ mod tests {
         let t = totals(&s);
         assert_eq!(t.lbs, s.lbs.len());
         assert!(t.listeners_used > 0 && (t.listeners_used as u64) <= t.capacity);
-        assert!(t.savings_pct > 0.0 && t.savings_pct < 100.0, "{t:?}");
+        assert!(t.savings_pct.is_some_and(|p| p > 0.0 && p < 100.0), "{t:?}");
+        let mut idle = s.clone();
+        for l in &mut idle.lbs {
+            l.state = LbState::Draining;
+        }
+        idle.baseline_per_hour = 0.0;
+        let t = totals(&idle);
+        assert_eq!(
+            (t.lbs, t.draining, t.capacity),
+            (s.lbs.len(), s.lbs.len(), 0)
+        );
+        assert_eq!(t.savings_pct, None, "nothing placed: no savings figure");
         let cards = cards(&s);
         assert_eq!(cards.len(), s.lbs.len());
         let c = &cards[0];
