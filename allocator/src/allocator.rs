@@ -863,6 +863,46 @@ impl Allocator {
         self.claims.get(k).pending_reason()
     }
 
+    /// Why waiting claim `id` waits, in words, worked out afresh: the message of its last
+    /// [`Decision::Pending`] is sent only when the reason changes, and its figures (what a
+    /// tenant holds of its quota, an idle LB being deleted) may have moved since. `None`
+    /// when the claim is placed or unknown, or when a fresh look finds another reason (a
+    /// retry is due, and will say).
+    ///
+    /// ```
+    /// use sharedlb_allocator::*;
+    ///
+    /// struct Nothing;
+    /// impl Shell for Nothing {
+    ///     fn carry_out(&mut self, _: Time, _: Decision, _: &mut Reports<'_>) {}
+    /// }
+    /// let mut config = Config::with_builtin("aws-nlb", "best-fit".parse()?)?;
+    /// let quota = Quota { max_listeners: Some(3), ..Quota::default() };
+    /// config.tenants.insert(TenantId::new("shop")?, TenantConfig { weight: 1, quota });
+    /// let mut alloc = Allocator::new(config)?;
+    /// let any = |n| vec![PortRequest::Any(Protocol::Tcp); n];
+    /// for (name, n) in [("shop/web", 1), ("shop/api", 1), ("shop/db", 3)] {
+    ///     alloc.drive(Time(0), Event::ClaimAdded(Claim::new(name, any(n))?), &mut Nothing)?;
+    /// }
+    /// let db: ClaimId = "shop/db".parse()?;
+    /// let held = |a: &Allocator| a.waiting_message(&db).unwrap();
+    /// assert_eq!(held(&alloc), "tenant shop holds 2 of its 3 listeners and asks 3 more");
+    /// // api leaves: db still waits for the quota (no new Pending decision), on new figures.
+    /// alloc.drive(Time(1), Event::ClaimRemoved("shop/api".parse()?), &mut Nothing)?;
+    /// assert_eq!(held(&alloc), "tenant shop holds 1 of its 3 listeners and asks 3 more");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn waiting_message(&self, id: &ClaimId) -> Option<String> {
+        let k = self.claims.find(id)?;
+        let reason = self.claims.get(k).pending_reason()?;
+        match self.find_place(k, crate::placement::Placement::Arrive) {
+            Err(crate::placement::Wait::Pending(now, why, _)) if now == reason => {
+                Some(why.words(&self.config))
+            }
+            _ => None,
+        }
+    }
+
     /// A claim as last given.
     pub fn claim(&self, id: &ClaimId) -> Option<&Claim> {
         self.claims.find(id).map(|k| &self.claims.get(k).claim)

@@ -610,9 +610,12 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
                     let reason = alloc
                         .pending_reason(&id)
                         .unwrap_or(PendingReason::WaitingForCapacity);
-                    let message = guard(&ctx.messages)
-                        .get(&id)
-                        .cloned()
+                    // The figures as they are now (a Pending decision's message is sent
+                    // only when the reason changes); the last one told if a fresh look
+                    // finds another reason (a retry is due and will tell).
+                    let message = alloc
+                        .waiting_message(&id)
+                        .or_else(|| guard(&ctx.messages).get(&id).cloned())
                         .unwrap_or_else(|| format!("waiting: {reason}"));
                     Plan::Waiting(reason, message)
                 }
