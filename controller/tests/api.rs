@@ -334,6 +334,7 @@ impl Harness {
                     failed |= self.reconcile(&ns, &n).await.is_err();
                 }
             }
+            failed |= reconcile::resync_claims(&self.ctx).await.is_err();
             failed |= reconcile::resync_lbs(&self.ctx).await.is_err();
             failed |= reconcile::tick(&self.ctx, None).await.is_err();
             let trace = self.trace();
@@ -397,6 +398,43 @@ fn web_slice(h: &Harness) {
         "endpoints": [{"addresses": ["10.1.0.5"]}],
         "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
     }));
+}
+
+#[tokio::test]
+async fn a_claim_gone_without_a_reconcile_is_freed_by_the_claim_resync() {
+    // Its finalizer stripped and the object gone while no reconcile ran: only the resync
+    // can see it go. Another claim, and the one LB they share, stay.
+    let h = harness_with(Mode::Service, |c| c.idle_timeout_seconds = 0);
+    let port = |p: u16| json!([{"name": "x", "protocol": "TCP", "port": p, "targetPort": 8443}]);
+    h.put(CLAIMS, "shop", "web", claim_json("shop", "web", port(443)));
+    h.put(CLAIMS, "shop", "api", claim_json("shop", "api", port(8080)));
+    web_slice(&h);
+    h.converge().await;
+    assert_eq!(h.with_alloc(|a| a.claim_count()), 2);
+    h.store.lock().unwrap().objects.remove(&(
+        CLAIMS.to_owned(),
+        "shop".to_owned(),
+        "web".to_owned(),
+    ));
+    // A failed list changes nothing; the next pass frees the claim.
+    h.store
+        .lock()
+        .unwrap()
+        .fail_next
+        .push(("GET /apis/sharedlb.io/v1alpha1/sharedlbs".to_owned(), 500));
+    assert!(reconcile::resync_claims(&h.ctx).await.is_err());
+    assert_eq!(h.with_alloc(|a| a.claim_count()), 2);
+    reconcile::resync_claims(&h.ctx).await.unwrap();
+    let live: Vec<String> =
+        h.with_alloc(|a| a.claims().iter().map(|(c, _)| c.id().to_string()).collect());
+    assert_eq!(live, ["shop/api"]);
+    h.converge().await;
+    let lb = h
+        .get(SERVICES, "sharedlb-system", "sharedlb-lb-1")
+        .expect("the LB stays for api");
+    let ports: Vec<&Value> = lb["spec"]["ports"].as_array().unwrap().iter().collect();
+    assert_eq!(ports.len(), 1, "only api's listener: {lb}");
+    assert_eq!(ports[0]["port"], 8080);
 }
 
 #[tokio::test]
