@@ -28,17 +28,39 @@ fn query_param(name: &str) -> Option<String> {
     })
 }
 
-async fn fetch_state(url: &str) -> Result<StateView, String> {
+/// Why the state could not be read: with the HTTP status when something answered.
+struct FetchError {
+    status: Option<u16>,
+    message: String,
+}
+
+impl FetchError {
+    /// Whether a controller answered (not ready, say), rather than nothing being there.
+    fn a_controller_answered(&self) -> bool {
+        self.status.is_some_and(|s| s != 404)
+    }
+}
+
+async fn fetch_state(url: &str) -> Result<StateView, FetchError> {
     let resp = gloo_net::http::Request::get(url)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| FetchError {
+            status: None,
+            message: e.to_string(),
+        })?;
     if !resp.ok() {
-        return Err(format!("{url} answered {}", resp.status()));
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(FetchError {
+            status: Some(status),
+            message: format!("{url} answered {status}: {}", body.trim()),
+        });
     }
-    resp.json::<StateView>()
-        .await
-        .map_err(|e| format!("{url}: {e}"))
+    resp.json::<StateView>().await.map_err(|e| FetchError {
+        status: None,
+        message: format!("{url}: {e}"),
+    })
 }
 
 /// The whole page.
@@ -56,7 +78,10 @@ pub fn App() -> impl IntoView {
                     set_state.set(Some(s));
                     set_error.set(None);
                 }
-                Err(e) => set_error.set(Some(format!("cannot read the controller's state: {e}"))),
+                Err(e) => set_error.set(Some(format!(
+                    "cannot read the controller's state: {}",
+                    e.message
+                ))),
             }
         });
     };
@@ -66,15 +91,28 @@ pub fn App() -> impl IntoView {
         poll(url.clone());
         set_interval(move || poll(url.clone()), Duration::from_secs(5));
     } else {
-        // Served by the controller: its API is next to the page. Otherwise a demo.
+        // Served by the controller: its API is next to the page, and a controller not
+        // ready (starting, following, degraded) says so and is polled until it is; never
+        // a demo in its place. With no API there at all, a demo.
         leptos::task::spawn_local(async move {
-            if let Ok(s) = fetch_state("api/v1/state").await {
-                set_state.set(Some(s));
-                set_source.set("live: this controller".into());
-                set_interval(move || poll("api/v1/state".into()), Duration::from_secs(5));
-            } else {
-                set_state.set(Some(viewmodel::demo_state(3)));
-                set_source.set("demo: the default scenario simulated in this page".into());
+            match fetch_state("api/v1/state").await {
+                Ok(s) => {
+                    set_state.set(Some(s));
+                    set_source.set("live: this controller".into());
+                    set_interval(move || poll("api/v1/state".into()), Duration::from_secs(5));
+                }
+                Err(e) if e.a_controller_answered() => {
+                    set_source.set("live: this controller".into());
+                    set_error.set(Some(format!(
+                        "cannot read the controller's state: {}",
+                        e.message
+                    )));
+                    set_interval(move || poll("api/v1/state".into()), Duration::from_secs(5));
+                }
+                Err(_) => {
+                    set_state.set(Some(viewmodel::demo_state(3)));
+                    set_source.set("demo: the default scenario simulated in this page".into());
+                }
             }
         });
     }
