@@ -31,6 +31,11 @@ pub fn router(ctx: &Arc<Ctx>) -> Router {
 /// Why this replica does not serve, when it does not lead.
 fn not_leading(ctx: &Ctx) -> Option<String> {
     match ctx.role() {
+        Role::Leader if !ctx.fence.holds() => Some(
+            "leading, but the lease was not renewed within its deadline: writing nothing \
+             until it is, or exiting"
+                .into(),
+        ),
         Role::Leader => None,
         Role::Starting => Some("starting: rebuilding the state from the cluster".into()),
         Role::Follower => Some(format!(
@@ -90,17 +95,20 @@ fn role_name(r: Role) -> &'static str {
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
     let mut out = String::new();
     let role = ctx.role();
+    // A leader whose lease renewal is overdue may already be replaced: it writes nothing
+    // (the fence), and its figures would be counted twice beside the new leader's.
+    let leads = role == Role::Leader && ctx.fence.holds();
     let _ = writeln!(
         out,
         "# HELP sharedlb_leader Whether this replica leads (only the leader reports allocator figures).\n# TYPE sharedlb_leader gauge\nsharedlb_leader {}",
-        u8::from(role == Role::Leader)
+        u8::from(leads)
     );
     let _ = writeln!(
         out,
         "# HELP sharedlb_degraded Whether the API server lacks what the mode needs.\n# TYPE sharedlb_degraded gauge\nsharedlb_degraded {}",
         u8::from(role == Role::Degraded)
     );
-    if role == Role::Leader {
+    if leads {
         allocator_metrics(&ctx, &mut out);
     }
     reconcile_metrics(&ctx, &mut out);

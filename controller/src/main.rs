@@ -207,6 +207,8 @@ async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             me.clone(),
             fence.clone(),
         );
+        // The lease is ours: no longer following anyone, not leading until rebuilt.
+        ctx.set_role(Role::Starting);
     }
     let degraded = missing_api(&client, config.mode).await?;
     if let Some(why) = &degraded {

@@ -938,11 +938,25 @@ async fn a_fenced_replica_writes_nothing() {
     assert!(matches!(err, reconcile::Error::Fenced), "{err}");
     let _ = reconcile::tick(&fenced, None).await;
     let _ = reconcile::resync_lbs(&fenced).await;
+    let _ = reconcile::resync_claims(&fenced).await;
     let trace = h.trace();
     assert!(
         trace.iter().all(|t| t.starts_with("GET")),
         "only reads: {trace:?}"
     );
+    // Leader by role, its lease not renewed: not ready, and not counted as the leader
+    // (its allocator figures would sit beside the new leader's).
+    fenced.set_role(Role::Leader);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = sharedlb_controller::http::router(&fenced);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (code, body) = http_get(addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("not renewed"), "{body}");
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    assert!(metrics.contains("sharedlb_leader 0"), "{metrics}");
+    assert!(!metrics.contains("sharedlb_lbs{"), "{metrics}");
 }
 
 #[tokio::test]
