@@ -165,7 +165,7 @@ fn allocator_metrics(ctx: &Ctx, out: &mut String) {
     let placed = claims.iter().filter(|(_, p)| p.is_ok()).count();
     let _ = writeln!(
         out,
-        "# HELP sharedlb_claims Claims by state.\n# TYPE sharedlb_claims gauge"
+        "# HELP sharedlb_claims Claims the allocator holds, placed or waiting for a place (not those with an invalid spec or a taken Service name, which it does not hold).\n# TYPE sharedlb_claims gauge"
     );
     let _ = writeln!(out, "sharedlb_claims{{state=\"placed\"}} {placed}");
     let _ = writeln!(
@@ -175,7 +175,7 @@ fn allocator_metrics(ctx: &Ctx, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "# HELP sharedlb_pending_claims Pending claims by reason.\n# TYPE sharedlb_pending_claims gauge"
+        "# HELP sharedlb_pending_claims Claims waiting for a place, by reason (a placed claim waiting for its LB's address is placed; its Ready condition says so).\n# TYPE sharedlb_pending_claims gauge"
     );
     for r in PendingReason::ALL {
         let n = claims
