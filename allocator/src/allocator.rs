@@ -894,9 +894,14 @@ impl Allocator {
     /// ```
     pub fn waiting_message(&self, id: &ClaimId) -> Option<String> {
         let k = self.claims.find(id)?;
-        let reason = self.claims.get(k).pending_reason()?;
+        // Only a claim told to wait: one not tried yet (restored, arriving) has no reason.
+        let Place::Pending(reason) = self.claims.get(k).place else {
+            return None;
+        };
         match self.find_place(k, crate::placement::Placement::Arrive) {
-            Err(crate::placement::Wait::Pending(now, why, _)) if now == reason => {
+            // An idle LB this look would delete is not being deleted: only a retry does
+            // that, and says so.
+            Err(crate::placement::Wait::Pending(now, why, None)) if now == reason => {
                 Some(why.words(&self.config))
             }
             _ => None,

@@ -373,10 +373,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The claim's label value: its UID (or, for an object without one, a hash of its name).
 pub fn claim_label(slb: &SharedLB) -> String {
-    slb.metadata
-        .uid
-        .clone()
-        .unwrap_or_else(|| format!("{:016x}", fnv1a(claim_id(slb).as_bytes())))
+    claim_label_of(&slb.metadata)
+}
+
+/// [`claim_label`] from a claim's metadata alone (as a metadata-only list gives it).
+pub fn claim_label_of(meta: &ObjectMeta) -> String {
+    meta.uid.clone().unwrap_or_else(|| {
+        let id = format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        );
+        format!("{:016x}", fnv1a(id.as_bytes()))
+    })
 }
 
 /// Whose an existing object is.

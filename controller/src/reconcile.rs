@@ -118,6 +118,9 @@ pub struct Ctx {
     pub addresses: Mutex<BTreeMap<LbId, String>>,
     /// The last pending message per claim, from the allocator's decisions.
     pub messages: Mutex<BTreeMap<ClaimId, String>>,
+    /// The object (its label value: the uid) each claim in the allocator was last
+    /// reconciled from, so the claim resync never takes a recreated claim for a gone one.
+    pub objects: Mutex<BTreeMap<ClaimId, String>>,
     /// Backing Service (namespace, name) → claim name, to map EndpointSlice changes.
     pub backing: Mutex<HashMap<(String, String), String>>,
     /// Failures per claim in a row, for back-off.
@@ -161,6 +164,7 @@ impl Ctx {
             alloc: Mutex::new(alloc),
             addresses: Mutex::default(),
             messages: Mutex::default(),
+            objects: Mutex::default(),
             backing: Mutex::default(),
             failures: Mutex::default(),
             requeue,
@@ -590,6 +594,8 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
                 Plan::Out(Outcome::NameTaken(core::backing_service_name(slb)))
             }
             (Ok(claim), false) => {
+                // Under the allocator's lock, as the resync reads it.
+                guard(&ctx.objects).insert(id.clone(), core::claim_label(slb));
                 let event = match alloc.claim(&id) {
                     None => Some(Event::ClaimAdded(claim)),
                     Some(c) if *c != claim => Some(Event::ClaimUpdated(claim)),
@@ -692,6 +698,7 @@ async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<(), Error> {
         };
         carry_out(ctx, fx, lb_services, Some(&id)).await?;
         guard(&ctx.messages).remove(&id);
+        guard(&ctx.objects).remove(&id);
     }
     let owner = name_owner(slb, ctx).await?;
     delete_claim_objects(slb, ctx, owner).await?;
@@ -831,54 +838,103 @@ async fn delete_mirrored(ctx: &Ctx, slb: &SharedLB, keep: Option<LbId>) -> Resul
 
 /// Forgets claims whose `SharedLB` is gone without a reconcile seeing it go (its finalizer
 /// removed by hand while the controller was not reconciling it: the watch's deletion finds
-/// nothing to reconcile): the allocator's claims are compared with the cluster's, and
-/// those gone free what they hold. The ids are read before the list, so a claim added
-/// after the list was read is never taken for a gone one.
+/// nothing to reconcile). Each claim the allocator holds is compared, by the object it was
+/// last reconciled from, with a list of the cluster's; one gone frees what it holds, once
+/// its mirrored EndpointSlices (service mode) are deleted: left behind, they would send
+/// whichever claim gets its listener next to its pods too.
+///
+/// Races: the claims are read before the list, so a claim added after the list was read
+/// is never taken for a gone one; one deleted and created again under its name is another
+/// object, and stays. Slices are listed before the claims, so a slice made for a claim
+/// newer than the claim list is never deleted.
 pub async fn resync_claims(ctx: &Ctx) -> Result<(), Error> {
     if ctx.degraded_reason().is_some() {
         return Ok(());
     }
-    let before: Vec<ClaimId> = ctx
-        .lock()
-        .claims()
-        .iter()
-        .map(|(c, _)| c.id().clone())
-        .collect();
+    let before: Vec<(ClaimId, String)> = {
+        let alloc = ctx.lock();
+        let objects = guard(&ctx.objects);
+        objects
+            .iter()
+            .filter(|(id, _)| alloc.claim(id).is_some())
+            .map(|(id, o)| (id.clone(), o.clone()))
+            .collect()
+    };
     if before.is_empty() {
         return Ok(());
     }
+    let mirrors: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    let slices = if ctx.config.mode == Mode::Service {
+        mirrors
+            .list_metadata(&ListParams::default().labels(&format!(
+                "{}={}",
+                core::MANAGED_BY_LABEL,
+                core::MANAGED_BY
+            )))
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
     let api: Api<SharedLB> = Api::all(ctx.client.clone());
-    let present: BTreeSet<ClaimId> = api
-        .list(&ListParams::default())
+    let present: BTreeSet<String> = api
+        .list_metadata(&ListParams::default())
         .await?
         .items
         .iter()
-        .filter_map(core::claim_key)
+        .map(|m| core::claim_label_of(&m.metadata))
         .collect();
-    let gone: Vec<ClaimId> = before
+    let gone: Vec<(ClaimId, String)> = before
         .into_iter()
-        .filter(|id| !present.contains(id))
+        .filter(|(_, o)| !present.contains(o))
         .collect();
+    // Mirrored slices of claims no longer there, this pass's gone ones among them.
+    for s in &slices {
+        let of = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(core::CLAIM_LABEL));
+        if of.is_some_and(|o| !present.contains(o)) {
+            ctx.write_allowed()?;
+            match mirrors
+                .delete(&s.name_any(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     if gone.is_empty() {
         return Ok(());
     }
     let mut fx = new_effects(ctx);
+    let mut freed = BTreeSet::new();
     let lb_services = {
         let mut alloc = ctx.lock();
-        for id in &gone {
-            if alloc.claim(id).is_some() {
+        let mut objects = guard(&ctx.objects);
+        for (id, o) in &gone {
+            // Still the object found gone (not one created again under its name).
+            if objects.get(id) == Some(o) && alloc.claim(id).is_some() {
                 tracing::warn!(claim = %id, "its SharedLB is gone unseen: its listeners are freed");
                 decide(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), &mut fx)?;
+                objects.remove(id);
+                freed.insert(id.clone());
             }
         }
+        drop(objects);
         desired_lb_services(ctx, &alloc, &fx)
     };
     {
         let mut messages = guard(&ctx.messages);
-        for id in &gone {
+        for id in &freed {
             messages.remove(id);
         }
     }
+    // Nothing to reconcile for a gone claim (a stale cache would add it back).
+    fx.claims.retain(|c| !freed.contains(c));
     carry_out(ctx, fx, lb_services, None).await
 }
 
@@ -1056,7 +1112,7 @@ async fn write_status(
         && let Some(old) = &slb.status
         && (old.load_balancer != status.load_balancer
             || old.address != status.address
-            || old.port_summary != status.port_summary)
+            || old.ports != status.ports)
     {
         // Ready before and after, on another LB, address or ports (consolidation, a
         // restart that placed it anew): what clients use changed, so say it.
@@ -1066,12 +1122,26 @@ async fn write_status(
             status.load_balancer.as_deref().unwrap_or("-"),
             status.address.as_deref().unwrap_or("-"),
         );
-        publish(ctx, slb, EventType::Normal, "Moved", &note).await;
+        // The destination in the action too: the recorder folds events of one reason and
+        // action into one with its first note, which would name the first move's LB.
+        let action = format!("Move to {}", status.load_balancer.as_deref().unwrap_or("-"));
+        publish_as(ctx, slb, EventType::Normal, "Moved", &action, &note).await;
     }
     Ok(())
 }
 
 async fn publish(ctx: &Ctx, slb: &SharedLB, type_: EventType, reason: &str, note: &str) {
+    publish_as(ctx, slb, type_, reason, "Allocate", note).await;
+}
+
+async fn publish_as(
+    ctx: &Ctx,
+    slb: &SharedLB,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
     if ctx.write_allowed().is_err() {
         return;
     }
@@ -1079,7 +1149,7 @@ async fn publish(ctx: &Ctx, slb: &SharedLB, type_: EventType, reason: &str, note
         type_,
         reason: reason.to_owned(),
         note: Some(note.chars().take(1000).collect()),
-        action: "Allocate".into(),
+        action: action.chars().take(128).collect(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &slb.object_ref(&())).await {

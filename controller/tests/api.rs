@@ -411,6 +411,8 @@ async fn a_claim_gone_without_a_reconcile_is_freed_by_the_claim_resync() {
     web_slice(&h);
     h.converge().await;
     assert_eq!(h.with_alloc(|a| a.claim_count()), 2);
+    let mirror = "sharedlb-lb-1-shop-web-ipv4";
+    assert!(h.get(SLICES, "sharedlb-system", mirror).is_some());
     h.store.lock().unwrap().objects.remove(&(
         CLAIMS.to_owned(),
         "shop".to_owned(),
@@ -428,6 +430,9 @@ async fn a_claim_gone_without_a_reconcile_is_freed_by_the_claim_resync() {
     let live: Vec<String> =
         h.with_alloc(|a| a.claims().iter().map(|(c, _)| c.id().to_string()).collect());
     assert_eq!(live, ["shop/api"]);
+    // Its mirrored endpoints went first: left behind, they would serve whoever gets 443
+    // on lb-1 next.
+    assert!(h.get(SLICES, "sharedlb-system", mirror).is_none());
     h.converge().await;
     let lb = h
         .get(SERVICES, "sharedlb-system", "sharedlb-lb-1")
