@@ -823,17 +823,19 @@ async fn delete_mirrored(ctx: &Ctx, slb: &SharedLB, keep: Option<LbId>) -> Resul
         .await?
         .items
     {
-        ctx.write_allowed()?;
-        match mirrors
-            .delete(&s.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_mirror(ctx, &mirrors, &s.name_any()).await?;
     }
     Ok(())
+}
+
+/// Deletes one mirrored EndpointSlice (gone already is as good).
+async fn delete_mirror(ctx: &Ctx, mirrors: &Api<EndpointSlice>, name: &str) -> Result<(), Error> {
+    ctx.write_allowed()?;
+    match mirrors.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Forgets claims whose `SharedLB` is gone without a reconcile seeing it go (its finalizer
@@ -896,15 +898,7 @@ pub async fn resync_claims(ctx: &Ctx) -> Result<(), Error> {
             .as_ref()
             .and_then(|l| l.get(core::CLAIM_LABEL));
         if of.is_some_and(|o| !present.contains(o)) {
-            ctx.write_allowed()?;
-            match mirrors
-                .delete(&s.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            delete_mirror(ctx, &mirrors, &s.name_any()).await?;
         }
     }
     if gone.is_empty() {
