@@ -1645,15 +1645,10 @@ fn a_claim_deleted_unseen_is_freed_by_the_resync() {
     );
     assert_eq!(ctl.state().unwrap().claims_placed, 1);
     // Paused for the two writes only (well inside the lease), so it stays the leader.
+    // The finalizer goes first, so the deletion is immediate: no deletion timestamp for
+    // a reconcile to see when the watch catches up (deleted first, the claim would be
+    // released by the ordinary cleanup if the watch showed the timestamp first).
     ctl.signal("STOP");
-    cluster.kubectl_ok(&[
-        "delete",
-        "sharedlb.sharedlb.io",
-        "gone",
-        "-n",
-        "ghost",
-        "--wait=false",
-    ]);
     cluster.kubectl_ok(&[
         "patch",
         "sharedlb.sharedlb.io",
@@ -1663,6 +1658,14 @@ fn a_claim_deleted_unseen_is_freed_by_the_resync() {
         "--type=merge",
         "-p",
         r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    cluster.kubectl_ok(&[
+        "delete",
+        "sharedlb.sharedlb.io",
+        "gone",
+        "-n",
+        "ghost",
+        "--wait=false",
     ]);
     ctl.signal("CONT");
     let out = cluster.kubectl(&["get", "sharedlb.sharedlb.io", "gone", "-n", "ghost"]);
