@@ -833,6 +833,7 @@ impl Simulation {
         let c = self.alloc.lb_counts();
         let count = |s| c.get(&s).copied().unwrap_or(0) as u64;
         let a = &self.alloc;
+        let bill = self.cloud.bill(a);
         self.samples.push(Sample {
             t_hours: self.cloud.now as f64 / MS_PER_HOUR,
             lbs_ready: count(LbState::Ready),
@@ -847,25 +848,15 @@ impl Simulation {
             claims_served: self.cloud.serving,
             claims_waiting: a.pending_count() as u64,
             cost_per_hour: a.uncapped_cost_per_hour()
-                + self
-                    .cloud
-                    .lb_meters
-                    .rate(self.cloud.now, &self.cloud.bill(a)),
+                + self.cloud.lb_meters.rate(self.cloud.now, &bill),
             baseline_per_hour: a.uncapped_baseline_per_hour()
-                + self
-                    .cloud
-                    .claim_meters
-                    .rate(self.cloud.now, &self.cloud.bill(a)),
+                + self.cloud.claim_meters.rate(self.cloud.now, &bill),
         });
     }
 
     /// The summary and the time series.
     pub fn finish(mut self) -> (Summary, Vec<Sample>) {
-        let bill = Bill {
-            profiles: &self.alloc.config().profiles,
-            warmup: self.warmup,
-            end: self.end,
-        };
+        let bill = self.cloud.bill(&self.alloc);
         let metered = std::mem::take(&mut self.cloud.lb_meters).close_all(self.end, &bill);
         let metered_baseline =
             std::mem::take(&mut self.cloud.claim_meters).close_all(self.end, &bill);
@@ -873,17 +864,16 @@ impl Simulation {
             self.int.cost + metered,
             self.int.baseline + metered_baseline,
         );
+        let hours = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
         let mut notes = Vec::new();
-        let measured_h = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
-        if (metered > 0.0 || metered_baseline > 0.0) && measured_h < HOURS_PER_MONTH {
+        if (metered > 0.0 || metered_baseline > 0.0) && hours < HOURS_PER_MONTH {
             notes.push(format!(
                 "monthly caps apply per billing month of 730.5 h and only {} was measured: \
                  capped LBs were billed by the hour, and the /month figures extrapolate \
                  that (an LB kept all month costs at most its cap)",
-                crate::report::fmt_hours(measured_h)
+                crate::report::fmt_hours(hours)
             ));
         }
-        let hours = self.end.saturating_sub(self.warmup) as f64 / MS_PER_HOUR;
         let per_h = |x: f64| if hours > 0.0 { x / hours } else { 0.0 };
         // A ratio over nothing is no figure at all (JSON null, n/a in tables).
         let over = |a: f64, b: f64| (b > 0.0).then(|| a / b);
