@@ -764,7 +764,9 @@ pub fn recorded_state(
                     })
             });
         if let Some((lb, _)) = &placement {
-            // The LB's pool is the pool of the claims on it.
+            // The LB's pool is the pool of the claims on it. A shared IP (no LB Service)
+            // is ready once one of its claims recorded the address, as when it was live.
+            let addressed = slb.status.as_ref().is_some_and(|s| s.address.is_some());
             let rec = lbs.entry(*lb).or_insert_with(|| LbRecord {
                 id: *lb,
                 profile: claim
@@ -772,9 +774,12 @@ pub fn recorded_state(
                     .cloned()
                     .unwrap_or_else(|| default_profile.clone()),
                 pool: PoolKey::Open,
-                state: LbState::Ready,
+                state: LbState::Provisioning,
                 idle_since: None,
             });
+            if mode == Mode::SharedIp && addressed {
+                rec.state = LbState::Ready;
+            }
             rec.pool = pool_of(&claim);
         }
         out.push((claim, placement));

@@ -262,7 +262,6 @@ fn claim_ref(id: &ClaimId) -> Option<ObjectRef<SharedLB>> {
 /// out once the lock is released.
 #[derive(Debug, Default)]
 pub struct Effects {
-    shared_ip: bool,
     /// LBs whose Service must follow their listeners.
     touched: BTreeSet<LbId>,
     /// LBs to delete.
@@ -274,16 +273,14 @@ pub struct Effects {
 }
 
 impl Shell for Effects {
-    fn carry_out(&mut self, _now: Time, d: Decision, reports: &mut Reports<'_>) {
+    fn carry_out(&mut self, _now: Time, d: Decision, _reports: &mut Reports<'_>) {
         tracing::debug!(?d, "decision");
         match d {
             Decision::CreateLb { lb, profile } => {
+                // Ready when it has an address, in either mode: in shared-IP mode the
+                // first of its claims' Services to get one says so (`apply`).
                 self.touched.insert(lb);
                 tracing::info!(%lb, %profile, "opening shared LB");
-                if self.shared_ip {
-                    // A shared IP exists as soon as one claim's Service asks for it.
-                    reports.report(Event::LbReady(lb));
-                }
             }
             Decision::Assign { claim, lb, .. } | Decision::Release { claim, lb } => {
                 self.touched.insert(lb);
@@ -316,13 +313,6 @@ fn decide(ctx: &Ctx, alloc: &mut Allocator, event: Event, fx: &mut Effects) -> R
     // A stored permit if the clock is not waiting yet: no wake-up is lost.
     ctx.clock.notify_one();
     Ok(())
-}
-
-fn new_effects(ctx: &Ctx) -> Effects {
-    Effects {
-        shared_ip: ctx.config.mode == Mode::SharedIp,
-        ..Effects::default()
-    }
 }
 
 /// The LB Services the effects touch, as they should be now (service mode).
@@ -371,7 +361,7 @@ pub async fn carry_out(
         if deleted.is_empty() {
             return Ok(());
         }
-        let mut next = new_effects(ctx);
+        let mut next = Effects::default();
         for lb in deleted {
             delete_lb_service(ctx, lb).await?;
             let mut alloc = ctx.lock();
@@ -577,7 +567,7 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
     let taken = owner == Some(Owner::Foreign);
     // 2. Decide, under the lock.
     let spec = core::claim_from_spec(&ns, &slb.name_any(), &slb.spec, ctx.config.mode);
-    let mut fx = new_effects(ctx);
+    let mut fx = Effects::default();
     let (plan, lb_services) = {
         let mut alloc = ctx.lock();
         let plan = match (spec, taken) {
@@ -655,7 +645,7 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
         } => {
             let address = ensure_claim_objects(ctx, slb, lb, &listeners, &pool).await?;
             if address.is_some() && !lb_ready {
-                let mut fx = new_effects(ctx);
+                let mut fx = Effects::default();
                 let lb_services = {
                     let mut alloc = ctx.lock();
                     if alloc
@@ -688,7 +678,7 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
 
 async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<(), Error> {
     if let Some(id) = core::claim_key(slb) {
-        let mut fx = new_effects(ctx);
+        let mut fx = Effects::default();
         let lb_services = {
             let mut alloc = ctx.lock();
             if alloc.claim(&id).is_some() {
@@ -780,8 +770,16 @@ async fn ensure_claim_objects(
             core::service_address(&got)
         }
     };
-    if let Some(a) = &address {
-        guard(&ctx.addresses).insert(lb, a.clone());
+    match (&address, ctx.config.mode) {
+        (Some(a), _) => {
+            guard(&ctx.addresses).insert(lb, a.clone());
+        }
+        // The LB Service has none (recreated): neither has the LB. In shared-IP mode one
+        // claim's Service without the address says nothing of the others'.
+        (None, Mode::Service) => {
+            guard(&ctx.addresses).remove(&lb);
+        }
+        (None, Mode::SharedIp) => {}
     }
     Ok(address)
 }
@@ -904,7 +902,7 @@ pub async fn resync_claims(ctx: &Ctx) -> Result<(), Error> {
     if gone.is_empty() {
         return Ok(());
     }
-    let mut fx = new_effects(ctx);
+    let mut fx = Effects::default();
     let mut freed = BTreeSet::new();
     let lb_services = {
         let mut alloc = ctx.lock();
@@ -981,7 +979,7 @@ pub async fn resync_lbs(ctx: &Ctx) -> Result<(), Error> {
         }
         (desired, draining)
     };
-    let mut fx = new_effects(ctx);
+    let mut fx = Effects::default();
     let mut ready = Vec::new();
     for (lb, svc, state) in &desired {
         // Applied whether it drifted, was deleted by someone else, or is as it should be:
@@ -992,6 +990,10 @@ pub async fn resync_lbs(ctx: &Ctx) -> Result<(), Error> {
             if *state == LbState::Provisioning {
                 ready.push(*lb);
             }
+        } else {
+            // Deleted or recreated by someone else: a new Service is a new cloud LB, and
+            // the address of the old one is no longer where its listeners are.
+            guard(&ctx.addresses).remove(lb);
         }
     }
     for lb in actual.keys() {
@@ -1033,7 +1035,7 @@ pub async fn resync_lbs(ctx: &Ctx) -> Result<(), Error> {
 /// Sends the allocator a tick (idle deletion on time, waiting claims retried) and, when
 /// `consolidate` is given, a consolidation with that move budget; carries out the result.
 pub async fn tick(ctx: &Ctx, consolidate: Option<u32>) -> Result<(), Error> {
-    let mut fx = new_effects(ctx);
+    let mut fx = Effects::default();
     let lb_services = {
         let mut alloc = ctx.lock();
         decide(ctx, &mut alloc, Event::Tick, &mut fx)?;

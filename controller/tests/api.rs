@@ -10,7 +10,7 @@ use kube::Client;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
-use sharedlb_allocator::{Allocator, LbId};
+use sharedlb_allocator::{Allocator, LbId, LbState};
 use sharedlb_controller::config::ControllerConfig;
 use sharedlb_controller::core::{self, Mode};
 use sharedlb_controller::crd::SharedLB;
@@ -878,6 +878,8 @@ async fn drift_is_repaired() {
     let h = harness(Mode::Service);
     shop(&h).await;
     let want = h.state();
+    let address = |h: &Harness, lb: u32| h.ctx.addresses.lock().unwrap().get(&LbId(lb)).cloned();
+    assert_eq!(address(&h, 2).as_deref(), Some("sharedlb-lb-2.example.net"));
     // Someone edits an LB Service's ports, deletes another, and leaves an orphan.
     let mut lb1 = h.get(SERVICES, "sharedlb-system", "sharedlb-lb-1").unwrap();
     lb1["spec"]["ports"] = json!([{"name": "tcp-1", "port": 1, "protocol": "TCP"}]);
@@ -901,6 +903,13 @@ async fn drift_is_repaired() {
             .is_some(),
         "put back"
     );
+    // The Service put back is a new LB in the cloud: the old address is gone with it,
+    // and the state API says so until the new one comes.
+    assert_eq!(address(&h, 2), None);
+    assert_eq!(address(&h, 1).as_deref(), Some("sharedlb-lb-1.example.net"));
+    h.give_address("sharedlb-lb-2", "new.example.net");
+    reconcile::resync_lbs(&h.ctx).await.unwrap();
+    assert_eq!(address(&h, 2).as_deref(), Some("new.example.net"));
     assert!(
         h.get(SERVICES, "sharedlb-system", "sharedlb-lb-9")
             .is_none(),
@@ -1175,4 +1184,19 @@ async fn shared_ip_mode_writes_one_annotated_service_per_claim() {
     let st = &h.get(CLAIMS, "games", "b").unwrap()["status"];
     assert_eq!(st["ports"][0]["port"], 30001);
     assert_eq!(reason(st), "WaitingForLoadBalancer", "no IP yet: {st}");
+    // No address, no ready LB: the state API and the cost gauge would otherwise count an
+    // LB whose IP never came as serving.
+    let state = |h: &Harness| h.with_alloc(|a| a.lb(LbId(1)).unwrap().state);
+    assert_eq!(state(&h), LbState::Provisioning);
+
+    // The implementation gives b's Service the shared IP: b's reconcile (its Service is
+    // watched) finds it and the LB is ready; a gets the address on its next reconcile.
+    let mut svc = b;
+    svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}});
+    h.put(SERVICES, "games", "b-sharedlb", svc);
+    h.reconcile("games", "b").await.unwrap();
+    assert_eq!(state(&h), LbState::Ready);
+    let st = &h.get(CLAIMS, "games", "b").unwrap()["status"];
+    assert_eq!(ready(st), "True", "{st}");
+    assert_eq!(st["address"], "192.0.2.9");
 }

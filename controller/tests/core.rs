@@ -9,8 +9,8 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use sharedlb_allocator::{
-    Allocator, Config, Decision, Event, LbId, PendingReason, PolicyKind, PoolKey, Reports, Shell,
-    Time,
+    Allocator, Config, Decision, Event, LbId, LbState, PendingReason, PolicyKind, PoolKey, Reports,
+    Shell, Time,
 };
 use sharedlb_controller::core::{self, Mode, Outcome, SharedIpImpl};
 use sharedlb_controller::crd::{ClaimPort, PortProtocol, SharedLB, SharedLBSpec, SharingMode};
@@ -634,4 +634,62 @@ fn only_the_names_the_controller_gives_name_its_lbs() {
     ] {
         assert_eq!(core::lb_from_name(other), None, "{other}");
     }
+}
+
+#[test]
+fn a_shared_ip_is_restored_ready_only_where_a_claim_recorded_its_address() {
+    let config = Config::with_builtin("aws-nlb", best_fit()).unwrap();
+    let mut a = Allocator::new(config.clone()).unwrap();
+    // web and web2 clash on 443 (two LBs); dns joins web's LB.
+    let claims = vec![
+        slb(
+            "shop",
+            "web",
+            vec![port("https", PortProtocol::Tcp, 443, None)],
+        ),
+        slb(
+            "shop",
+            "web2",
+            vec![port("https", PortProtocol::Tcp, 443, None)],
+        ),
+        slb(
+            "shop",
+            "dns",
+            vec![port("dns", PortProtocol::Udp, 53, None)],
+        ),
+    ];
+    let address = |name: &str| (name == "dns").then(|| "192.0.2.7".to_owned());
+    let mut recorded = Vec::new();
+    for c in &claims {
+        add(&mut a, c, Mode::SharedIp);
+        let (lb, ls) = a.placement(&core::claim_key(c).unwrap()).unwrap();
+        let mut c = c.clone();
+        c.status = Some(core::status(
+            &c,
+            &Outcome::Placed {
+                lb,
+                listeners: &ls,
+                address: address(&c.name_any()),
+            },
+            "t",
+            Mode::SharedIp,
+        ));
+        recorded.push(c);
+    }
+    let lb_of = |name: &str| {
+        a.placement(&format!("shop/{name}").parse().unwrap())
+            .unwrap()
+            .0
+    };
+    assert_eq!(lb_of("web"), lb_of("dns"));
+    assert_ne!(lb_of("web"), lb_of("web2"));
+    let snap = snapshot_from(&config, Mode::SharedIp, &recorded, &[], Time(10));
+    let b = Allocator::restore(snap).unwrap().allocator;
+    // web, recorded first without the address, does not decide its LB's state alone.
+    assert_eq!(b.lb(lb_of("web")).unwrap().state, LbState::Ready);
+    assert_eq!(
+        b.lb(lb_of("web2")).unwrap().state,
+        LbState::Provisioning,
+        "no claim on it ever saw an address"
+    );
 }
