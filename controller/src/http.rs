@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sharedlb_allocator::{LbState, PendingReason};
 
-use crate::reconcile::{Ctx, Role};
+use crate::reconcile::{Background, Ctx, Role};
 
 /// The router.
 pub fn router(ctx: &Arc<Ctx>) -> Router {
@@ -224,6 +224,23 @@ fn reconcile_metrics(ctx: &Ctx, out: &mut String) {
             out,
             "sharedlb_reconcile_errors_total{{kind=\"{kind}\"}} {}",
             errors.get(kind).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sharedlb_background_failures_total Failed passes of the tasks beside the reconciles: the allocator's clock (tick), the resync of gone claims and of the LB Services' drift.\n# TYPE sharedlb_background_failures_total counter"
+    );
+    let failures = m
+        .background_failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for task in Background::ALL {
+        let _ = writeln!(
+            out,
+            "sharedlb_background_failures_total{{task=\"{}\"}} {}",
+            task.as_str(),
+            failures.get(&task).copied().unwrap_or(0)
         );
     }
     let _ = writeln!(

@@ -79,6 +79,43 @@ pub struct Metrics {
     pub reconcile_micros: AtomicU64,
     /// Failed reconciles by kind of error.
     pub errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Failed passes of the background tasks, by task.
+    pub background_failures: Mutex<BTreeMap<Background, u64>>,
+}
+
+/// A task the controller runs beside the reconciles, on its own schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Background {
+    /// The allocator's clock: idle deletion, retries, consolidation ([`tick`]).
+    Tick,
+    /// Claims gone unseen ([`resync_claims`]).
+    ClaimResync,
+    /// LB Services' drift ([`resync_lbs`]).
+    LbResync,
+}
+
+impl Background {
+    /// Every task, in `/metrics` order.
+    pub const ALL: [Background; 3] = [Self::Tick, Self::ClaimResync, Self::LbResync];
+
+    /// The task's name in `/metrics` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tick => "tick",
+            Self::ClaimResync => "claim_resync",
+            Self::LbResync => "lb_resync",
+        }
+    }
+}
+
+/// Counts a background pass's failure, so `/metrics` shows a task that keeps failing.
+fn counted(ctx: &Ctx, task: Background, result: Result<(), Error>) -> Result<(), Error> {
+    if result.is_err() {
+        *guard(&ctx.metrics.background_failures)
+            .entry(task)
+            .or_default() += 1;
+    }
+    result
 }
 
 /// What this replica is doing.
@@ -848,6 +885,11 @@ async fn delete_mirror(ctx: &Ctx, mirrors: &Api<EndpointSlice>, name: &str) -> R
 /// object, and stays. Slices are listed before the claims, so a slice made for a claim
 /// newer than the claim list is never deleted.
 pub async fn resync_claims(ctx: &Ctx) -> Result<(), Error> {
+    let result = resync_claims_once(ctx).await;
+    counted(ctx, Background::ClaimResync, result)
+}
+
+async fn resync_claims_once(ctx: &Ctx) -> Result<(), Error> {
     if ctx.degraded_reason().is_some() {
         return Ok(());
     }
@@ -935,6 +977,11 @@ pub async fn resync_claims(ctx: &Ctx) -> Result<(), Error> {
 /// Service of ours the allocator does not know, or is deleting, is deleted. Also reports
 /// LBs that got an address as ready.
 pub async fn resync_lbs(ctx: &Ctx) -> Result<(), Error> {
+    let result = resync_lbs_once(ctx).await;
+    counted(ctx, Background::LbResync, result)
+}
+
+async fn resync_lbs_once(ctx: &Ctx) -> Result<(), Error> {
     if ctx.config.mode != Mode::Service || ctx.degraded_reason().is_some() {
         return Ok(());
     }
@@ -1035,6 +1082,11 @@ pub async fn resync_lbs(ctx: &Ctx) -> Result<(), Error> {
 /// Sends the allocator a tick (idle deletion on time, waiting claims retried) and, when
 /// `consolidate` is given, a consolidation with that move budget; carries out the result.
 pub async fn tick(ctx: &Ctx, consolidate: Option<u32>) -> Result<(), Error> {
+    let result = tick_once(ctx, consolidate).await;
+    counted(ctx, Background::Tick, result)
+}
+
+async fn tick_once(ctx: &Ctx, consolidate: Option<u32>) -> Result<(), Error> {
     let mut fx = Effects::default();
     let lb_services = {
         let mut alloc = ctx.lock();

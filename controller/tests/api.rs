@@ -1103,6 +1103,17 @@ async fn http_serves_health_metrics_and_state_and_a_follower_says_so() {
     );
     h.reconcile("shop", "web").await.unwrap();
     h.reconcile("shop", "big").await.unwrap();
+    // The LB resync fails once (its list of LB Services), then the claim resync (its list
+    // of claims); the tick passes.
+    for fail in [
+        "GET /api/v1/namespaces/sharedlb-system/services",
+        "sharedlbs",
+    ] {
+        h.store.lock().unwrap().fail_next = vec![(fail.into(), 500)];
+        let _ = reconcile::resync_claims(&h.ctx).await;
+        let _ = reconcile::resync_lbs(&h.ctx).await;
+    }
+    reconcile::tick(&h.ctx, None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = sharedlb_controller::http::router(&h.ctx);
@@ -1118,6 +1129,9 @@ async fn http_serves_health_metrics_and_state_and_a_follower_says_so() {
         "sharedlb_pending_claims{reason=\"TooLarge\"} 1",
         "sharedlb_reconciles_total 2",
         "sharedlb_reconcile_errors_total{kind=\"api\"} 0",
+        "sharedlb_background_failures_total{task=\"tick\"} 0",
+        "sharedlb_background_failures_total{task=\"claim_resync\"} 1",
+        "sharedlb_background_failures_total{task=\"lb_resync\"} 1",
     ] {
         assert!(metrics.contains(want), "{want} missing: {metrics}");
     }
