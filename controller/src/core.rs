@@ -562,6 +562,16 @@ pub fn service_address(svc: &Service) -> Option<String> {
         .find_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
 }
 
+/// Whether a condition's reason is progress, published as a Normal event: placed, or
+/// waiting for an LB or capacity already on its way. Anything else asks someone to act
+/// (or explains why nothing can be done), a Warning.
+pub fn reason_is_progress(reason: &str) -> bool {
+    matches!(
+        reason,
+        "Assigned" | "WaitingForLoadBalancer" | "WaitingForCapacity"
+    )
+}
+
 /// Where a claim stands, as the status reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome<'a> {
@@ -573,6 +583,8 @@ pub enum Outcome<'a> {
     Unsupported(String),
     /// The allocator could not place it.
     Pending(PendingReason, String),
+    /// Being deleted: its listeners are freed, and deleting its objects failed (retried).
+    Releasing(String),
     /// Placed on `lb` with `listeners`; `address` once the LB has one.
     Placed {
         /// The LB.
@@ -601,6 +613,14 @@ pub fn status(slb: &SharedLB, outcome: &Outcome<'_>, now: &str, mode: Mode) -> S
         ),
         Outcome::Unsupported(m) => (false, "Unsupported".to_owned(), m.clone()),
         Outcome::Pending(r, m) => (false, r.as_str().to_owned(), m.clone()),
+        Outcome::Releasing(e) => (
+            false,
+            "Releasing".to_owned(),
+            format!(
+                "being deleted: its listeners are freed and may go to other claims; deleting \
+                 its objects failed and is retried ({e})"
+            ),
+        ),
         Outcome::Placed {
             lb, address: None, ..
         } => (

@@ -714,23 +714,44 @@ async fn apply(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
 }
 
 async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<(), Error> {
-    if let Some(id) = core::claim_key(slb) {
-        let mut fx = Effects::default();
-        let lb_services = {
-            let mut alloc = ctx.lock();
-            if alloc.claim(&id).is_some() {
-                decide(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), &mut fx)?;
-            }
-            desired_lb_services(ctx, &alloc, &fx)
-        };
-        carry_out(ctx, fx, lb_services, Some(&id)).await?;
-        guard(&ctx.messages).remove(&id);
-        guard(&ctx.objects).remove(&id);
+    let mut fx = Effects::default();
+    let id = core::claim_key(slb);
+    let (held, lb_services) = {
+        let mut alloc = ctx.lock();
+        let held = id
+            .as_ref()
+            .and_then(|id| alloc.placement(id))
+            .map(|(lb, _)| lb);
+        if let Some(id) = &id
+            && alloc.claim(id).is_some()
+        {
+            decide(ctx, &mut alloc, Event::ClaimRemoved(id.clone()), &mut fx)?;
+        }
+        (held, desired_lb_services(ctx, &alloc, &fx))
+    };
+    if let Some(id) = &id {
+        guard(&ctx.messages).remove(id);
+        guard(&ctx.objects).remove(id);
     }
-    let owner = name_owner(slb, ctx).await?;
-    delete_claim_objects(slb, ctx, owner).await?;
-    publish(ctx, slb, EventType::Normal, "Released", "listeners freed").await;
-    Ok(())
+    // Said once, when the allocator frees them: a retry finds nothing held.
+    if let Some(lb) = held {
+        let note = format!("listeners on {} freed", core::lb_service_name(lb));
+        publish(ctx, slb, EventType::Normal, "Released", &note).await;
+    }
+    let written = async {
+        carry_out(ctx, fx, lb_services, id.as_ref()).await?;
+        let owner = name_owner(slb, ctx).await?;
+        delete_claim_objects(slb, ctx, owner).await
+    }
+    .await;
+    if let Err(e) = &written {
+        // Its listeners may already be another claim's: it must not stay Ready while
+        // the retries run (best effort: the error is what the retry acts on).
+        if let Err(s) = patch_status(ctx, slb, &Outcome::Releasing(e.to_string())).await {
+            tracing::debug!("status of a claim being deleted not written: {s}");
+        }
+    }
+    written
 }
 
 /// Deletes what the controller made for this claim: its Service (only when ours) and its
@@ -1150,7 +1171,7 @@ async fn write_status(
     if (ready != was_ready || changed_reason)
         && let Some(c) = first
     {
-        let kind = if ready {
+        let kind = if core::reason_is_progress(&c.reason) {
             EventType::Normal
         } else {
             EventType::Warning

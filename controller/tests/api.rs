@@ -748,6 +748,83 @@ async fn api_errors_fail_the_reconcile_and_the_retry_converges() {
     assert!(h.get(SERVICES, "shop", "web-sharedlb").is_some());
 }
 
+/// The events recorded with `reason`, with their types (a repeat folded into one event's
+/// series counts again).
+fn events(h: &Harness, reason: &str) -> Vec<String> {
+    let objects = h.store.lock().unwrap().objects.clone();
+    let mut out = Vec::new();
+    for ((r, _, _), e) in &objects {
+        if r.contains("events") && e["reason"] == reason {
+            let n = e["series"]["count"].as_u64().unwrap_or(1);
+            for _ in 0..n {
+                out.push(e["type"].as_str().unwrap_or("-").to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_claim_whose_objects_fail_to_go_stops_saying_ready_and_is_released_once() {
+    let h = harness(Mode::Service);
+    shop(&h).await;
+    assert_eq!(
+        ready(&h.get(CLAIMS, "shop", "web").unwrap()["status"]),
+        "True"
+    );
+    assert_eq!(
+        events(&h, "WaitingForLoadBalancer"),
+        ["Normal", "Normal", "Normal"],
+        "waiting for an LB on its way is progress, not a warning"
+    );
+    assert_eq!(events(&h, "Assigned"), ["Normal", "Normal", "Normal"]);
+    h.delete_claim("shop", "web");
+    h.store.lock().unwrap().fail_next = vec![(
+        "DELETE /api/v1/namespaces/shop/services/web-sharedlb".into(),
+        500,
+    )];
+    assert!(h.reconcile("shop", "web").await.is_err());
+    let c = h.get(CLAIMS, "shop", "web").unwrap();
+    assert_eq!(ready(&c["status"]), "False", "{c}");
+    assert_eq!(reason(&c["status"]), "Releasing");
+    assert_eq!(
+        c["metadata"]["finalizers"],
+        json!([core::FINALIZER]),
+        "kept for the retry"
+    );
+    assert!(c["status"]["loadBalancer"].is_null(), "freed: {c}");
+    assert_eq!(events(&h, "Released"), ["Normal"]);
+    assert_eq!(events(&h, "Releasing"), ["Warning"]);
+    // The retry deletes the Service and lets the claim go, saying Released no second time.
+    h.reconcile("shop", "web").await.unwrap();
+    assert_eq!(
+        h.get(CLAIMS, "shop", "web").unwrap()["metadata"]["finalizers"],
+        json!([])
+    );
+    assert!(h.get(SERVICES, "shop", "web-sharedlb").is_none());
+    assert_eq!(events(&h, "Released"), ["Normal"]);
+
+    // A claim that held nothing (more listeners than an LB has) has nothing to release.
+    let ports: Vec<Value> = (0..60)
+        .map(|i| json!({"name": format!("p{i}"), "port": 1000 + i}))
+        .collect();
+    h.put(
+        CLAIMS,
+        "shop",
+        "big",
+        claim_json("shop", "big", json!(ports)),
+    );
+    h.reconcile("shop", "big").await.unwrap();
+    assert_eq!(
+        reason(&h.get(CLAIMS, "shop", "big").unwrap()["status"]),
+        "TooLarge"
+    );
+    assert_eq!(events(&h, "TooLarge"), ["Warning"]);
+    h.delete_claim("shop", "big");
+    h.reconcile("shop", "big").await.unwrap();
+    assert_eq!(events(&h, "Released"), ["Normal"], "big held nothing");
+}
+
 /// Sets up two claims sharing an LB and a third on another, with the cloud playing along.
 async fn shop(h: &Harness) {
     h.put(
