@@ -17,14 +17,14 @@ use rand_pcg::Pcg64Mcg;
 use sharedlb_allocator::fairness::jain_index;
 use sharedlb_allocator::profile::HOURS_PER_MONTH;
 use sharedlb_allocator::{
-    Allocator, Claim, ClaimId, Decision, Event, LbId, LbState, ProfileName, Reports, Shell,
-    TenantId, Time,
+    Allocator, Claim, ClaimId, Decision, Event, LbId, LbState, ProfileName, Reports, Sharing,
+    Shell, TenantId, Time,
 };
 
 use crate::billing::{Bill, Meters};
 use crate::metrics::{Sample, Summary, TenantSummary, WaitHistogram};
 use crate::queue::{EventQueue, Payload};
-use crate::scenario::{ProfileSpec, Scenario};
+use crate::scenario::{ProfileSpec, Scenario, parse_sharing};
 use crate::trace::TraceEvent;
 use crate::tracks::{ClaimTrack, Tracks};
 use crate::workload::{WorkloadGen, sample_duration};
@@ -369,8 +369,9 @@ impl Simulation {
         Ok(sim)
     }
 
-    /// A replay of a trace, with the scenario's allocator and profiles; runs until the
-    /// last trace event (or the scenario's duration, if later).
+    /// A replay of a trace, with the scenario's allocator, profiles and tenants (weights,
+    /// quotas, sharing rules); runs from 0 to the last trace event, whatever the
+    /// scenario's duration, with no warm-up (claims never removed count until then).
     pub fn replay(
         scenario: &Scenario,
         trace: Vec<TraceEvent>,
@@ -381,9 +382,20 @@ impl Simulation {
         s.warmup = crate::scenario::Dur(0);
         s.sample_every = crate::scenario::Dur((last / 200).max(1_000));
         let mut sim = Simulation::base(&s)?;
+        // A line naming no sharing rule gets its tenant's, as a generated claim does.
+        let rules: BTreeMap<String, Sharing> = s
+            .tenant_specs()
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), parse_sharing(&t.sharing).ok()?)))
+            .collect();
         for e in trace {
             match e {
-                TraceEvent::Add { t, claim } => {
+                TraceEvent::Add { t, claim, sharing } => {
+                    let sharing = sharing.or_else(|| rules.get(claim.tenant().as_str()).cloned());
+                    let claim = match sharing {
+                        Some(rule) => claim.with_sharing(rule),
+                        None => claim,
+                    };
                     sim.cloud.queue.push(t, Ev::TraceAdd(Box::new(claim)));
                 }
                 TraceEvent::Remove { t, id } => {

@@ -2,7 +2,8 @@
 //!
 //! JSONL, one object per line:
 //! `{"t": "90s", "op": "add", "id": "shop/web", "ports": [{"protocol": "TCP", "port": 443}]}`
-//! (optional `tenant`, `sharing`, `allow_migration`; `t` in ms or with a unit) and
+//! (optional `tenant`, `sharing` (else the tenant's rule in the scenario),
+//! `allow_migration`; `t` in ms, whole or not, or with a unit) and
 //! `{"t": "2h", "op": "remove", "id": "shop/web"}`.
 //!
 //! CSV (RFC 4180: quoted fields, `""` for a quote inside one, a byte-order mark allowed)
@@ -16,7 +17,7 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use sharedlb_allocator::{Claim, ClaimId, PortRequest, Protocol, TenantId};
+use sharedlb_allocator::{Claim, ClaimId, PortRequest, Protocol, Sharing, TenantId};
 
 use crate::error::{InputError, words};
 use crate::scenario::{Dur, MAX_DURATION_MS, parse_sharing};
@@ -28,8 +29,11 @@ pub enum TraceEvent {
     Add {
         /// Time in ms.
         t: u64,
-        /// The claim.
+        /// The claim, without a sharing rule of its own.
         claim: Claim,
+        /// The sharing rule the line names; `None`: its tenant's in the scenario (as a
+        /// generated claim of that tenant gets), else the allocator's default.
+        sharing: Option<Sharing>,
     },
     /// A claim goes at `t` ms.
     Remove {
@@ -68,13 +72,7 @@ impl<'de> Deserialize<'de> for TraceTime {
                 self.visit_u64(v)
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<TraceTime, E> {
-                if !(v.is_finite() && v >= 0.0) {
-                    return Err(E::custom("a time must be a number >= 0"));
-                }
-                if v > MAX_DURATION_MS as f64 {
-                    return Err(E::custom(too_late()));
-                }
-                Ok(TraceTime(v.round() as u64))
+                ms_of_number(v).map(TraceTime).map_err(E::custom)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TraceTime, E> {
                 parse_time(v).map(TraceTime).map_err(E::custom)
@@ -86,6 +84,20 @@ impl<'de> Deserialize<'de> for TraceTime {
 
 fn too_late() -> String {
     format!("later than 100 years ({MAX_DURATION_MS} ms), the latest time accepted")
+}
+
+/// A bare number with a fraction (`600000.0`, as spreadsheets and data frames write whole
+/// numbers): ms, to the nearest ms, like a whole number.
+fn ms_of_number(v: f64) -> Result<u64, String> {
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!(
+            "{v} is no time: a time is a number of ms >= 0, or has a unit"
+        ));
+    }
+    if v > MAX_DURATION_MS as f64 {
+        return Err(format!("{v} ms is {}", too_late()));
+    }
+    Ok(v.round() as u64)
 }
 
 fn check_ms(ms: u64) -> Result<u64, String> {
@@ -179,15 +191,24 @@ pub fn parse_trace(src: &str, origin: &str) -> Result<Vec<TraceEvent>, InputErro
     Ok(out)
 }
 
-/// A time in a trace: a bare number is ms, text has a unit (`90s`, `2h`).
+/// A time in a trace: a bare number is ms, whole or not (`90000`, `90000.0`), in a JSON
+/// string or a CSV field as in a JSON number; text with a unit is read by its unit (`90s`,
+/// `2h`).
 fn parse_time(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    match s.parse::<u64>() {
-        Ok(ms) => check_ms(ms),
-        Err(_) => Dur::parse(s)
-            .map(Dur::ms)
-            .map_err(|m| m.replace("a number of seconds", "a number of ms")),
+    if let Ok(ms) = s.parse::<u64>() {
+        return check_ms(ms);
     }
+    // Digits, a sign, a point or an exponent only: `inf` and `NaN` are not times.
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+        && let Ok(v) = s.parse::<f64>()
+    {
+        return ms_of_number(v);
+    }
+    Dur::parse(s)
+        .map(Dur::ms)
+        .map_err(|m| m.replace("a number of seconds", "a number of ms"))
 }
 
 /// Parses `TCP`, `UDP`, `SCTP` (any case).
@@ -214,27 +235,30 @@ fn make_claim(
     sharing: Option<&str>,
     migrate: bool,
     err: &dyn Fn(&str, &str) -> InputError,
-) -> Result<Claim, InputError> {
+) -> Result<(Claim, Option<Sharing>), InputError> {
     let id = ClaimId::new(id).map_err(|e| err("id", &e.to_string()))?;
     let mut c = Claim::with_ports(id, ports).map_err(|e| err("ports", &e.to_string()))?;
     if let Some(t) = tenant {
         c = c.with_tenant(TenantId::new(t).map_err(|e| err("tenant", &e.to_string()))?);
     }
-    if let Some(s) = sharing {
-        c = c.with_sharing(parse_sharing(s).map_err(|m| err("sharing", &m))?);
-    }
-    Ok(c.with_migration(migrate))
+    let sharing = sharing
+        .map(|s| parse_sharing(s).map_err(|m| err("sharing", &m)))
+        .transpose()?;
+    Ok((c.with_migration(migrate), sharing))
 }
 
 fn event(
     t: u64,
     op: &str,
     id: &str,
-    add: impl FnOnce() -> Result<Claim, InputError>,
+    add: impl FnOnce() -> Result<(Claim, Option<Sharing>), InputError>,
     err: &dyn Fn(&str, &str) -> InputError,
 ) -> Result<TraceEvent, InputError> {
     match op.trim() {
-        "add" => Ok(TraceEvent::Add { t, claim: add()? }),
+        "add" => {
+            let (claim, sharing) = add()?;
+            Ok(TraceEvent::Add { t, claim, sharing })
+        }
         "remove" => Ok(TraceEvent::Remove {
             t,
             id: ClaimId::new(id).map_err(|x| err("id", &x.to_string()))?,

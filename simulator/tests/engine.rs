@@ -13,6 +13,7 @@ fn add(t: u64, id: &str) -> sharedlb_simulator::trace::TraceEvent {
     sharedlb_simulator::trace::TraceEvent::Add {
         t,
         claim: Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)]).unwrap(),
+        sharing: None,
     }
 }
 
@@ -292,6 +293,7 @@ fn a_replay_given_a_repeated_addition_or_an_unknown_removal_counts_each_claim_on
                 .collect(),
         )
         .unwrap(),
+        sharing: None,
     };
     let remove = |t: u64, id: &str| TraceEvent::Remove {
         t,
@@ -637,7 +639,8 @@ lifetime = {{ kind = "fixed", value = "1h" }}
     let any = || PortRequest::Any(Protocol::Tcp);
     let claim = |t: u64, id: &str, ports| sharedlb_simulator::trace::TraceEvent::Add {
         t,
-        claim: Claim::new(id, ports).unwrap().with_sharing(Sharing::Anyone),
+        claim: Claim::new(id, ports).unwrap(),
+        sharing: Some(Sharing::Anyone),
     };
     let trace = vec![
         claim(0, "a/x", vec![any(), any()]),
@@ -712,4 +715,37 @@ fn a_capped_lb_living_hours_is_billed_its_hours_not_a_share_of_the_cap() {
         sum.baseline_cost_total
     );
     assert_eq!(sum.savings_fraction, Some(0.0));
+}
+
+#[test]
+fn a_replayed_claim_gets_its_tenants_sharing_rule_unless_its_line_names_one() {
+    // Tenants a and b share with anyone (the scenario); a/x asks 80, b/y 81: one LB holds
+    // both, unless the lines name the tenant-only rule.
+    use sharedlb_allocator::{Claim, Listener, PortRequest, Sharing};
+    use sharedlb_simulator::trace::TraceEvent;
+    let toml = format!(
+        "name = \"sharing\"\nduration = \"2h\"\n{}\n[workload]\narrival = {{ rate_per_hour = 0.0 }}\nlifetime = {{ kind = \"fixed\", value = \"1h\" }}\n",
+        two_tenants_on_one_lb("10m", 50).replace("budget = { max_lbs = 1 }", "")
+    );
+    let trace = |sharing: Option<Sharing>| {
+        let add = |id: &str, port: u16| TraceEvent::Add {
+            t: 0,
+            claim: Claim::new(id, vec![PortRequest::Fixed(Listener::tcp(port).unwrap())]).unwrap(),
+            sharing: sharing.clone(),
+        };
+        vec![
+            add("a/x", 80),
+            add("b/y", 81),
+            remove(3_600_000, "a/x"),
+            remove(3_600_000, "b/y"),
+        ]
+    };
+    let (sum, _) = Simulation::replay(&scenario(&toml), trace(None))
+        .unwrap()
+        .run();
+    assert_eq!(sum.lbs_created, 1, "the scenario's rule: anyone");
+    let (sum, _) = Simulation::replay(&scenario(&toml), trace(Some(Sharing::Tenant)))
+        .unwrap()
+        .run();
+    assert_eq!(sum.lbs_created, 2, "the lines' rule: each tenant alone");
 }

@@ -163,6 +163,44 @@ fn traces_at_the_end_of_time_are_refused() {
 }
 
 #[test]
+fn a_bare_trace_time_is_ms_whole_or_not() {
+    // Three hours, written as whole ms, as ms with a fraction (how data frames write a
+    // column of whole numbers), with a unit, and as JSON numbers and strings: one trace.
+    let d = tmpdir("trace-ms");
+    let csv =
+        |t1: &str, t2: &str| format!("t,op,id,ports\n{t1},add,a/b,443/TCP\n{t2},remove,a/b\n");
+    let json = |t1: &str, t2: &str| {
+        format!(
+            "{{\"t\": {t1}, \"op\": \"add\", \"id\": \"a/b\", \"ports\": [{{\"protocol\": \"TCP\", \"port\": 443}}]}}\n\
+             {{\"t\": {t2}, \"op\": \"remove\", \"id\": \"a/b\"}}\n"
+        )
+    };
+    let files = [
+        ("whole.csv", csv("0", "10800000")),
+        ("fraction.csv", csv("0.0", "10800000.0")),
+        ("exponent.csv", csv("0", "1.08e7")),
+        ("unit.csv", csv("0s", "3h")),
+        ("number.jsonl", json("0", "10800000.0")),
+        ("string.jsonl", json("\"0.0\"", "\"10800000.0\"")),
+    ];
+    for (name, text) in files {
+        let f = write(&d, name, &text);
+        let o = run(&["replay", &f, "--format", "json"]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["duration_h"], 3.0, "{name}: {v}");
+    }
+    for (name, t, needle) in [
+        ("nan.csv", "NaN", "t:"),
+        ("inf.csv", "inf", "t:"),
+        ("negative.csv", "-1.5", "no time"),
+    ] {
+        let f = write(&d, name, &csv(t, "1"));
+        refused(&run(&["replay", &f]), &[&format!("{name}:2"), needle]);
+    }
+}
+
+#[test]
 fn errors_use_words_not_type_names() {
     let d = tmpdir("words");
     let f = write(&d, "dur.toml", &BASE.replace("\"1d\"", "[1]"));
