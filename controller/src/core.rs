@@ -496,6 +496,11 @@ pub fn mirrored_slices(
         .collect()
 }
 
+/// The allocator LB a claim's Service is labelled for (what its sharing key asks for).
+pub fn labelled_lb(svc: &Service) -> Option<LbId> {
+    svc.labels().get(LB_LABEL)?.parse().ok().map(LbId)
+}
+
 /// The claim's own LoadBalancer Service (shared-IP mode), asking the LB implementation to
 /// share the IP of every claim on the same allocator LB.
 pub fn desired_shared_ip_service(
@@ -583,7 +588,8 @@ pub enum Outcome<'a> {
     Unsupported(String),
     /// The allocator could not place it.
     Pending(PendingReason, String),
-    /// Being deleted: its listeners are freed, and deleting its objects failed (retried).
+    /// Being deleted and holding no listeners; its cleanup (objects, finalizer) failed
+    /// and is retried.
     Releasing(String),
     /// Placed on `lb` with `listeners`; `address` once the LB has one.
     Placed {
@@ -617,8 +623,8 @@ pub fn status(slb: &SharedLB, outcome: &Outcome<'_>, now: &str, mode: Mode) -> S
             false,
             "Releasing".to_owned(),
             format!(
-                "being deleted: its listeners are freed and may go to other claims; deleting \
-                 its objects failed and is retried ({e})"
+                "being deleted: it holds no listeners now (they may go to other claims); \
+                 its cleanup failed and is retried ({e})"
             ),
         ),
         Outcome::Placed {

@@ -473,8 +473,15 @@ async fn reconcile_inner(slb: &SharedLB, ctx: &Ctx) -> Result<Action, Error> {
     }
     if deleting {
         if has_finalizer {
-            cleanup(slb, ctx).await?;
-            remove_finalizer(slb, ctx).await?;
+            let done = async {
+                cleanup(slb, ctx).await?;
+                remove_finalizer(slb, ctx).await
+            }
+            .await;
+            if let Err(e) = &done {
+                releasing(slb, ctx, e).await;
+            }
+            done?;
         }
         return Ok(Action::await_change());
     }
@@ -738,20 +745,19 @@ async fn cleanup(slb: &SharedLB, ctx: &Ctx) -> Result<(), Error> {
         let note = format!("listeners on {} freed", core::lb_service_name(lb));
         publish(ctx, slb, EventType::Normal, "Released", &note).await;
     }
-    let written = async {
-        carry_out(ctx, fx, lb_services, id.as_ref()).await?;
-        let owner = name_owner(slb, ctx).await?;
-        delete_claim_objects(slb, ctx, owner).await
+    carry_out(ctx, fx, lb_services, id.as_ref()).await?;
+    let owner = name_owner(slb, ctx).await?;
+    delete_claim_objects(slb, ctx, owner).await
+}
+
+/// A claim being deleted whose cleanup or finalizer removal failed: once the allocator
+/// holds nothing for it (its listeners may already be another claim's), it must not stay
+/// Ready while the retries run. Best effort: the error is what the retry acts on.
+async fn releasing(slb: &SharedLB, ctx: &Ctx, e: &Error) {
+    let freed = core::claim_key(slb).is_none_or(|id| ctx.lock().claim(&id).is_none());
+    if freed && let Err(s) = patch_status(ctx, slb, &Outcome::Releasing(e.to_string())).await {
+        tracing::debug!("status of a claim being deleted not written: {s}");
     }
-    .await;
-    if let Err(e) = &written {
-        // Its listeners may already be another claim's: it must not stay Ready while
-        // the retries run (best effort: the error is what the retry acts on).
-        if let Err(s) = patch_status(ctx, slb, &Outcome::Releasing(e.to_string())).await {
-            tracing::debug!("status of a claim being deleted not written: {s}");
-        }
-    }
-    written
 }
 
 /// Deletes what the controller made for this claim: its Service (only when ours) and its
@@ -824,8 +830,17 @@ async fn ensure_claim_objects(
                 listeners,
                 ctx.config.shared_ip_impl,
             );
-            let got = apply_claim_service(ctx, &claim_services, &name, &svc).await?;
-            core::service_address(&got)
+            let (before, got) = apply_claim_service(ctx, &claim_services, &name, &svc).await?;
+            // An address is this LB's only if the Service was already asking for this
+            // LB's IP before this write (a claim moved here still shows the IP of the
+            // LB it left until the implementation catches up), and no other LB has it.
+            let asked_before = before.as_ref().and_then(core::labelled_lb) == Some(lb);
+            core::service_address(&got).filter(|a| {
+                asked_before
+                    && !guard(&ctx.addresses)
+                        .iter()
+                        .any(|(other, b)| *other != lb && b == a)
+            })
         }
     };
     match (&address, ctx.config.mode) {
@@ -842,27 +857,28 @@ async fn ensure_claim_objects(
     Ok(address)
 }
 
-/// Creates the claim's Service, or updates it when it is ours. The ownership was checked
-/// before deciding; a Service that appears in between is caught by the create's conflict.
+/// Creates the claim's Service, or updates it when it is ours; returns it as it was
+/// before (none if created) and after. The ownership was checked before deciding; a
+/// Service that appears in between is caught by the create's conflict.
 async fn apply_claim_service(
     ctx: &Ctx,
     api: &Api<Service>,
     name: &str,
     svc: &Service,
-) -> Result<Service, Error> {
+) -> Result<(Option<Service>, Service), Error> {
     ctx.write_allowed()?;
     match api.get_opt(name).await? {
-        None => match api.create(&PostParams::default(), svc).await {
-            Ok(s) => Ok(s),
-            Err(e) => Err(e.into()),
-        },
-        Some(_) => Ok(api
-            .patch(
-                name,
-                &PatchParams::apply(core::MANAGER).force(),
-                &Patch::Apply(svc),
-            )
-            .await?),
+        None => Ok((None, api.create(&PostParams::default(), svc).await?)),
+        Some(before) => {
+            let after = api
+                .patch(
+                    name,
+                    &PatchParams::apply(core::MANAGER).force(),
+                    &Patch::Apply(svc),
+                )
+                .await?;
+            Ok((Some(before), after))
+        }
     }
 }
 
@@ -1171,7 +1187,9 @@ async fn write_status(
     if (ready != was_ready || changed_reason)
         && let Some(c) = first
     {
-        let kind = if core::reason_is_progress(&c.reason) {
+        // Ready lost (its LB lost its address, say) is an outage whatever the reason.
+        let lost_ready = was_ready && !ready;
+        let kind = if core::reason_is_progress(&c.reason) && !lost_ready {
             EventType::Normal
         } else {
             EventType::Warning

@@ -804,6 +804,27 @@ async fn a_claim_whose_objects_fail_to_go_stops_saying_ready_and_is_released_onc
     assert!(h.get(SERVICES, "shop", "web-sharedlb").is_none());
     assert_eq!(events(&h, "Released"), ["Normal"]);
 
+    // dns's objects go but its finalizer's removal fails: not Ready either meanwhile.
+    h.delete_claim("shop", "dns");
+    h.store.lock().unwrap().fail_next = vec![(
+        "PATCH /apis/sharedlb.io/v1alpha1/namespaces/shop/sharedlbs/dns".into(),
+        409,
+    )];
+    assert!(h.reconcile("shop", "dns").await.is_err());
+    let c = h.get(CLAIMS, "shop", "dns").unwrap();
+    assert_eq!(reason(&c["status"]), "Releasing", "{c}");
+    assert_eq!(ready(&c["status"]), "False");
+    h.reconcile("shop", "dns").await.unwrap();
+    assert_eq!(
+        h.get(CLAIMS, "shop", "dns").unwrap()["metadata"]["finalizers"],
+        json!([])
+    );
+    assert_eq!(
+        events(&h, "Released"),
+        ["Normal", "Normal"],
+        "web once, dns once"
+    );
+
     // A claim that held nothing (more listeners than an LB has) has nothing to release.
     let ports: Vec<Value> = (0..60)
         .map(|i| json!({"name": format!("p{i}"), "port": 1000 + i}))
@@ -822,7 +843,11 @@ async fn a_claim_whose_objects_fail_to_go_stops_saying_ready_and_is_released_onc
     assert_eq!(events(&h, "TooLarge"), ["Warning"]);
     h.delete_claim("shop", "big");
     h.reconcile("shop", "big").await.unwrap();
-    assert_eq!(events(&h, "Released"), ["Normal"], "big held nothing");
+    assert_eq!(
+        events(&h, "Released"),
+        ["Normal", "Normal"],
+        "big held nothing"
+    );
 }
 
 /// Sets up two claims sharing an LB and a third on another, with the cloud playing along.
@@ -1234,6 +1259,52 @@ async fn http_serves_health_metrics_and_state_and_a_follower_says_so() {
         !metrics.contains("sharedlb_lbs{"),
         "no allocator figures: {metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_claim_moved_to_a_new_shared_ip_does_not_lend_it_the_old_one() {
+    let h = harness(Mode::SharedIp);
+    let give_ip = |h: &Harness, name: &str, ip: &str| {
+        let mut svc = h
+            .get(SERVICES, "games", &format!("{name}-sharedlb"))
+            .unwrap();
+        svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
+        h.put(SERVICES, "games", &format!("{name}-sharedlb"), svc);
+    };
+    for name in ["a", "b"] {
+        let ports = json!([{"name": "game", "protocol": "UDP", "port": 0, "targetPort": 7777}]);
+        h.put(CLAIMS, "games", name, claim_json("games", name, ports));
+        h.reconcile("games", name).await.unwrap();
+        give_ip(&h, name, "192.0.2.9");
+        h.reconcile("games", name).await.unwrap();
+    }
+    let lb_state = |h: &Harness, lb: u32| h.with_alloc(|a| a.lb(LbId(lb)).map(|l| l.state));
+    assert_eq!(lb_state(&h, 1), Some(LbState::Ready));
+    // a asks for an LB of its own: its Service, relabelled, still shows lb-1's IP.
+    let mut a = h.get(CLAIMS, "games", "a").unwrap();
+    a["spec"]["sharing"] = json!("Dedicated");
+    a["metadata"]["generation"] = json!(2);
+    h.put(CLAIMS, "games", "a", a);
+    for _ in 0..2 {
+        h.reconcile("games", "a").await.unwrap();
+        let st = &h.get(CLAIMS, "games", "a").unwrap()["status"];
+        assert_eq!(st["loadBalancer"], "sharedlb-lb-2 (shared IP)", "{st}");
+        assert_eq!(
+            reason(st),
+            "WaitingForLoadBalancer",
+            "not at lb-1's IP: {st}"
+        );
+        assert_eq!(lb_state(&h, 2), Some(LbState::Provisioning));
+    }
+    // Its own IP comes.
+    give_ip(&h, "a", "192.0.2.10");
+    h.reconcile("games", "a").await.unwrap();
+    let st = &h.get(CLAIMS, "games", "a").unwrap()["status"];
+    assert_eq!(st["address"], "192.0.2.10", "{st}");
+    assert_eq!(lb_state(&h, 2), Some(LbState::Ready));
+    let addresses = h.ctx.addresses.lock().unwrap().clone();
+    assert_eq!(addresses[&LbId(1)], "192.0.2.9");
+    assert_eq!(addresses[&LbId(2)], "192.0.2.10");
 }
 
 #[tokio::test]

@@ -640,25 +640,26 @@ fn only_the_names_the_controller_gives_name_its_lbs() {
 fn a_shared_ip_is_restored_ready_only_where_a_claim_recorded_its_address() {
     let config = Config::with_builtin("aws-nlb", best_fit()).unwrap();
     let mut a = Allocator::new(config.clone()).unwrap();
-    // web and web2 clash on 443 (two LBs); dns joins web's LB.
+    // a-web and b-web2 clash on 443 (two LBs); c-dns joins a-web's LB. Restored in
+    // creation order, then by id (none has a creation time): a-web, b-web2, c-dns.
     let claims = vec![
         slb(
             "shop",
-            "web",
+            "a-web",
             vec![port("https", PortProtocol::Tcp, 443, None)],
         ),
         slb(
             "shop",
-            "web2",
+            "b-web2",
             vec![port("https", PortProtocol::Tcp, 443, None)],
         ),
         slb(
             "shop",
-            "dns",
+            "c-dns",
             vec![port("dns", PortProtocol::Udp, 53, None)],
         ),
     ];
-    let address = |name: &str| (name == "dns").then(|| "192.0.2.7".to_owned());
+    let address = |name: &str| (name == "c-dns").then(|| "192.0.2.7".to_owned());
     let mut recorded = Vec::new();
     for c in &claims {
         add(&mut a, c, Mode::SharedIp);
@@ -681,14 +682,14 @@ fn a_shared_ip_is_restored_ready_only_where_a_claim_recorded_its_address() {
             .unwrap()
             .0
     };
-    assert_eq!(lb_of("web"), lb_of("dns"));
-    assert_ne!(lb_of("web"), lb_of("web2"));
+    assert_eq!(lb_of("a-web"), lb_of("c-dns"));
+    assert_ne!(lb_of("a-web"), lb_of("b-web2"));
     let snap = snapshot_from(&config, Mode::SharedIp, &recorded, &[], Time(10));
     let b = Allocator::restore(snap).unwrap().allocator;
-    // web, recorded first without the address, does not decide its LB's state alone.
-    assert_eq!(b.lb(lb_of("web")).unwrap().state, LbState::Ready);
+    // a-web, restored first without the address, does not decide its LB's state alone.
+    assert_eq!(b.lb(lb_of("a-web")).unwrap().state, LbState::Ready);
     assert_eq!(
-        b.lb(lb_of("web2")).unwrap().state,
+        b.lb(lb_of("b-web2")).unwrap().state,
         LbState::Provisioning,
         "no claim on it ever saw an address"
     );
