@@ -13,7 +13,9 @@ use rayon::prelude::*;
 use sharedlb_allocator::{PolicyKind, builtin_profile, builtin_profiles};
 use sharedlb_simulator::metrics::{GLOSSARY, Sample, Summary};
 use sharedlb_simulator::report::RunGroup;
-use sharedlb_simulator::sweep::{Grid, SweepResult, parse_axis, parse_shard, set_path};
+use sharedlb_simulator::sweep::{
+    Axis, Grid, SweepId, SweepResult, parse_axis, parse_shard, set_path,
+};
 use sharedlb_simulator::{InputError, Scenario, Simulation, plan, report, scenario, trace};
 
 /// Most seeds per policy or grid point: enough for tight intervals, bounded memory.
@@ -145,6 +147,9 @@ enum Command {
         /// Write the merged JSON Lines here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Merge even when runs of the sweep are missing (say which, and go on).
+        #[arg(long)]
+        partial: bool,
     },
     /// List the built-in LB profiles.
     Profiles,
@@ -226,7 +231,18 @@ fn dispatch(cmd: Option<Command>) -> Result<()> {
             shard,
             out,
         }) => cmd_sweep(&scenario, &params, seeds, &shard, &out),
-        Some(Command::Merge { files, out }) => cmd_merge(&files, out.as_deref()),
+        Some(Command::Merge {
+            files,
+            out,
+            partial,
+        }) => {
+            let completeness = if partial {
+                Completeness::Partial
+            } else {
+                Completeness::Whole
+            };
+            cmd_merge(&files, out.as_deref(), completeness)
+        }
         Some(Command::Profiles) => {
             print!("{}", profiles_table());
             Ok(())
@@ -665,7 +681,13 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
         .map(|p| parse_axis(p))
         .collect::<Result<Vec<_>, _>>()?;
     let (i, n) = parse_shard(shard)?;
+    let fingerprint = sweep_fingerprint(&base, &axes, seeds);
     let grid = Grid::new(axes)?;
+    let sweep = SweepId {
+        fingerprint,
+        points: usize::try_from(grid.len()).unwrap_or(usize::MAX),
+        runs: usize::try_from(seeds).unwrap_or(usize::MAX),
+    };
     check_out_dir(out)?;
     // This shard's points, made one by one: point k for k ≡ i (mod n).
     let mine: Vec<u64> = (i as u64..grid.len()).step_by(n).collect();
@@ -704,6 +726,7 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
                 Ok(SweepResult {
                     point: k as usize,
                     run: run as usize,
+                    sweep: sweep.clone(),
                     params,
                     summary,
                 })
@@ -733,8 +756,29 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
     Ok(())
 }
 
-fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
-    let mut all: Vec<SweepResult> = Vec::new();
+/// The identity of a sweep: its scenario as parsed (comments and layout do not count),
+/// its axes and its seed count.
+fn sweep_fingerprint(base: &toml::Table, axes: &[Axis], seeds: u64) -> String {
+    use std::hash::Hasher as _;
+    let mut h = fnv::FnvHasher::default();
+    h.write(toml::to_string(base).unwrap_or_default().as_bytes());
+    for a in axes {
+        h.write(b"\n--param ");
+        h.write(a.path.as_bytes());
+        for v in &a.values {
+            h.write(b"\x1f");
+            h.write(v.to_string().as_bytes());
+        }
+    }
+    h.write(format!("\n--seeds {seeds}").as_bytes());
+    format!("{:016x}", h.finish())
+}
+
+/// Reads sweep results, all of one sweep, each run once; with `completeness`
+/// `Completeness::Whole`, every run of the sweep.
+fn read_results(files: &[PathBuf], completeness: Completeness) -> Result<Vec<SweepResult>> {
+    // Each result with where it was read, for the messages.
+    let mut all: Vec<(SweepResult, String)> = Vec::new();
     for f in files {
         let origin = f.display().to_string();
         let src = std::fs::read_to_string(f)
@@ -749,17 +793,117 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
                     &origin,
                     Some(i + 1),
                     "",
-                    &format!("not a sweep result: {e}"),
+                    &format!("not a sweep result (or one written before sweeps had an identity; run it again): {e}"),
                 )
             })?;
-            all.push(r);
+            if let Some((first, at)) = all.first()
+                && first.sweep != r.sweep
+            {
+                return Err(InputError::new(
+                    &origin,
+                    Some(i + 1),
+                    "sweep",
+                    &format!(
+                        "a result of another sweep than {at} (its scenario, --param axes or \
+                         --seeds differ): merge the shards of one sweep (a shard left from an \
+                         earlier run?)"
+                    ),
+                )
+                .into());
+            }
+            all.push((r, format!("{origin}:{}", i + 1)));
         }
     }
-    if all.is_empty() {
+    let Some((first, _)) = all.first() else {
         return Err(InputError::new("merge", None, "", "no results in the given files").into());
+    };
+    let sweep = first.sweep.clone();
+    all.sort_by_key(|(r, _)| (r.point, r.run));
+    let mut out: Vec<SweepResult> = Vec::with_capacity(all.len());
+    let mut last_at = String::new();
+    for (r, at) in all {
+        if r.point >= sweep.points || r.run >= sweep.runs {
+            return Err(InputError::new(
+                &at,
+                None,
+                "point",
+                &format!(
+                    "point #{} run {} is outside its sweep ({} points, {} runs each)",
+                    r.point, r.run, sweep.points, sweep.runs
+                ),
+            )
+            .into());
+        }
+        match out.last() {
+            // The same shard given twice (or two shard counts of one sweep): one copy.
+            Some(prev) if (prev.point, prev.run) == (r.point, r.run) => {
+                if *prev != r {
+                    return Err(InputError::new(
+                        &at,
+                        None,
+                        "",
+                        &format!(
+                            "point #{} run {} differs from the one at {last_at}: one sweep's \
+                             runs are deterministic, so one of the files was changed",
+                            r.point, r.run
+                        ),
+                    )
+                    .into());
+                }
+            }
+            _ => {
+                out.push(r);
+                last_at = at;
+            }
+        }
     }
-    all.sort_by_key(|r| (r.point, r.run));
-    all.dedup_by(|a, b| (a.point, a.run) == (b.point, b.run));
+    let expected = sweep.points.saturating_mul(sweep.runs);
+    if out.len() < expected {
+        let mut missing_points: Vec<usize> = (0..sweep.points)
+            .filter(|&p| out.iter().filter(|r| r.point == p).count() < sweep.runs)
+            .collect();
+        let more = missing_points.len().saturating_sub(8);
+        missing_points.truncate(8);
+        let list = missing_points
+            .iter()
+            .map(|p| format!("#{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let list = if more > 0 {
+            format!("{list} and {more} more")
+        } else {
+            list
+        };
+        let message = format!(
+            "{} of the sweep's {expected} runs are missing (points {list}): a shard was not \
+             given or did not finish",
+            expected - out.len()
+        );
+        match completeness {
+            Completeness::Whole => {
+                return Err(InputError::new(
+                    "merge",
+                    None,
+                    "",
+                    &format!("{message}; --partial merges what there is"),
+                )
+                .into());
+            }
+            Completeness::Partial => eprintln!("note: {message}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a merge needs every run of the sweep.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Completeness {
+    Whole,
+    Partial,
+}
+
+fn cmd_merge(files: &[PathBuf], out: Option<&Path>, completeness: Completeness) -> Result<()> {
+    let all = read_results(files, completeness)?;
     let mut groups: Vec<(String, Vec<Summary>)> = Vec::new();
     for r in &all {
         let label = format!("#{} {}", r.point, r.params.join(" "));
@@ -786,6 +930,19 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>) -> Result<()> {
             mean_of(|s| s.lbs_over_lower_bound, 3, ""),
             mean_of(|s| s.waits.measured(s.waits.p95_s), 1, " s"),
         );
+    }
+    // What `run` prints under its header (monthly caps over a short run, say), once per
+    // note with the points it concerns.
+    let mut notes: std::collections::BTreeMap<&str, std::collections::BTreeSet<usize>> =
+        std::collections::BTreeMap::new();
+    for r in &all {
+        for n in &r.summary.notes {
+            notes.entry(n.as_str()).or_default().insert(r.point);
+        }
+    }
+    for (note, points) in notes {
+        let points: Vec<String> = points.iter().map(|p| format!("#{p}")).collect();
+        println!("note ({}): {note}", points.join(", "));
     }
     if let Some(out) = out {
         let mut text = String::new();

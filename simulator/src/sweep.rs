@@ -132,6 +132,20 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), InputError> {
     Ok((i, n))
 }
 
+/// Which sweep a result belongs to: `merge` refuses to mix sweeps (a shard left over
+/// from an earlier scenario or grid would otherwise stand in for a current one) and
+/// says which runs of the sweep are missing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepId {
+    /// A hash of the scenario file's text, the `--param` axes and `--seeds` (64-bit
+    /// FNV-1a, hex): the same for every shard of one sweep, on any machine.
+    pub fingerprint: String,
+    /// Grid points of the whole sweep.
+    pub points: usize,
+    /// Runs (seeds) per point.
+    pub runs: usize,
+}
+
 /// One result line of a sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SweepResult {
@@ -139,6 +153,8 @@ pub struct SweepResult {
     pub point: usize,
     /// Seed index.
     pub run: usize,
+    /// The sweep it belongs to.
+    pub sweep: SweepId,
     /// The overrides, as `path=value`.
     pub params: Vec<String>,
     /// The run's summary.

@@ -221,6 +221,65 @@ fn sweep_in_shards_and_merge() {
         out.contains("rate_per_hour=8") && out.contains("allocator.policy=\"seed\""),
         "{out}"
     );
+    let shard = |i: usize| d.join(format!("out/shard-{i}-of-2.jsonl"));
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+
+    // A shard missing: refused, naming the points it lacks; --partial merges the rest.
+    let o = run(&["merge", &path(&shard(0))]);
+    assert_input_error(
+        &o,
+        &[
+            "3 of the sweep's 6 runs are missing",
+            "#1, #3, #5",
+            "--partial",
+        ],
+    );
+    let o = run(&["merge", "--partial", &path(&shard(0))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().filter(|l| l.starts_with('#')).count(), 3);
+    assert!(stderr(&o).contains("3 of the sweep's 6 runs are missing"));
+
+    // A shard left from a sweep of another scenario: refused, not merged in its place.
+    let other = d.join("other.toml");
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    std::fs::write(
+        &other,
+        text.replace("duration = \"6d\"", "duration = \"5d\""),
+    )
+    .unwrap();
+    let o = run(&[
+        "sweep",
+        other.to_str().unwrap(),
+        "--param",
+        "workload.arrival.rate_per_hour=2,4,8",
+        "--param",
+        "allocator.policy=best-fit,seed",
+        "--shard",
+        "1/2",
+        "--out",
+        d.join("old").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let old = d.join("old/shard-1-of-2.jsonl");
+    let o = run(&["merge", &path(&shard(0)), &path(&old)]);
+    assert_input_error(&o, &["shard-1-of-2.jsonl:1", "another sweep"]);
+
+    // A shard given twice is one; a run whose figures were edited is refused.
+    let o = run(&[
+        "merge",
+        &path(&shard(0)),
+        &path(&shard(0)),
+        &path(&shard(1)),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let edited = d.join("edited.jsonl");
+    let first = std::fs::read_to_string(shard(1)).unwrap();
+    let first = first.lines().next().unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(first).unwrap();
+    v["summary"]["lbs_max"] = serde_json::json!(999);
+    std::fs::write(&edited, format!("{v}\n")).unwrap();
+    let o = run(&["merge", &path(&shard(0)), &path(&shard(1)), &path(&edited)]);
+    assert_input_error(&o, &["edited.jsonl:1", "differs"]);
 }
 
 fn assert_input_error(o: &Output, needles: &[&str]) {
