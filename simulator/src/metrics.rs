@@ -371,7 +371,7 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "claims waiting",
-        "claims not placed on any LB (quota, budget, conflicts, LBs provisioning), time-averaged.",
+        "claims not placed on any LB (quota, budget, port conflicts, the limit on LBs provisioning at once), time-averaged. A claim placed on an LB still provisioning is not counted here, though it is not served yet (see served).",
     ),
     (
         "rejections",
@@ -407,7 +407,7 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "savings vs one LB per Service",
-        "1 − cost / baseline, where the baseline is one LB per placed claim, of the first profile that can hold it, for as long as the claim is placed, billed as cost is. Only what was served counts on both sides; the `dedicated` policy saves exactly 0, except that with a monthly cap it may save a little: an LB it empties and gives at once to a waiting claim goes on with its month's bill, where one LB per Service would start another.",
+        "1 − cost / baseline, where the baseline is one LB per placed claim, of the first profile that can hold it, for as long as the claim is placed, billed as cost is. Both sides count what is billed: the cost every billed LB, the baseline every placed claim (on a ready LB or on one still provisioning); the `dedicated` policy saves exactly 0, except that with a monthly cap it may save a little: an LB it empties and gives at once to a waiting claim goes on with its month's bill, where one LB per Service would start another.",
     ),
     (
         "Jain's index",

@@ -648,11 +648,9 @@ fn readme_documents_every_range_and_the_glossary() {
         let row = format!("| {field} | {range} |");
         assert!(readme.contains(&row), "README lacks the row {row}");
     }
-    for (term, _) in sharedlb_simulator::metrics::GLOSSARY {
-        assert!(
-            readme.contains(&format!("**{term}**")),
-            "README glossary lacks {term}"
-        );
+    for (term, text) in sharedlb_simulator::metrics::GLOSSARY {
+        let entry = format!("- **{term}**: {text}");
+        assert!(readme.contains(&entry), "README glossary lacks {entry}");
     }
 }
 
