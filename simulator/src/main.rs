@@ -68,8 +68,8 @@ enum Command {
         /// Override the packing policy.
         #[arg(long)]
         policy: Option<String>,
-        /// Override the seed.
-        #[arg(long)]
+        /// Override the seed (0 to 9223372036854775807).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(..=scenario::MAX_SEED))]
         seed: Option<u64>,
         /// Use only this built-in LB profile (e.g. to price the same workload on another cloud).
         #[arg(long)]
@@ -157,12 +157,51 @@ enum Command {
     Glossary,
 }
 
+/// `print!` that hands a failed write to the caller (`?`) instead of panicking: a full
+/// disk is a machine error (exit 1), a closed pipe (`| head`) ends the run quietly.
+macro_rules! out {
+    ($($t:tt)*) => {
+        write_stdout(format_args!($($t)*))?
+    };
+}
+
+/// `println!`, as [`out!`].
+macro_rules! outln {
+    ($($t:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($t)*)))?
+    };
+}
+
+/// Standard output could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("writing the output: {0}")]
+struct StdoutError(std::io::Error);
+
+fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<(), StdoutError> {
+    use std::io::Write as _;
+    std::io::stdout()
+        .lock()
+        .write_fmt(args)
+        .map_err(StdoutError)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli.command) {
+    let done = dispatch(cli.command).and_then(|()| {
+        use std::io::Write as _;
+        Ok(std::io::stdout().flush().map_err(StdoutError)?)
+    });
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(input) = e.downcast_ref::<InputError>() {
+            if let Some(StdoutError(io)) = e.downcast_ref::<StdoutError>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    // The reader has what it wanted (`| head`): nothing to report.
+                    return ExitCode::SUCCESS;
+                }
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            } else if let Some(input) = e.downcast_ref::<InputError>() {
                 eprintln!("error: {input}");
                 ExitCode::from(2)
             } else if let Some(u) = e.downcast_ref::<Unplaceable>() {
@@ -244,12 +283,12 @@ fn dispatch(cmd: Option<Command>) -> Result<()> {
             cmd_merge(&files, out.as_deref(), completeness)
         }
         Some(Command::Profiles) => {
-            print!("{}", profiles_table());
+            out!("{}", profiles_table());
             Ok(())
         }
         Some(Command::Glossary) => {
             for (term, meaning) in GLOSSARY {
-                println!("{term}\n    {meaning}");
+                outln!("{term}\n    {meaning}");
             }
             Ok(())
         }
@@ -413,6 +452,26 @@ fn check_out_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks, before any work, that `--out FILE` can be written (a file, in a directory
+/// that exists or can be made).
+fn check_out_file(file: &Path) -> Result<()> {
+    let bad = |m: String| InputError::new("--out", None, "", &m);
+    if file.is_dir() {
+        return Err(bad(format!("{} is a directory; name a file", file.display())).into());
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        check_out_dir(dir)?;
+    }
+    if file.exists() {
+        // Opened to append, to ask the system, and left as it is until the merge is done.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .map_err(|e| bad(format!("cannot write {}: {e}", file.display())))?;
+    }
+    Ok(())
+}
+
 fn write_outputs(
     dir: &Path,
     summary_json: &str,
@@ -431,8 +490,8 @@ fn write_outputs(
 fn emit(summary: &Summary, samples: &[Sample], output: &Output) -> Result<()> {
     let json = serde_json::to_string_pretty(summary)? + "\n";
     match output.format {
-        Format::Table => print!("{}", report::summary_table(summary)),
-        Format::Json => print!("{json}"),
+        Format::Table => out!("{}", report::summary_table(summary)),
+        Format::Json => out!("{json}"),
     }
     if let Some(dir) = &output.out {
         let group = RunGroup {
@@ -448,7 +507,7 @@ fn emit(summary: &Summary, samples: &[Sample], output: &Output) -> Result<()> {
             &html,
         )?;
         if output.format == Format::Table {
-            println!(
+            outln!(
                 "wrote {}/summary.json, timeseries.csv, report.html",
                 dir.display()
             );
@@ -508,6 +567,19 @@ fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Resu
                 .map_err(|e| InputError::new("--policies", None, "", &e.to_string()))
         })
         .collect::<Result<_, _>>()?;
+    if let Some(k) = kinds
+        .iter()
+        .enumerate()
+        .find_map(|(i, k)| kinds[..i].contains(k).then_some(k))
+    {
+        return Err(InputError::new(
+            "--policies",
+            None,
+            "",
+            &format!("{k} is given twice (each policy once: its runs would be the same)"),
+        )
+        .into());
+    }
     if let Some(dir) = &output.out {
         check_out_dir(dir)?;
     }
@@ -524,8 +596,9 @@ fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Resu
             let (sum, samples) = sharedlb_simulator::run(&s)
                 .map_err(|e| InputError::new(&s.name, None, "allocator", &e.to_string()))?;
             bar.inc(1);
-            // Only the first seed's time series is kept (for the charts).
-            Ok((i, sum, (j == 0).then_some(samples)))
+            // Only the first seed's time series is kept, for the charts of --out (up to a
+            // million samples per policy: nothing kept that no output shows).
+            Ok((i, sum, (j == 0 && output.out.is_some()).then_some(samples)))
         })
         .collect::<Result<_, InputError>>()?;
     bar.finish_and_clear();
@@ -552,24 +625,25 @@ fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Resu
     let json = serde_json::to_string_pretty(&all)? + "\n";
     match output.format {
         Format::Table => {
-            println!(
+            outln!(
                 "scenario {} — {} seed(s) per policy, mean ±95% interval",
-                base.name, seeds
+                base.name,
+                seeds
             );
             for g in &groups {
                 if let Some(s) = g.summaries.iter().find(|s| !s.all_served())
                     && let Some(w) = report::service_warning(s)
                 {
-                    println!("{}", report::wrap(&format!("{}: {w}", g.label), 96));
+                    outln!("{}", report::wrap(&format!("{}: {w}", g.label), 96));
                 }
             }
-            print!("{}", report::compare_table(&table));
-            print!("{}", report::verdict(&table));
-            println!(
+            out!("{}", report::compare_table(&table));
+            out!("{}", report::verdict(&table));
+            outln!(
                 "(every figure: sharedlb-sim glossary; all metrics: --format json or --out DIR)"
             );
         }
-        Format::Json => print!("{json}"),
+        Format::Json => out!("{json}"),
     }
     if let Some(dir) = &output.out {
         let csv: Vec<(String, String)> = groups
@@ -584,7 +658,7 @@ fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Resu
         let html = report::html_report(&format!("{} — policies compared", base.name), &groups);
         write_outputs(dir, &json, &csv, &html)?;
         if output.format == Format::Table {
-            println!(
+            outln!(
                 "wrote {}/summary.json, timeseries-*.csv, report.html",
                 dir.display()
             );
@@ -623,8 +697,8 @@ fn cmd_plan(
     let r = plan::plan_services(&svcs, &p)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Format::Table => print!("{}", plan::plan_table(&r)),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&r)?),
+        Format::Table => out!("{}", plan::plan_table(&r)),
     }
     if !r.unplaced.is_empty() {
         let msg = format!(
@@ -746,7 +820,7 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
             .with_context(|| format!("writing {}", file.display()))?;
     }
     bar.finish_and_clear();
-    println!(
+    outln!(
         "{} of {} grid points, {} runs → {}",
         mine.len(),
         grid.len(),
@@ -903,6 +977,9 @@ enum Completeness {
 }
 
 fn cmd_merge(files: &[PathBuf], out: Option<&Path>, completeness: Completeness) -> Result<()> {
+    if let Some(out) = out {
+        check_out_file(out)?;
+    }
     let all = read_results(files, completeness)?;
     let mut groups: Vec<(String, Vec<Summary>)> = Vec::new();
     for r in &all {
@@ -921,7 +998,7 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>, completeness: Completeness) 
             report::metric_ci(runs, f)
                 .map_or_else(|| "n/a".to_owned(), |(x, _)| format!("{x:.digits$}{unit}"))
         };
-        println!(
+        outln!(
             "{label}: n={} served {}, LBs {:.2}, {:.2} {currency}/month, LBs/bound {}, wait p95 {}",
             runs.len(),
             report::pct_or_na(report::metric_ci(runs, |s| s.served_fraction).map(|(x, _)| x)),
@@ -942,7 +1019,7 @@ fn cmd_merge(files: &[PathBuf], out: Option<&Path>, completeness: Completeness) 
     }
     for (note, points) in notes {
         let points: Vec<String> = points.iter().map(|p| format!("#{p}")).collect();
-        println!("note ({}): {note}", points.join(", "));
+        outln!("note ({}): {note}", points.join(", "));
     }
     if let Some(out) = out {
         let mut text = String::new();

@@ -17,6 +17,10 @@ use crate::error::{InputError, TomlWalk};
 /// The scenario embedded in the binary, run when no file is given.
 pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
 
+/// The largest seed: TOML's largest integer, so a seed written in a file, given as
+/// `--seed` or swept with `--param seed=...` has one range.
+pub const MAX_SEED: u64 = i64::MAX as u64;
+
 /// Longest duration anywhere in a scenario or a trace: 100 years (36525d), in ms.
 pub const MAX_DURATION_MS: u64 = 36_525 * 86_400_000;
 
@@ -454,7 +458,7 @@ pub struct Scenario {
     /// Name for reports: at most 200 characters.
     #[serde(default = "unnamed")]
     pub name: String,
-    /// Random seed: 0 to 9223372036854775807 (TOML's integers).
+    /// Random seed: 0 to [`MAX_SEED`] (TOML's integers).
     #[serde(default)]
     pub seed: u64,
     /// Simulated time: 1ms to 100 years.
@@ -564,6 +568,12 @@ impl Scenario {
             return err(
                 "name",
                 &format!("is longer than {MAX_NAME_CHARS} characters"),
+            );
+        }
+        if self.seed > MAX_SEED {
+            return err(
+                "seed",
+                &format!("{} is out of range (0 to {MAX_SEED})", self.seed),
             );
         }
         dur_in("duration", self.duration, 1, MAX_DURATION_MS)?;
@@ -1097,7 +1107,7 @@ pub const MAX_LIVE_LISTENERS: f64 = 5e6;
 
 /// Every numeric scenario field and its accepted range, as documented in the README.
 pub const RANGES: &[(&str, &str)] = &[
-    ("seed", "0 to 9223372036854775807"),
+    ("seed", "0 to 9223372036854775807"), // MAX_SEED
     ("duration", "1ms to 100 years (36525d)"),
     ("warmup", "0 to less than duration"),
     (

@@ -83,6 +83,18 @@ pub struct Grid {
 impl Grid {
     /// The grid of `axes`; refused when it spans more than [`MAX_POINTS`] points.
     pub fn new(axes: Vec<Axis>) -> Result<Grid, InputError> {
+        // A field swept twice: the later axis would overwrite the earlier at every point,
+        // and the labels would name values that never ran.
+        for (i, a) in axes.iter().enumerate() {
+            if axes[..i].iter().any(|b| b.path == a.path) {
+                return Err(InputError::new(
+                    "--param",
+                    None,
+                    &a.path,
+                    "is given twice; give all its values in one --param FIELD=V1,V2,...",
+                ));
+            }
+        }
         let len = axes.iter().try_fold(1u64, |n, a| {
             n.checked_mul(a.values.len() as u64)
                 .filter(|&n| n <= MAX_POINTS)

@@ -392,3 +392,27 @@ fn bad_input_exits_2_naming_place_and_problem() {
         &["rate_per_hour", "must be"],
     );
 }
+
+#[test]
+fn output_that_cannot_be_written_is_an_error_and_a_closed_pipe_an_end() {
+    // A full disk: a machine error (exit 1) said in words, not a panic.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = bin().args(["glossary"]).stdout(full).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("writing the output") && !err.contains("panicked"),
+        "{err}"
+    );
+    // A reader gone before the first line (`| head -0`): the run ends quietly.
+    for args in [&["glossary"][..], &["run", "--quiet", "--format", "json"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = bin().args(args).stdout(writer).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+}

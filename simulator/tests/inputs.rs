@@ -777,3 +777,57 @@ fn best_only_when_the_intervals_do_not_overlap() {
         "{tie}"
     );
 }
+
+#[test]
+fn flags_that_would_mislabel_or_fail_late_are_refused_first() {
+    let d = tmpdir("flags");
+    let f = write(&d, "base.toml", BASE);
+    // A field swept twice: the labels would name values that never ran.
+    let out = d.join("sweep");
+    let o = run(&[
+        "sweep",
+        &f,
+        "--param",
+        "seed=1,2",
+        "--param",
+        "seed=3,4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    refused(&o, &["--param", "seed", "given twice"]);
+    // A policy twice: two rows of the same runs, "tied" with itself.
+    let o = run(&[
+        "compare",
+        &f,
+        "--policies",
+        "best-fit,seed,best-fit",
+        "--seeds",
+        "1",
+    ]);
+    refused(&o, &["--policies", "best-fit is given twice"]);
+    // One range for the seed, in a file and as a flag.
+    let big = write(
+        &d,
+        "seed.toml",
+        &format!("seed = 9223372036854775808\n{BASE}"),
+    );
+    refused(
+        &run(&["run", &big]),
+        &["seed.toml:1", "seed", "0 to 9223372036854775807"],
+    );
+    refused(
+        &run(&["run", &f, "--seed", "9223372036854775808"]),
+        &["--seed"],
+    );
+    let o = run(&["run", &f, "--seed", "9223372036854775807", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // merge --out that cannot be written: refused before the inputs are read (these
+    // do not exist), naming --out.
+    for target in [
+        d.to_str().unwrap().to_owned(),
+        "/proc/nope/all.jsonl".to_owned(),
+    ] {
+        let o = run(&["merge", "missing.jsonl", "--out", &target]);
+        refused(&o, &["--out"]);
+    }
+}
