@@ -732,6 +732,7 @@ fn cmd_replay(
     let src = std::fs::read_to_string(trace_path)
         .map_err(|e| InputError::new(&origin, None, "", &e.to_string()))?;
     let events = trace::parse_trace(&src, &origin)?;
+    s.check_replay(&events, &origin)?;
     if let Some(dir) = &output.out {
         check_out_dir(dir)?;
     }

@@ -8,11 +8,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sharedlb_allocator::{
-    Budget, Config, Currency, LbProfile, PolicyKind, ProfileName, Protocol, Quota, TenantConfig,
-    TenantId, builtin_profile,
+    Budget, ClaimId, Config, Currency, LbProfile, PolicyKind, ProfileName, Protocol, Quota,
+    TenantConfig, TenantId, builtin_profile,
 };
 
 use crate::error::{InputError, TomlWalk};
+use crate::trace::TraceEvent;
 
 /// The scenario embedded in the binary, run when no file is given.
 pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
@@ -643,15 +644,6 @@ impl Scenario {
         if let Some(c) = &self.consolidation {
             dur_in("consolidation.every", c.every, 1_000, MAX_DURATION_MS)?;
             int_in("consolidation.max_moves", c.max_moves as u64, 0, 100_000)?;
-            if self.duration.ms() / c.every.ms() > MAX_SAMPLES {
-                return err(
-                    "consolidation.every",
-                    &format!(
-                        "gives more than {MAX_SAMPLES} consolidation runs over {}: make it longer",
-                        self.duration
-                    ),
-                );
-            }
         }
         if let Some(c) = &self.currency {
             for (cur, rate) in &c.rates {
@@ -886,6 +878,14 @@ impl Scenario {
         }
         // At worst one LB per live claim, each failing at the profile's rate.
         let claim_days = live * duration_ms / 86_400_000.0;
+        self.check_failures(claim_days)?;
+        let events = 2.0 * (poisson + bursts);
+        Self::check_tenant_work(events, self.tenant_specs().len())?;
+        self.check_consolidation_work(self.duration.ms(), live)
+    }
+
+    /// LB failures over `claim_days` of claims (at worst one LB each).
+    fn check_failures(&self, claim_days: f64) -> Result<(), (String, String)> {
         for (i, p) in self.profiles.iter().enumerate() {
             let failures = p.failures_per_day * claim_days;
             if failures > MAX_ARRIVALS {
@@ -900,6 +900,93 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// `events` claim events, each bringing `tenants` tenants' shares up to date.
+    fn check_tenant_work(events: f64, tenants: usize) -> Result<(), (String, String)> {
+        let work = events * tenants as f64;
+        if work > MAX_TENANT_WORK {
+            return Err((
+                "tenants".to_owned(),
+                format!(
+                    "about {} claim events for each of {tenants} tenants ({} in all); at most \
+                     {} are simulated: fewer tenants, fewer arrivals or a shorter run",
+                    sci(events),
+                    sci(work),
+                    sci(MAX_TENANT_WORK)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Consolidation runs over `span_ms`, each looking at about `live` claims.
+    fn check_consolidation_work(&self, span_ms: u64, live: f64) -> Result<(), (String, String)> {
+        let Some(c) = &self.consolidation else {
+            return Ok(());
+        };
+        let runs = (span_ms / c.every.ms().max(1)) as f64;
+        if runs > MAX_SAMPLES as f64 || runs * live.max(1.0) > MAX_CONSOLIDATION_WORK {
+            return Err((
+                "consolidation.every".to_owned(),
+                format!(
+                    "gives {} consolidation runs over {}, each looking at about {} live \
+                     claims; at most {} runs and {} claim looks are simulated: make it longer",
+                    sci(runs),
+                    Dur(span_ms),
+                    sci(live),
+                    MAX_SAMPLES,
+                    sci(MAX_CONSOLIDATION_WORK)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The work checks again for a replay of `trace`, which sets the run's span, its
+    /// claims and its tenants instead of the scenario's duration and workload.
+    pub fn check_replay(&self, trace: &[TraceEvent], origin: &str) -> Result<(), InputError> {
+        let span = trace.iter().map(TraceEvent::time).max().unwrap_or(0);
+        let mut tenants: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut added: std::collections::HashMap<&ClaimId, u64> = std::collections::HashMap::new();
+        let (mut live, mut peak, mut claim_ms) = (0u64, 0u64, 0u128);
+        for e in trace {
+            match e {
+                TraceEvent::Add { t, claim, .. } => {
+                    tenants.insert(claim.tenant().as_str());
+                    added.insert(claim.id(), *t);
+                    live += 1;
+                    peak = peak.max(live);
+                }
+                TraceEvent::Remove { t, id } => {
+                    if let Some(a) = added.remove(id) {
+                        claim_ms += u128::from(t - a);
+                        live -= 1;
+                    }
+                }
+            }
+        }
+        claim_ms += added.values().map(|a| u128::from(span - a)).sum::<u128>();
+        let err = |(field, m): (String, String)| {
+            InputError::new(origin, None, "", &format!("{field} (of the scenario): {m}"))
+        };
+        if tenants.len() > MAX_TENANTS {
+            return Err(InputError::new(
+                origin,
+                None,
+                "tenant",
+                &format!(
+                    "the trace has {} tenants; at most {MAX_TENANTS} are simulated",
+                    tenants.len()
+                ),
+            ));
+        }
+        let tenants = tenants.len().max(self.tenant_specs().len());
+        Self::check_tenant_work(trace.len() as f64, tenants).map_err(err)?;
+        self.check_failures(claim_ms as f64 / 86_400_000.0)
+            .map_err(err)?;
+        self.check_consolidation_work(span, peak as f64)
+            .map_err(err)
     }
 
     /// Tenants, with the default single tenant when none is given.
@@ -1104,6 +1191,12 @@ pub const MAX_MIX_DEPTH: usize = 8;
 pub const MAX_ARRIVALS: f64 = 1e8;
 /// Most expected live listeners at once (memory).
 pub const MAX_LIVE_LISTENERS: f64 = 5e6;
+/// Most claim events times tenants: every event brings each tenant's shares up to date
+/// (about 0.3 µs a tenant), so this bounds that part of a run to a few minutes.
+pub const MAX_TENANT_WORK: f64 = 1e9;
+/// Most consolidation runs times live claims: a run looks at every live claim (about
+/// 0.5 µs each), so this bounds consolidation to about a minute.
+pub const MAX_CONSOLIDATION_WORK: f64 = 1e8;
 
 /// Every numeric scenario field and its accepted range, as documented in the README.
 pub const RANGES: &[(&str, &str)] = &[
@@ -1164,7 +1257,9 @@ pub const RANGES: &[(&str, &str)] = &[
     (
         "the whole run",
         "at most 1e8 expected arrivals (rate × duration + bursts), 5e6 expected live \
-         listeners (Little's law) and 1e8 expected LB failures",
+         listeners (Little's law), 1e8 expected LB failures, 1e9 claim events × tenants and \
+         1e8 consolidation runs × live claims; a replay, over its trace's span, claims and \
+         tenants (at most 1000)",
     ),
 ];
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Output;
 
@@ -830,4 +831,86 @@ fn flags_that_would_mislabel_or_fail_late_are_refused_first() {
         let o = run(&["merge", "missing.jsonl", "--out", &target]);
         refused(&o, &["--out"]);
     }
+}
+
+#[test]
+fn work_that_would_run_for_hours_is_refused_before_it_starts() {
+    let d = tmpdir("work");
+    // 1000 tenants × ~1.4M claim events: every event brings each tenant's shares up to date.
+    let tenants_of = |n: usize| {
+        let mut s = String::new();
+        for i in 0..n {
+            let _ = writeln!(s, "[[tenants]]\nname = \"t{i}\"");
+        }
+        s
+    };
+    let tenants = tenants_of(1000);
+    let busy = BASE
+        .replace("\"1d\"", "\"3d\"")
+        .replace("rate_per_hour = 1.0", "rate_per_hour = 10000.0");
+    let f = write(&d, "tenants.toml", &format!("{busy}{tenants}"));
+    refused(
+        &run(&["run", &f]),
+        &["tenants.toml", "tenants", "1000 tenants"],
+    );
+    // The same with 100 tenants is within bounds.
+    let few = tenants_of(100);
+    let f = write(
+        &d,
+        "few.toml",
+        &format!("{}{few}", BASE.replace("\"1d\"", "\"1h\"")),
+    );
+    let o = run(&["run", &f, "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Consolidation every second over 11 days of ~1000 live claims: runs × claims.
+    let cons = format!(
+        "{}[consolidation]\nevery = \"1s\"\nmax_moves = 0\n",
+        BASE.replace("\"1d\"", "\"11d\"")
+            .replace("rate_per_hour = 1.0", "rate_per_hour = 1000.0")
+    );
+    let f = write(&d, "cons.toml", &cons);
+    refused(
+        &run(&["run", &f]),
+        &["cons.toml", "consolidation.every", "claim looks"],
+    );
+
+    // A replay is checked over its trace's span, claims and tenants, not the scenario's.
+    let every_second = write(
+        &d,
+        "every-second.toml",
+        &format!("{BASE}[consolidation]\nevery = \"1s\"\nmax_moves = 10\n"),
+    );
+    let century = write(
+        &d,
+        "century.jsonl",
+        "{\"t\": 0, \"op\": \"add\", \"id\": \"shop/web\", \"ports\": [{\"protocol\": \"TCP\", \"port\": 443}]}\n{\"t\": \"36525d\", \"op\": \"remove\", \"id\": \"shop/web\"}\n",
+    );
+    refused(
+        &run(&["replay", &century, "--scenario", &every_second]),
+        &["century.jsonl", "consolidation.every"],
+    );
+    let failing = write(
+        &d,
+        "failing.toml",
+        &format!("{BASE}[[profiles]]\nname = \"aws-nlb\"\nfailures_per_day = 24\n"),
+    );
+    let mut long = String::new();
+    for i in 0..1000 {
+        let _ = writeln!(
+            long,
+            "{{\"t\": 0, \"op\": \"add\", \"id\": \"shop/s{i}\", \"ports\": [{{\"protocol\": \"TCP\", \"port\": 0}}]}}"
+        );
+    }
+    long.push_str("{\"t\": \"36525d\", \"op\": \"remove\", \"id\": \"shop/s0\"}\n");
+    let long = write(&d, "long.jsonl", &long);
+    refused(
+        &run(&["replay", &long, "--scenario", &failing]),
+        &["long.jsonl", "failures_per_day"],
+    );
+    let mut many = String::from("t,op,id,ports\n");
+    for i in 0..1001 {
+        let _ = writeln!(many, "0,add,ns{i}/web,443/TCP");
+    }
+    let many = write(&d, "many.csv", &many);
+    refused(&run(&["replay", &many]), &["many.csv", "1001 tenants"]);
 }
