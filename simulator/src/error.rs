@@ -29,6 +29,13 @@ impl InputError {
 
     /// From a TOML parse error: its line, the field at that place, the message in words.
     pub fn toml(origin: &str, src: &str, e: &toml::de::Error) -> InputError {
+        // A field missing from the top level comes with an empty span at the start: no
+        // line or key says where (the first key would be named, or a comment).
+        if e.span().is_some_and(|s| s.is_empty() && s.start == 0)
+            && e.message().starts_with("missing field")
+        {
+            return InputError::new(origin, None, "", &words(e.message()));
+        }
         let at = e.span().map(|s| s.start.min(src.len()));
         let line = at.map(|a| src[..a].matches('\n').count() + 1);
         let mut field = at.map(|a| key_path_at(src, a)).unwrap_or_default();

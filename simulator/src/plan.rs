@@ -164,6 +164,34 @@ pub struct Services {
     pub tenant_fallbacks: usize,
 }
 
+/// Deepest `[`/`{` nesting accepted in a YAML Service list.
+const MAX_YAML_NESTING: usize = 256;
+
+/// The line where `[`/`{` nesting (outside quotes and comments) first goes past `max`.
+fn flow_nesting_past(src: &str, max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (n, line) in src.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(n + 1);
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                // Inside quotes, or any other character.
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// Reads `kubectl get svc -A -o json` or `-o yaml` output (a List of Services, or one
 /// Service): the Services of type LoadBalancer, as claims.
 pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Services, InputError> {
@@ -184,6 +212,19 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
             )
         })?
     } else {
+        // The YAML parser takes time quadratic in flow nesting (a 200 KB file of brackets
+        // took 24 s to be refused); kubectl's output nests a dozen deep.
+        if let Some(line) = flow_nesting_past(src, MAX_YAML_NESTING) {
+            return Err(InputError::new(
+                origin,
+                Some(line),
+                "",
+                &format!(
+                    "not a Service list (kubectl get svc -A -o yaml): nested more than \
+                     {MAX_YAML_NESTING} deep"
+                ),
+            ));
+        }
         serde_yaml::from_str(src).map_err(|e| {
             let line = e.location().map(|l| l.line());
             let msg = e.to_string();

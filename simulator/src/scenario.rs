@@ -102,11 +102,19 @@ impl Dur {
     }
 
     fn from_secs(s: f64) -> Result<Dur, String> {
-        Dur::from_ms_f64(s * 1000.0).map_err(|m| format!("{s} s: {m}"))
+        // A huge number reads better in scientific notation than in 309 digits.
+        let shown = if s.abs() >= 1e15 {
+            sci(s)
+        } else {
+            s.to_string()
+        };
+        Dur::from_ms_f64(s * 1000.0).map_err(|m| format!("{shown} s: {m}"))
     }
 
     fn from_ms_f64(ms: f64) -> Result<Dur, String> {
-        if ms.is_nan() || ms < 0.0 {
+        if ms.is_nan() {
+            Err(format!("not a duration; write it as {DURATION_FORMS}"))
+        } else if ms < 0.0 {
             Err("a duration cannot be negative".into())
         } else if ms.round() > MAX_DURATION_MS as f64 {
             Err("longer than 100 years (36525d), the longest duration accepted".into())

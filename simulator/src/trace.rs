@@ -142,11 +142,22 @@ struct JsonEvent {
 /// Parses a trace; `origin` names the file in errors.
 pub fn parse_trace(src: &str, origin: &str) -> Result<Vec<TraceEvent>, InputError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
-    let json = src
+    let first = src
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .is_some_and(|l| l.starts_with('{'));
+        .enumerate()
+        .find(|(_, l)| !l.is_empty() && !l.starts_with('#'));
+    if let Some((n, l)) = first
+        && l.starts_with('[')
+    {
+        return Err(InputError::new(
+            origin,
+            Some(n + 1),
+            "",
+            "a JSON array; a JSON Lines trace has one event object per line",
+        ));
+    }
+    let json = first.is_some_and(|(_, l)| l.starts_with('{'));
     let events = if json {
         json_events(src, origin)?
     } else {

@@ -914,3 +914,43 @@ fn work_that_would_run_for_hours_is_refused_before_it_starts() {
     let many = write(&d, "many.csv", &many);
     refused(&run(&["replay", &many]), &["many.csv", "1001 tenants"]);
 }
+
+#[test]
+fn messages_name_the_place_in_the_users_words() {
+    let d = tmpdir("words2");
+    // A top-level field missing: no line, and neither a comment nor another key named.
+    let f = write(
+        &d,
+        "nodur.toml",
+        &format!("# my scenario\n{}", BASE.replace("duration = \"1d\"\n", "")),
+    );
+    let o = run(&["run", &f]);
+    refused(&o, &["nodur.toml: missing field `duration`"]);
+    assert!(!stderr(&o).contains("# my scenario"), "{}", stderr(&o));
+    // Not-a-number and huge durations say so plainly.
+    let f = write(&d, "nan.toml", &BASE.replace("\"1d\"", "nan"));
+    refused(
+        &run(&["run", &f]),
+        &["nan.toml:1", "duration", "not a duration"],
+    );
+    let f = write(&d, "huge.toml", &BASE.replace("\"1d\"", "1e308"));
+    let o = run(&["run", &f]);
+    refused(&o, &["huge.toml:1", "1e308 s", "100 years"]);
+    // A JSON array is not JSON Lines (it was read as CSV).
+    let f = write(
+        &d,
+        "array.jsonl",
+        "[{\"t\": 0, \"op\": \"add\", \"id\": \"a/b\"}]\n",
+    );
+    refused(
+        &run(&["replay", &f]),
+        &["array.jsonl:1", "one event object per line"],
+    );
+    // YAML nested past reason is refused before the parser spends minutes on it.
+    let deep = format!("items: {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+    let f = write(&d, "deep.yaml", &deep);
+    refused(
+        &run(&["plan", "--services", &f]),
+        &["deep.yaml:1", "nested more than 256 deep"],
+    );
+}
