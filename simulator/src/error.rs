@@ -159,19 +159,41 @@ impl TomlWalk {
     /// The key paths set on a (non-header) line, in order, inline tables included; and
     /// the path of the last key whose value is still open at the end of `text`.
     pub(crate) fn keys(&self, text: &str) -> (Vec<String>, Option<String>) {
-        let mut stack: Vec<String> = Vec::new();
+        // The inline tables and arrays the end of `text` is in: a table by its key (none
+        // for an array's element), an array by its key and the element being read.
+        enum Frame {
+            Table(String),
+            Array(String, usize),
+        }
+        let mut stack: Vec<Frame> = Vec::new();
         let mut key = String::new();
         let mut last: Option<String> = None;
         let mut in_str: Option<char> = None;
         let mut all = Vec::new();
-        let path = |stack: &[String], k: &str| {
-            let mut parts: Vec<&str> = Vec::new();
-            if !self.header.is_empty() {
-                parts.push(&self.header);
+        let path = |stack: &[Frame], k: Option<&str>| {
+            let mut p = self.header.clone();
+            let mut push = |part: &str| {
+                if !p.is_empty() && !part.starts_with('[') {
+                    p.push('.');
+                }
+                p.push_str(part);
+            };
+            for f in stack {
+                match f {
+                    Frame::Table(k) if k.is_empty() => {}
+                    Frame::Table(k) => push(k),
+                    Frame::Array(k, i) => {
+                        if !k.is_empty() {
+                            push(k);
+                        }
+                        push(&format!("[{i}]"));
+                    }
+                }
             }
-            parts.extend(stack.iter().map(String::as_str));
-            parts.push(k);
-            parts.join(".")
+            if let Some(k) = k {
+                push(k);
+            }
+            p
         };
         for c in text.chars() {
             if let Some(q) = in_str {
@@ -185,29 +207,40 @@ impl TomlWalk {
                 '#' => break,
                 '=' => {
                     let k = clean_key(&key);
-                    all.push(path(&stack, &k));
+                    all.push(path(&stack, Some(&k)));
                     last = Some(k);
                     key.clear();
                 }
                 '{' => {
-                    if let Some(k) = last.take() {
-                        stack.push(k);
-                    }
+                    stack.push(Frame::Table(last.take().unwrap_or_default()));
                     key.clear();
                 }
-                '}' => {
+                '[' => {
+                    stack.push(Frame::Array(last.take().unwrap_or_default(), 0));
+                    key.clear();
+                }
+                '}' | ']' => {
                     stack.pop();
                     last = None;
                     key.clear();
                 }
-                ',' | '[' | ']' => {
+                ',' => {
+                    if let Some(Frame::Array(_, i)) = stack.last_mut() {
+                        *i += 1;
+                    }
                     last = None;
                     key.clear();
                 }
                 _ => key.push(c),
             }
         }
-        let open = last.map(|k| path(&stack, &k));
+        // A value being read: its key's path. Else, inside an inline table or array (at
+        // a key, say an unknown one): the path of what it is in.
+        let open = match last {
+            Some(k) => Some(path(&stack, Some(&k))),
+            None if !stack.is_empty() => Some(path(&stack, None)),
+            None => None,
+        };
         (all, open)
     }
 }
@@ -296,5 +329,15 @@ mod tests {
             key_path_at(src, src.rfind("[[profiles]]").unwrap()),
             "profiles[1]"
         );
+        // Inline arrays count their elements: a value, and an unknown key in a table
+        // element (the error is at the key: the element is named, serde names the key).
+        let src = "[workload]\npopular_ports = [{ port = 443 }, { port = 70000, colour = 1 }]\nx = [1, 2, z]\n";
+        let at = |needle: &str| src.find(needle).unwrap();
+        assert_eq!(
+            key_path_at(src, at("70000")),
+            "workload.popular_ports[1].port"
+        );
+        assert_eq!(key_path_at(src, at("colour")), "workload.popular_ports[1]");
+        assert_eq!(key_path_at(src, at("z]")), "workload.x[2]");
     }
 }
