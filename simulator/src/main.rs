@@ -1,6 +1,9 @@
 //! `sharedlb-sim`: the capacity-planning CLI. With no arguments it runs the built-in
 //! default scenario and prints a table.
 
+// Output goes through `out!`/`outln!`: `print!` panics when stdout cannot be written.
+#![deny(clippy::print_stdout)]
+
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
