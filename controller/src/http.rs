@@ -202,16 +202,12 @@ fn reconcile_metrics(ctx: &Ctx, out: &mut String) {
         "sharedlb_reconciles_total {}",
         m.reconciles.load(Ordering::Relaxed)
     );
-    let _ = writeln!(
-        out,
-        "# HELP sharedlb_reconcile_errors_total Failed reconciles, by kind of error.\n# TYPE sharedlb_reconcile_errors_total counter"
-    );
     let errors = m
         .errors
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    for kind in [
+    let kinds = [
         "api",
         "conflict",
         "not_found",
@@ -219,30 +215,27 @@ fn reconcile_metrics(ctx: &Ctx, out: &mut String) {
         "allocator",
         "fenced",
         "invalid",
-    ] {
-        let _ = writeln!(
-            out,
-            "sharedlb_reconcile_errors_total{{kind=\"{kind}\"}} {}",
-            errors.get(kind).copied().unwrap_or(0)
-        );
-    }
-    let _ = writeln!(
+    ];
+    labelled_counters(
         out,
-        "# HELP sharedlb_background_failures_total Failed passes of the tasks beside the reconciles: the allocator's clock (tick), the resync of gone claims and of the LB Services' drift.\n# TYPE sharedlb_background_failures_total counter"
+        "sharedlb_reconcile_errors_total",
+        "Failed reconciles, by kind of error.",
+        "kind",
+        kinds.map(|k| (k, errors.get(k).copied().unwrap_or(0))),
     );
     let failures = m
         .background_failures
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    for task in Background::ALL {
-        let _ = writeln!(
-            out,
-            "sharedlb_background_failures_total{{task=\"{}\"}} {}",
-            task.as_str(),
-            failures.get(&task).copied().unwrap_or(0)
-        );
-    }
+    labelled_counters(
+        out,
+        "sharedlb_background_failures_total",
+        "Failed passes of the tasks beside the reconciles: the allocator's clock (tick), the \
+         resync of gone claims and of the LB Services' drift.",
+        "task",
+        Background::ALL.map(|t| (t.as_str(), failures.get(&t).copied().unwrap_or(0))),
+    );
     let _ = writeln!(
         out,
         "# HELP sharedlb_reconcile_seconds_total Time spent reconciling.\n# TYPE sharedlb_reconcile_seconds_total counter"
@@ -252,4 +245,18 @@ fn reconcile_metrics(ctx: &Ctx, out: &mut String) {
         "sharedlb_reconcile_seconds_total {}",
         m.reconcile_micros.load(Ordering::Relaxed) as f64 / 1e6
     );
+}
+
+/// One counter family, a value per label value, each listed even at 0.
+fn labelled_counters(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'static str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (v, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{v}\"}} {n}");
+    }
 }

@@ -472,6 +472,35 @@ fn shared_ip_mode_annotates_per_claim_services() {
     assert_eq!(st.address.as_deref(), Some("192.0.2.7"));
 }
 
+/// Places each claim and records its placement in its status, as the controller would,
+/// with the address `address` gives by claim name.
+fn place_and_record(
+    a: &mut Allocator,
+    claims: &[SharedLB],
+    mode: Mode,
+    address: impl Fn(&str) -> Option<String>,
+) -> Vec<SharedLB> {
+    claims
+        .iter()
+        .map(|c| {
+            add(a, c, mode);
+            let (lb, ls) = a.placement(&core::claim_key(c).unwrap()).unwrap();
+            let mut c = c.clone();
+            c.status = Some(core::status(
+                &c,
+                &Outcome::Placed {
+                    lb,
+                    listeners: &ls,
+                    address: address(&c.name_any()),
+                },
+                "t",
+                mode,
+            ));
+            c
+        })
+        .collect()
+}
+
 #[test]
 fn restart_rebuilds_the_same_placements_and_decides_nothing_new() {
     let config = Config::with_builtin("aws-nlb", best_fit()).unwrap();
@@ -493,23 +522,7 @@ fn restart_rebuilds_the_same_placements_and_decides_nothing_new() {
             vec![port("g", PortProtocol::Udp, 0, Some(7777))],
         ),
     ];
-    let mut recorded = Vec::new();
-    for c in &claims {
-        add(&mut a, c, Mode::Service);
-        let (lb, ls) = a.placement(&core::claim_key(c).unwrap()).unwrap();
-        let mut c = c.clone();
-        c.status = Some(core::status(
-            &c,
-            &Outcome::Placed {
-                lb,
-                listeners: &ls,
-                address: None,
-            },
-            "t",
-            Mode::Service,
-        ));
-        recorded.push(c);
-    }
+    let recorded = place_and_record(&mut a, &claims, Mode::Service, |_| None);
     let services: Vec<Service> = a
         .lbs()
         .iter()
@@ -659,24 +672,9 @@ fn a_shared_ip_is_restored_ready_only_where_a_claim_recorded_its_address() {
             vec![port("dns", PortProtocol::Udp, 53, None)],
         ),
     ];
-    let address = |name: &str| (name == "c-dns").then(|| "192.0.2.7".to_owned());
-    let mut recorded = Vec::new();
-    for c in &claims {
-        add(&mut a, c, Mode::SharedIp);
-        let (lb, ls) = a.placement(&core::claim_key(c).unwrap()).unwrap();
-        let mut c = c.clone();
-        c.status = Some(core::status(
-            &c,
-            &Outcome::Placed {
-                lb,
-                listeners: &ls,
-                address: address(&c.name_any()),
-            },
-            "t",
-            Mode::SharedIp,
-        ));
-        recorded.push(c);
-    }
+    let recorded = place_and_record(&mut a, &claims, Mode::SharedIp, |name| {
+        (name == "c-dns").then(|| "192.0.2.7".to_owned())
+    });
     let lb_of = |name: &str| {
         a.placement(&format!("shop/{name}").parse().unwrap())
             .unwrap()
