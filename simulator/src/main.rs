@@ -1,8 +1,9 @@
 //! `sharedlb-sim`: the capacity-planning CLI. With no arguments it runs the built-in
 //! default scenario and prints a table.
 
-// Output goes through `out!`/`outln!`: `print!` panics when stdout cannot be written.
-#![deny(clippy::print_stdout)]
+// Output goes through `out!`/`outln!` and `say!`: `print!` and `eprint!` panic when
+// their stream cannot be written.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -16,8 +17,9 @@ use rayon::prelude::*;
 use sharedlb_allocator::{PolicyKind, builtin_profile, builtin_profiles};
 use sharedlb_simulator::metrics::{GLOSSARY, Sample, Summary};
 use sharedlb_simulator::report::RunGroup;
+use sharedlb_simulator::scenario::Purpose;
 use sharedlb_simulator::sweep::{
-    Axis, Grid, SweepId, SweepResult, parse_axis, parse_shard, set_path,
+    Axis, Grid, MAX_POINTS, SweepId, SweepResult, parse_axis, parse_shard, set_path,
 };
 use sharedlb_simulator::{InputError, Scenario, Simulation, plan, report, scenario, trace};
 
@@ -161,7 +163,9 @@ enum Command {
 }
 
 /// `print!` that hands a failed write to the caller (`?`) instead of panicking: a full
-/// disk is a machine error (exit 1), a closed pipe (`| head`) ends the run quietly.
+/// disk is a machine error (exit 1). A closed pipe (`| head`) is not an error: the rest
+/// of the output is dropped and the command goes on, so its files (`--out`) are still
+/// written and its exit code (`plan --strict`) still told.
 macro_rules! out {
     ($($t:tt)*) => {
         write_stdout(format_args!($($t)*))?
@@ -175,43 +179,61 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` that never panics: a message nobody can read is dropped.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 /// Standard output could not be written.
 #[derive(Debug, thiserror::Error)]
 #[error("writing the output: {0}")]
 struct StdoutError(std::io::Error);
 
+/// Set once stdout's reader is gone: later output is dropped unwritten.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A write's outcome: a closed pipe closes stdout for the rest of the run.
+fn stdout_result(r: std::io::Result<()>) -> Result<(), StdoutError> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        r => r.map_err(StdoutError),
+    }
+}
+
 fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<(), StdoutError> {
     use std::io::Write as _;
-    std::io::stdout()
-        .lock()
-        .write_fmt(args)
-        .map_err(StdoutError)
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    stdout_result(std::io::stdout().lock().write_fmt(args))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let done = dispatch(cli.command).and_then(|()| {
         use std::io::Write as _;
-        Ok(std::io::stdout().flush().map_err(StdoutError)?)
+        Ok(stdout_result(std::io::stdout().flush())?)
     });
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(StdoutError(io)) = e.downcast_ref::<StdoutError>() {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    // The reader has what it wanted (`| head`): nothing to report.
-                    return ExitCode::SUCCESS;
-                }
-                eprintln!("error: {e}");
+            if e.downcast_ref::<StdoutError>().is_some() {
+                say!("error: {e}");
                 ExitCode::from(1)
             } else if let Some(input) = e.downcast_ref::<InputError>() {
-                eprintln!("error: {input}");
+                say!("error: {input}");
                 ExitCode::from(2)
             } else if let Some(u) = e.downcast_ref::<Unplaceable>() {
-                eprintln!("error: {u}");
+                say!("error: {u}");
                 ExitCode::from(3)
             } else {
-                eprintln!("error: {e:#}");
+                say!("error: {e:#}");
                 ExitCode::from(1)
             }
         }
@@ -374,9 +396,14 @@ fn scenario_source(path: Option<&Path>) -> Result<(String, String)> {
     }
 }
 
-fn load_scenario(path: Option<&Path>, policy: Option<&str>, seed: Option<u64>) -> Result<Scenario> {
+fn load_scenario(
+    path: Option<&Path>,
+    policy: Option<&str>,
+    seed: Option<u64>,
+    purpose: Purpose,
+) -> Result<Scenario> {
     let (src, origin) = scenario_source(path)?;
-    let mut s = Scenario::from_toml(&src, &origin)?;
+    let mut s = Scenario::from_toml_for(&src, &origin, purpose)?;
     if let Some(p) = policy {
         s.allocator.policy = parse_policy(p)?;
     }
@@ -539,7 +566,7 @@ fn cmd_run(
     profile: Option<&str>,
     output: &Output,
 ) -> Result<()> {
-    let mut s = load_scenario(path, policy, seed)?;
+    let mut s = load_scenario(path, policy, seed, Purpose::Run)?;
     if let Some(name) = profile {
         if builtin_profile(name).is_none() {
             return Err(unknown_profile("--profile", name).into());
@@ -561,7 +588,8 @@ fn cmd_run(
 }
 
 fn cmd_compare(path: &Path, policies: &str, seeds: u64, output: &Output) -> Result<()> {
-    let base = load_scenario(Some(path), None, None)?;
+    let base = load_scenario(Some(path), None, None, Purpose::Run)?;
+    check_seeds(base.seed, seeds, &base.name)?;
     let kinds: Vec<PolicyKind> = policies
         .split(',')
         .map(|p| {
@@ -714,7 +742,7 @@ fn cmd_plan(
         if strict {
             return Err(Unplaceable(msg).into());
         }
-        eprintln!("warning: {msg}");
+        say!("warning: {msg}");
     }
     Ok(())
 }
@@ -725,7 +753,7 @@ fn cmd_replay(
     policy: Option<&str>,
     output: &Output,
 ) -> Result<()> {
-    let mut s = load_scenario(scenario_path, policy, None)?;
+    let mut s = load_scenario(scenario_path, policy, None, Purpose::Replay)?;
     let origin = trace_path.display().to_string();
     // The report names what ran: this trace, with the scenario's allocator and profiles.
     let file = trace_path
@@ -778,6 +806,7 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
         let params: Vec<String> = point.iter().map(|(p, v)| format!("{p}={v}")).collect();
         let label = params.join(" ");
         let s = Scenario::from_table(&table, &format!("--param {label}"))?;
+        check_seeds(s.seed, seeds, &format!("--param {label}"))?;
         Ok((params, s))
     };
     // Every point is checked before any runs: a bad value fails at once, not after hours.
@@ -834,11 +863,30 @@ fn cmd_sweep(path: &Path, params: &[String], seeds: u64, shard: &str, out: &Path
     Ok(())
 }
 
+/// Runs of `seeds` seeds from `seed` use seeds up to `seed + seeds - 1`: each must be one
+/// a run can be given again (`--seed`), so none past [`scenario::MAX_SEED`].
+fn check_seeds(seed: u64, seeds: u64, what: &str) -> Result<(), InputError> {
+    if seed.saturating_add(seeds - 1) > scenario::MAX_SEED {
+        return Err(InputError::new(
+            "--seeds",
+            None,
+            "",
+            &format!(
+                "{seeds} seeds from {what}'s seed {seed} go past {}, the largest seed",
+                scenario::MAX_SEED
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The identity of a sweep: its scenario as parsed (comments and layout do not count),
 /// its axes and its seed count.
 fn sweep_fingerprint(base: &toml::Table, axes: &[Axis], seeds: u64) -> String {
     use std::hash::Hasher as _;
     let mut h = fnv::FnvHasher::default();
+    // Another version may simulate otherwise: its results are another sweep's.
+    h.write(env!("CARGO_PKG_VERSION").as_bytes());
     h.write(toml::to_string(base).unwrap_or_default().as_bytes());
     for a in axes {
         h.write(b"\n--param ");
@@ -874,6 +922,19 @@ fn read_results(files: &[PathBuf], completeness: Completeness) -> Result<Vec<Swe
                     &format!("not a sweep result (or one written before sweeps had an identity; run it again): {e}"),
                 )
             })?;
+            if r.sweep.points as u64 > MAX_POINTS || r.sweep.runs as u64 > MAX_SEEDS {
+                return Err(InputError::new(
+                    &origin,
+                    Some(i + 1),
+                    "sweep",
+                    &format!(
+                        "a sweep of {} points of {} runs: at most {MAX_POINTS} points of \
+                         {MAX_SEEDS} runs are made",
+                        r.sweep.points, r.sweep.runs
+                    ),
+                )
+                .into());
+            }
             if let Some((first, at)) = all.first()
                 && first.sweep != r.sweep
             {
@@ -937,8 +998,13 @@ fn read_results(files: &[PathBuf], completeness: Completeness) -> Result<Vec<Swe
     }
     let expected = sweep.points.saturating_mul(sweep.runs);
     if out.len() < expected {
+        // Runs found per point, in one pass (the points are bounded above).
+        let mut found = vec![0usize; sweep.points];
+        for r in &out {
+            found[r.point] += 1;
+        }
         let mut missing_points: Vec<usize> = (0..sweep.points)
-            .filter(|&p| out.iter().filter(|r| r.point == p).count() < sweep.runs)
+            .filter(|&p| found[p] < sweep.runs)
             .collect();
         let more = missing_points.len().saturating_sub(8);
         missing_points.truncate(8);
@@ -967,7 +1033,7 @@ fn read_results(files: &[PathBuf], completeness: Completeness) -> Result<Vec<Swe
                 )
                 .into());
             }
-            Completeness::Partial => eprintln!("note: {message}"),
+            Completeness::Partial => say!("note: {message}"),
         }
     }
     Ok(out)

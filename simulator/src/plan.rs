@@ -167,25 +167,50 @@ pub struct Services {
 /// Deepest `[`/`{` nesting accepted in a YAML Service list.
 const MAX_YAML_NESTING: usize = 256;
 
-/// The line where `[`/`{` nesting (outside quotes and comments) first goes past `max`.
+/// The line where `[`/`{` nesting (outside quoted scalars and comments) first goes past
+/// `max`. As YAML reads them: a quote opens a scalar only where one starts (after
+/// `[ { , : - ?` or at the line's start), `#` opens a comment only after a space, and
+/// `---` starts a new document.
 fn flow_nesting_past(src: &str, max: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (n, line) in src.lines().enumerate() {
+        if line.starts_with("---") {
+            depth = 0;
+            continue;
+        }
         let mut quote: Option<char> = None;
+        let mut escaped = false;
+        // The last character outside quotes that is not a space.
+        let mut before: Option<char> = None;
+        let mut after_space = true;
         for c in line.chars() {
-            match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
-                (None, '"' | '\'') => quote = Some(c),
-                (None, '#') => break,
-                (None, '[' | '{') => {
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if q == '"' && c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                    before = Some(c);
+                }
+                continue;
+            }
+            let starts_scalar = matches!(before, None | Some('[' | '{' | ',' | ':' | '-' | '?'));
+            match c {
+                '"' | '\'' if starts_scalar => quote = Some(c),
+                '#' if after_space => break,
+                '[' | '{' => {
                     depth += 1;
                     if depth > max {
                         return Some(n + 1);
                     }
                 }
-                (None, ']' | '}') => depth = depth.saturating_sub(1),
-                // Inside quotes, or any other character.
+                ']' | '}' => depth = depth.saturating_sub(1),
                 _ => {}
+            }
+            after_space = c == ' ' || c == '\t';
+            if !after_space {
+                before = Some(c);
             }
         }
     }

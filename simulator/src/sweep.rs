@@ -85,14 +85,24 @@ impl Grid {
     pub fn new(axes: Vec<Axis>) -> Result<Grid, InputError> {
         // A field swept twice: the later axis would overwrite the earlier at every point,
         // and the labels would name values that never ran.
+        // So is a field inside a table swept as a whole (`a.b` and `a.b.c`).
+        let within = |outer: &str, inner: &str| {
+            inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|r| r.starts_with('.'))
+        };
         for (i, a) in axes.iter().enumerate() {
-            if axes[..i].iter().any(|b| b.path == a.path) {
-                return Err(InputError::new(
-                    "--param",
-                    None,
-                    &a.path,
-                    "is given twice; give all its values in one --param FIELD=V1,V2,...",
-                ));
+            if let Some(b) = axes[..i]
+                .iter()
+                .find(|b| within(&b.path, &a.path) || within(&a.path, &b.path))
+            {
+                let message = if b.path == a.path {
+                    "is given twice; give all its values in one --param FIELD=V1,V2,...".to_owned()
+                } else {
+                    format!("overlaps --param {}: one would overwrite the other", b.path)
+                };
+                return Err(InputError::new("--param", None, &a.path, &message));
             }
         }
         let len = axes.iter().try_fold(1u64, |n, a| {

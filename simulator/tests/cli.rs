@@ -408,11 +408,50 @@ fn output_that_cannot_be_written_is_an_error_and_a_closed_pipe_an_end() {
         "{err}"
     );
     // A reader gone before the first line (`| head -0`): the run ends quietly.
-    for args in [&["glossary"][..], &["run", "--quiet", "--format", "json"]] {
+    let closed = || {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let o = bin().args(args).stdout(writer).output().unwrap();
+        writer
+    };
+    for args in [&["glossary"][..], &["run", "--quiet", "--format", "json"]] {
+        let o = bin().args(args).stdout(closed()).output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
         assert_eq!(stderr(&o), "", "{args:?}");
     }
+    // ... but what the command writes besides, and its exit code, are not lost with it.
+    let d = tmpdir("closed");
+    let out = d.join("out");
+    let o = bin()
+        .args(["run", "--quiet", "--out", out.to_str().unwrap()])
+        .stdout(closed())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.join("summary.json").exists() && out.join("report.html").exists());
+    let services = examples().join("services.yaml");
+    let o = bin()
+        .args(["plan", "--services", services.to_str().unwrap()])
+        .args(["--profile", "aws-clb", "--strict"])
+        .stdout(closed())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "--strict still fails: {}",
+        stderr(&o)
+    );
+    // Errors told on a stderr nobody can read: the exit code still says what happened.
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let o = bin()
+        .args(["run", "no-such.toml"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
 }
