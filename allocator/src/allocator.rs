@@ -327,6 +327,8 @@ pub struct Allocator {
     pub(crate) usage: crate::tenant_books::TenantBooks,
     pub(crate) demand: FxHashMap<Listener, u32>,
     pub(crate) hot: BTreeSet<(Reverse<u32>, Listener)>,
+    /// The fixed listeners the pool indexes count LBs by (see [`PoolIndex::blocked`](crate::index::PoolIndex::blocked)).
+    pub(crate) hot_tracked: [Option<Listener>; crate::index::HOT_LISTENERS],
     pub(crate) idle: BTreeSet<(Time, LbId)>,
     pub(crate) totals: Totals,
     /// What changed since waiting claims were last tried: which of them to retry.
@@ -408,6 +410,7 @@ impl Allocator {
             usage: crate::tenant_books::TenantBooks::default(),
             demand: FxHashMap::default(),
             hot: BTreeSet::new(),
+            hot_tracked: [None; crate::index::HOT_LISTENERS],
             idle: BTreeSet::new(),
             totals: Totals {
                 lbs_per_profile: vec![0; n],
@@ -713,6 +716,7 @@ impl Allocator {
         } else {
             self.demand.remove(&l);
         }
+        self.track_hot(l, new);
     }
 
     /// Records slot `k` on `lb` with `listeners`.

@@ -262,11 +262,38 @@ pub(crate) struct PoolIndex {
     /// Empty when `walks` keeps no order by room.
     pub by_room: [RoomOrder; 3],
     walks: Walks,
+    /// Per class: the LBs with room in it, how many of those are empty (their room the
+    /// profile's whole capacity, `full`), and how many each tracked hot listener clashes
+    /// on (see [`PoolIndex::clash_all_but_empty`]).
+    open: [u32; 3],
+    empty: [u32; 3],
+    held: [[u32; HOT_LISTENERS]; 3],
+    full: u32,
+    /// Whether the counts above are kept: only while some listener is hot (the
+    /// allocator recounts them when the first becomes hot), so a workload without hot
+    /// fixed listeners pays nothing for them.
+    counting: bool,
+}
+
+/// How many fixed listeners the allocator tracks as hot (one bit each in an LB record).
+pub(crate) const HOT_LISTENERS: usize = 8;
+
+/// The set bits of a hot mask (none to step over when it is 0, as it is for every LB
+/// while no listener is hot).
+pub(crate) fn bits(mut mask: u8) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let h = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(h)
+    })
 }
 
 impl PoolIndex {
-    /// An empty index keeping the orders `walks` names.
-    pub fn new(walks: Walks) -> PoolIndex {
+    /// An empty index keeping the orders `walks` names, for LBs of `full` listeners.
+    pub fn new(walks: Walks, full: u32) -> PoolIndex {
         let levels = if walks.by_id() {
             Levels::All
         } else {
@@ -276,7 +303,83 @@ impl PoolIndex {
             tree: RoomTree::new(levels),
             by_room: Default::default(),
             walks,
+            open: [0; 3],
+            empty: [0; 3],
+            held: [[0; HOT_LISTENERS]; 3],
+            full,
+            counting: false,
         }
+    }
+
+    /// Starts keeping the hot counts, from nothing (the caller counts every LB in with
+    /// [`PoolIndex::count_in`]), or stops.
+    pub fn set_counting(&mut self, on: bool) {
+        self.counting = on;
+        self.open = [0; 3];
+        self.empty = [0; 3];
+        self.held = [[0; HOT_LISTENERS]; 3];
+    }
+
+    /// Counts an LB in with its rooms and hot mask (after [`PoolIndex::set_counting`]).
+    pub fn count_in(&mut self, rooms: [u32; 3], mask: u8) {
+        self.count_hot(([0; 3], 0), (rooms, mask));
+    }
+
+    /// Whether the hot counts are kept.
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+
+    /// Counts an LB's move from `old` rooms and hot mask to `new` ones (an LB coming is a
+    /// move from nothing, one going a move to nothing: zero rooms, no bits).
+    #[inline]
+    fn count_hot(&mut self, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
+        if !self.counting || old == new {
+            return;
+        }
+        self.count_hot_moved(old, new);
+    }
+
+    fn count_hot_moved(&mut self, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
+        for c in 0..3 {
+            if old.0[c] > 0 {
+                self.open[c] -= 1;
+                if old.0[c] >= self.full {
+                    self.empty[c] -= 1;
+                }
+                for h in bits(old.1) {
+                    self.held[c][h] -= 1;
+                }
+            }
+            if new.0[c] > 0 {
+                self.open[c] += 1;
+                if new.0[c] >= self.full {
+                    self.empty[c] += 1;
+                }
+                for h in bits(new.1) {
+                    self.held[c][h] += 1;
+                }
+            }
+        }
+    }
+
+    /// Whether every non-empty LB with room in `class` has tracked hot listener `h` clash
+    /// on it: then only an empty LB (if any) takes a claim asking for it, and a walk can
+    /// go from its first candidate straight to the empty ones ([`PoolIndex::full`]).
+    pub fn clash_all_but_empty(&self, class: usize, h: usize) -> bool {
+        self.counting
+            && self.open[class] > 0
+            && self.held[class][h] + self.empty[class] == self.open[class]
+    }
+
+    /// The room of an empty LB here: the walks from it visit the empty LBs only.
+    pub fn full(&self) -> u32 {
+        self.full
+    }
+
+    /// The counts [`PoolIndex::count_hot`] keeps, for checking them against a recount.
+    pub fn hot_counts(&self) -> ([u32; 3], [u32; 3], [[u32; HOT_LISTENERS]; 3]) {
+        (self.open, self.empty, self.held)
     }
 
     /// Whether the room orders are kept.
@@ -284,8 +387,10 @@ impl PoolIndex {
         self.walks.by_room()
     }
 
-    /// Adds a new LB (its id above all others); returns its position.
+    /// Adds a new LB (its id above all others, empty: no hot listener on it); returns its
+    /// position.
     pub fn insert(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
+        self.count_hot(([0; 3], 0), (rooms, 0));
         let pos = self.tree.push(id, rooms);
         if self.walks.by_room() {
             for (c, &r) in rooms.iter().enumerate() {
@@ -308,8 +413,11 @@ impl PoolIndex {
         }
     }
 
-    /// Moves an LB's entries from `old` room to `new`.
-    pub fn update(&mut self, pos: u32, old: [u32; 3], new: [u32; 3]) {
+    /// Moves an LB's entries from `old` rooms and hot mask to `new` ones.
+    #[inline]
+    pub fn update(&mut self, pos: u32, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
+        self.count_hot(old, new);
+        let (old, new) = (old.0, new.0);
         if old == new {
             return;
         }
@@ -326,8 +434,10 @@ impl PoolIndex {
         self.tree.set(pos, new);
     }
 
-    /// Removes an LB; returns moved positions (see [`RoomTree::remove`]).
-    pub fn remove(&mut self, pos: u32, old: [u32; 3]) -> Vec<(LbId, u32)> {
+    /// Removes an LB (its rooms and hot mask as counted); returns moved positions (see
+    /// [`RoomTree::remove`]).
+    pub fn remove(&mut self, pos: u32, old: [u32; 3], hot_mask: u8) -> Vec<(LbId, u32)> {
+        self.count_hot((old, hot_mask), ([0; 3], 0));
         if self.walks.by_room() {
             for (c, &r) in old.iter().enumerate() {
                 if r > 0 {
@@ -635,9 +745,9 @@ mod tests {
         /// keep stay empty.
         #[test]
         fn walks_alike_whatever_it_keeps(ops in proptest::collection::vec(index_op(), 1..300)) {
-            let mut all = PoolIndex::new(Walks::Every);
-            let mut by_id = PoolIndex::new(Walks::LowestIdFirst);
-            let mut by_room = PoolIndex::new(Walks::ByRoom);
+            let mut all = PoolIndex::new(Walks::Every, u32::MAX);
+            let mut by_id = PoolIndex::new(Walks::LowestIdFirst, u32::MAX);
+            let mut by_room = PoolIndex::new(Walks::ByRoom, u32::MAX);
             // Live LBs with their position and room, as the allocator keeps them.
             let mut live: Vec<(LbId, u32, [u32; 3])> = Vec::new();
             let mut next_id = 0;
@@ -655,15 +765,15 @@ mod tests {
                         let n = i % live.len();
                         let (_, pos, old) = live[n];
                         for x in [&mut all, &mut by_id, &mut by_room] {
-                            x.update(pos, old, r);
+                            x.update(pos, (old, 0), (r, 0));
                         }
                         live[n].2 = r;
                     }
                     IndexOp::Remove(i) if !live.is_empty() => {
                         let (_, pos, old) = live.remove(i % live.len());
-                        let moved = all.remove(pos, old);
-                        prop_assert_eq!(&by_id.remove(pos, old), &moved);
-                        prop_assert_eq!(&by_room.remove(pos, old), &moved);
+                        let moved = all.remove(pos, old, 0);
+                        prop_assert_eq!(&by_id.remove(pos, old, 0), &moved);
+                        prop_assert_eq!(&by_room.remove(pos, old, 0), &moved);
                         for (id, p) in moved {
                             if let Some(e) = live.iter_mut().find(|e| e.0 == id) {
                                 e.1 = p;

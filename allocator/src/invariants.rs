@@ -163,6 +163,27 @@ impl Allocator {
         let mut billed_per_profile = vec![0u32; self.config.profiles.len()];
         let (mut provisioning, mut draining, mut capacity, mut used_total) = (0, 0, 0u64, 0u64);
         let mut indexed_entries = vec![0usize; self.pools.len()];
+        let mut hot_counts = vec![
+            (
+                [0u32; 3],
+                [0u32; 3],
+                [[0u32; crate::index::HOT_LISTENERS]; 3]
+            );
+            self.pools.len()
+        ];
+        // Each tracked hot listener once, and only one asked for.
+        for (h, t) in self.hot_tracked.iter().enumerate() {
+            if let Some(l) = t {
+                if self.hot_tracked[..h].contains(t) {
+                    return Err(format!("hot listener {l} tracked twice"));
+                }
+                if !self.demand.contains_key(l) {
+                    return Err(format!(
+                        "hot listener {l} tracked with no claim asking for it"
+                    ));
+                }
+            }
+        }
         for l in self.lbs.values() {
             let p = &self.config.profiles[l.profile()];
             lbs_per_profile[l.profile()] += 1;
@@ -264,6 +285,31 @@ impl Allocator {
                     l.id, l.indexed, l.pos
                 ));
             }
+            let mask = crate::lifecycle::hot_mask_of(&self.hot_tracked, l);
+            if mask != l.hot_mask {
+                return Err(format!(
+                    "{} hot mask {:#b}, its listeners say {mask:#b}",
+                    l.id, l.hot_mask
+                ));
+            }
+            for (c, &r) in rooms.iter().enumerate() {
+                if r > 0 {
+                    let counts = &mut hot_counts[l.pool as usize];
+                    counts.0[c] += 1;
+                    if r >= pool.index.full() {
+                        if l.claims > 0 {
+                            return Err(format!(
+                                "{} has {} claims and a whole LB's room",
+                                l.id, l.claims
+                            ));
+                        }
+                        counts.1[c] += 1;
+                    }
+                    for h in crate::index::bits(mask) {
+                        counts.2[c][h] += 1;
+                    }
+                }
+            }
             for (c, &r) in rooms.iter().enumerate() {
                 // Orders by room are kept only for a policy that walks them.
                 if r > 0 && pool.index.keeps_room_orders() {
@@ -278,6 +324,14 @@ impl Allocator {
                 .map_err(|e| format!("{}: {e}", l.id))?;
         }
         for (i, pool) in self.pools.iter().enumerate() {
+            if pool.index.counting() && pool.index.hot_counts() != hot_counts[i] {
+                return Err(format!(
+                    "pool {:?}: hot listener counts {:?}, its LBs say {:?}",
+                    pool.key,
+                    pool.index.hot_counts(),
+                    hot_counts[i]
+                ));
+            }
             let n = pool.index.ordered_len();
             if n != indexed_entries[i] {
                 return Err(format!("pool {:?}: stale room entries", pool.key));

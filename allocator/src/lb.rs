@@ -180,6 +180,9 @@ pub(crate) struct Lb {
     /// Its position in the pool index and the room recorded there, per protocol class.
     pub pos: u32,
     pub indexed: [u32; 3],
+    /// Which of the allocator's tracked hot listeners clash here, as the pool index counts
+    /// them (bit `h`: a claim asking tracked listener `h` cannot come here).
+    pub hot_mask: u8,
 }
 
 impl Lb {
@@ -231,6 +234,7 @@ impl Lb {
             auto: AutoPorts::new(profile),
             pos: 0,
             indexed: [0; 3],
+            hot_mask: 0,
         }
     }
 

@@ -4,8 +4,9 @@
 use crate::allocator::{Allocator, Pool};
 use crate::claims::Place;
 use crate::decision::Decision;
+use crate::index::HOT_LISTENERS;
 use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolKeyRef, PoolRef};
-use crate::model::{Claim, LbId, Listeners, Time};
+use crate::model::{Claim, LbId, Listener, Listeners, Time};
 use crate::policy::IdleLbs;
 use crate::ports::ClashRule;
 
@@ -17,10 +18,18 @@ impl Allocator {
             return i;
         }
         let i = self.pools.len() as u32;
+        let mut index = crate::index::PoolIndex::new(
+            self.rules.walks,
+            self.config.profiles[profile].max_listeners,
+        );
+        // Counted from its start (no LB yet) while some listener is hot.
+        if self.hot_tracked.iter().any(Option::is_some) {
+            index.set_counting(true);
+        }
         self.pools.push(Pool {
             key: key.clone(),
             profile,
-            index: crate::index::PoolIndex::new(self.rules.walks),
+            index,
         });
         self.pool_ids.insert((key.clone(), profile), i);
         i
@@ -110,11 +119,56 @@ impl Allocator {
             return;
         };
         let rooms = l.rooms(&self.config.profiles[l.profile()]);
-        if rooms != l.indexed {
+        let mask = hot_mask_of(&self.hot_tracked, l);
+        if rooms != l.indexed || mask != l.hot_mask {
             self.pools[l.pool as usize]
                 .index
-                .update(l.pos, l.indexed, rooms);
+                .update(l.pos, (l.indexed, l.hot_mask), (rooms, mask));
             l.indexed = rooms;
+            l.hot_mask = mask;
+        }
+    }
+
+    /// Starts or stops tracking fixed listener `l` as hot, after its demand changed to
+    /// `demand`: tracked from [`HOT_AT`] claims asking for it while a slot is free, let go
+    /// below a quarter of that (so a listener near the mark is not recounted at every
+    /// claim). Starting or stopping recounts every LB's bit for it.
+    pub(crate) fn track_hot(&mut self, l: Listener, demand: u32) {
+        let slot = self.hot_tracked.iter().position(|t| *t == Some(l));
+        let was_counting = self.hot_tracked.iter().any(Option::is_some);
+        match slot {
+            None if demand >= HOT_AT => {
+                let Some(h) = self.hot_tracked.iter().position(Option::is_none) else {
+                    return;
+                };
+                self.hot_tracked[h] = Some(l);
+            }
+            Some(h) if demand < HOT_AT / 4 => self.hot_tracked[h] = None,
+            _ => return,
+        }
+        // Every LB's bit for it, and the pools' counts: kept only while a listener is hot.
+        let counting = self.hot_tracked.iter().any(Option::is_some);
+        if counting != was_counting {
+            for pool in &mut self.pools {
+                pool.index.set_counting(counting);
+            }
+        }
+        let ids: Vec<LbId> = self.lbs.keys().copied().collect();
+        for id in ids {
+            let Some(lb) = self.lbs.get_mut(id) else {
+                continue;
+            };
+            let mask = hot_mask_of(&self.hot_tracked, lb);
+            let index = &mut self.pools[lb.pool as usize].index;
+            if counting != was_counting {
+                lb.hot_mask = mask;
+                if counting {
+                    index.count_in(lb.indexed, mask);
+                }
+            } else if mask != lb.hot_mask {
+                index.update(lb.pos, (lb.indexed, lb.hot_mask), (lb.indexed, mask));
+                lb.hot_mask = mask;
+            }
         }
     }
 
@@ -180,7 +234,9 @@ impl Allocator {
             .lbs
             .remove(id)
             .unwrap_or_else(|| unreachable!("dropping a live LB"));
-        let moved = self.pools[l.pool as usize].index.remove(l.pos, l.indexed);
+        let moved = self.pools[l.pool as usize]
+            .index
+            .remove(l.pos, l.indexed, l.hot_mask);
         for (lb, pos) in moved {
             if let Some(x) = self.lbs.get_mut(lb) {
                 x.pos = pos;
@@ -242,4 +298,30 @@ impl Allocator {
     pub(crate) fn is_on(&self, k: u32, lb: LbId) -> bool {
         matches!(&self.claims.get(k).place, Place::Assigned { lb: x, .. } if *x == lb)
     }
+}
+
+/// Demand (claims asking for it, placed or waiting) from which a fixed listener is
+/// tracked as hot.
+pub(crate) const HOT_AT: u32 = 32;
+
+/// Which tracked hot listeners clash on `lb`.
+#[inline]
+pub(crate) fn hot_mask_of(tracked: &[Option<Listener>; HOT_LISTENERS], lb: &Lb) -> u8 {
+    // No listener is hot (no fixed ports asked for by many): nothing to look up.
+    if lb.hot_mask == 0 && tracked == &[None; HOT_LISTENERS] {
+        return 0;
+    }
+    hot_mask_looked_up(tracked, lb)
+}
+
+fn hot_mask_looked_up(tracked: &[Option<Listener>; HOT_LISTENERS], lb: &Lb) -> u8 {
+    let mut mask = 0;
+    for (h, l) in tracked.iter().enumerate() {
+        if let Some(l) = *l
+            && lb.rule.occupied(&lb.used, l)
+        {
+            mask |= 1 << h;
+        }
+    }
+    mask
 }

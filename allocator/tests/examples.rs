@@ -1632,3 +1632,56 @@ fn claims_sharing_an_arrival_number_are_released_once_each() {
         assert_eq!(releases, 1, "{c}: {ds:?}");
     }
 }
+
+/// Claims on one hot fixed listener (443/TCP, asked by more than 32 claims, so the pool
+/// index counts the LBs it clashes on): each takes an LB of its own, a claim goes
+/// straight to an empty LB when every other LB with room holds 443, waits for a clash
+/// (not the budget) when there is none, and the counts stay right as the listener
+/// cools down and its LBs go. Every policy that walks candidates alike.
+#[test]
+fn a_hot_fixed_listener_takes_empty_lbs_and_waits_for_a_clash() {
+    for p in [
+        "best-fit",
+        "first-fit",
+        "worst-fit",
+        "conflict-aware",
+        "cost-aware",
+    ] {
+        let mut c = config(p, 4);
+        c.idle_timeout_ms = 600_000;
+        c.budget.max_lbs = Some(40);
+        let mut h = Harness::new(c);
+        for i in 0..40 {
+            h.add(&format!("t/c{i}"), vec![tcp(443), any_tcp()]);
+            assert_eq!(h.lb_of(&format!("t/c{i}")), LbId(i + 1), "{p}: c{i}");
+        }
+        // Two LBs emptied (kept for their idle timeout): the next two 443 claims take
+        // them, lowest id first, whichever order the policy walks.
+        h.remove("t/c5");
+        h.remove("t/c20");
+        h.add("t/n1", vec![tcp(443)]);
+        assert_eq!(h.lb_of("t/n1"), LbId(6), "{p}");
+        h.add("t/n2", vec![tcp(443), any_tcp()]);
+        assert_eq!(h.lb_of("t/n2"), LbId(21), "{p}");
+        // No empty LB, no LB left in the budget: it waits, and for the clash.
+        h.add("t/n3", vec![tcp(443)]);
+        assert_eq!(
+            h.a.pending_reason(&id("t/n3")),
+            Some(PendingReason::PortConflict),
+            "{p}"
+        );
+        // A claim without 443 still shares an LB.
+        h.add("t/x", vec![any_tcp()]);
+        assert!(h.a.placement(&id("t/x")).is_some(), "{p}");
+        // The listener cools down (fewer than 8 claims ask for it) and its LBs go at
+        // their idle timeout; the harness checks the counts after every event.
+        for i in (0..40).filter(|&i| i != 5 && i != 20) {
+            h.remove(&format!("t/c{i}"));
+        }
+        h.at(3_600_000).ev(Event::Tick);
+        assert!(
+            h.a.placement(&id("t/n3")).is_some(),
+            "{p}: placed once LBs freed"
+        );
+    }
+}

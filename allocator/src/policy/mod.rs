@@ -307,6 +307,46 @@ pub(crate) enum Candidates<'a> {
     Listed(Vec<(u32, LbId)>),
 }
 
+/// Where a pool's walk is (see [`View::walked`]).
+enum Phase {
+    /// Every candidate, in order.
+    All,
+    /// The first usable candidate next.
+    First,
+    /// The empty LBs next.
+    Empties,
+}
+
+/// A pool's candidates as [`View::walked`] gives them.
+struct Walked<'v, 'a, I> {
+    inner: I,
+    /// The walk from an empty LB's room, when the walk goes there after its first.
+    empties: Option<I>,
+    view: &'v View<'a>,
+    phase: Phase,
+}
+
+impl<K, I: Iterator<Item = (K, LbId)>> Iterator for Walked<'_, '_, I> {
+    type Item = (K, LbId);
+    #[inline]
+    fn next(&mut self) -> Option<(K, LbId)> {
+        match self.phase {
+            Phase::All => self.inner.next(),
+            Phase::First => {
+                let first = self.inner.by_ref().find(|&(_, id)| self.view.usable(id))?;
+                // An empty LB first (no non-empty one with room): the walk goes on as it is.
+                self.phase = if self.view.claims_on(first.1) == 0 {
+                    Phase::All
+                } else {
+                    Phase::Empties
+                };
+                Some(first)
+            }
+            Phase::Empties => self.empties.as_mut()?.next(),
+        }
+    }
+}
+
 /// One of two iterators.
 enum Either<A, B> {
     A(A),
@@ -337,7 +377,7 @@ pub struct View<'a> {
     pub(crate) last_fit: RefCell<Option<(LbId, Listeners)>>,
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
     /// The claim being placed.
     pub fn claim(&self) -> &Claim {
         self.claim
@@ -441,18 +481,76 @@ impl View<'_> {
         ids.into_iter().filter(move |&id| self.usable(id))
     }
 
+    /// Whether a walk may skip a pool's clashing LBs: one pool, and the claim asks for a
+    /// fixed listener while some listener is hot.
+    fn may_skip(&self, pools: usize) -> bool {
+        pools == 1
+            && self.alloc.hot_tracked.iter().any(Option::is_some)
+            && self.claim.fixed_listeners().next().is_some()
+    }
+
+    /// Whether every non-empty LB with room in `pool`'s `class` has one of the claim's
+    /// fixed listeners (a tracked hot one) clash on it: only an empty LB can take the
+    /// claim there.
+    fn clash_all_but_empty(&self, pool: &PoolIndex, class: usize) -> bool {
+        let tracked = &self.alloc.hot_tracked;
+        self.claim.fixed_listeners().any(|l| {
+            tracked
+                .iter()
+                .position(|t| *t == Some(l))
+                .is_some_and(|h| pool.clash_all_but_empty(class, h))
+        })
+    }
+
+    /// A pool's candidates as a walk sees them (`walk` builds its order from a least
+    /// room): all of them, or, when only an empty LB can take the claim, its first usable
+    /// candidate and then the empty LBs alone, in the walk's order. The first fails `fits`
+    /// as every LB passed over would, with the same misfit (a clash), and the empty LBs
+    /// come in the order the whole walk would meet them (they all have the same room, and
+    /// among equals every walk goes by id), so the policy's choice and the reason a claim
+    /// waits are those of the whole walk without trying LBs that all hold the listener.
+    /// Only for a single pool: a merge of pools needs each pool's keys in order.
+    fn walked<I: Iterator<Item = (K, LbId)>, K>(
+        &self,
+        pools: usize,
+        pool: &PoolIndex,
+        class: usize,
+        walk: impl Fn(u32) -> I,
+    ) -> Walked<'_, 'a, I> {
+        let need = self.claim.listener_count();
+        let skip = pools == 1 && self.clash_all_but_empty(pool, class);
+        Walked {
+            inner: walk(need),
+            empties: skip.then(|| walk(pool.full().max(need))),
+            view: self,
+            phase: if skip { Phase::First } else { Phase::All },
+        }
+    }
+
     /// Candidates with room for the claim, lowest id first.
     pub fn by_id(&self) -> impl Iterator<Item = LbId> + '_ {
         let need = self.claim.listener_count();
         match &self.source {
-            Candidates::Pools(pools) => Either::A(
+            // The plain walk unless a pool may be skipped (see `walked`): no wrapper to
+            // step through for claims without a hot fixed listener.
+            Candidates::Pools(pools) if !self.may_skip(pools.len()) => Either::A(Either::A(
                 self.merged(
                     pools
                         .iter()
                         .map(|&(p, class)| p.lowest_id(class, need))
                         .collect(),
                 ),
-            ),
+            )),
+            Candidates::Pools(pools) => Either::A(Either::B(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| {
+                            self.walked(pools.len(), p, class, |k| p.lowest_id(class, k))
+                        })
+                        .collect(),
+                ),
+            )),
             Candidates::Listed(_) => Either::B(self.listed(|_, id| id)),
         }
     }
@@ -461,14 +559,26 @@ impl View<'_> {
     pub fn fullest_first(&self) -> impl Iterator<Item = LbId> + '_ {
         let need = self.claim.listener_count();
         match &self.source {
-            Candidates::Pools(pools) => Either::A(
+            // The plain walk unless a pool may be skipped (see `walked`): no wrapper to
+            // step through for claims without a hot fixed listener.
+            Candidates::Pools(pools) if !self.may_skip(pools.len()) => Either::A(Either::A(
                 self.merged(
                     pools
                         .iter()
                         .map(|&(p, class)| p.fullest(class, need))
                         .collect(),
                 ),
-            ),
+            )),
+            Candidates::Pools(pools) => Either::A(Either::B(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| {
+                            self.walked(pools.len(), p, class, |k| p.fullest(class, k))
+                        })
+                        .collect(),
+                ),
+            )),
             Candidates::Listed(_) => Either::B(self.listed(|room, id| (room, id))),
         }
     }
@@ -477,14 +587,26 @@ impl View<'_> {
     pub fn emptiest_first(&self) -> impl Iterator<Item = LbId> + '_ {
         let need = self.claim.listener_count();
         match &self.source {
-            Candidates::Pools(pools) => Either::A(
+            // The plain walk unless a pool may be skipped (see `walked`): no wrapper to
+            // step through for claims without a hot fixed listener.
+            Candidates::Pools(pools) if !self.may_skip(pools.len()) => Either::A(Either::A(
                 self.merged(
                     pools
                         .iter()
                         .map(|&(p, class)| p.emptiest(class, need))
                         .collect(),
                 ),
-            ),
+            )),
+            Candidates::Pools(pools) => Either::A(Either::B(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| {
+                            self.walked(pools.len(), p, class, |k| p.emptiest(class, k))
+                        })
+                        .collect(),
+                ),
+            )),
             Candidates::Listed(_) => {
                 Either::B(self.listed(|room, id| (std::cmp::Reverse(room), id)))
             }
