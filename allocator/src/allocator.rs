@@ -327,7 +327,8 @@ pub struct Allocator {
     pub(crate) usage: crate::tenant_books::TenantBooks,
     pub(crate) demand: FxHashMap<Listener, u32>,
     pub(crate) hot: BTreeSet<(Reverse<u32>, Listener)>,
-    /// The fixed listeners the pool indexes count LBs by (see [`PoolIndex::blocked`](crate::index::PoolIndex::blocked)).
+    /// The fixed listeners the pool indexes count LBs by (see
+    /// [`PoolIndex::clash_all_but_empty`](crate::index::PoolIndex::clash_all_but_empty)).
     pub(crate) hot_tracked: [Option<Listener>; crate::index::HOT_LISTENERS],
     pub(crate) idle: BTreeSet<(Time, LbId)>,
     pub(crate) totals: Totals,
@@ -702,6 +703,11 @@ impl Allocator {
                 }
             }
         }
+    }
+
+    /// Whether some fixed listener is tracked as hot (the pool indexes count LBs by it).
+    pub(crate) fn any_hot(&self) -> bool {
+        self.hot_tracked.iter().any(Option::is_some)
     }
 
     fn bump_demand(&mut self, l: Listener, delta: i32) {

@@ -23,7 +23,7 @@ impl Allocator {
             self.config.profiles[profile].max_listeners,
         );
         // Counted from its start (no LB yet) while some listener is hot.
-        if self.hot_tracked.iter().any(Option::is_some) {
+        if self.any_hot() {
             index.set_counting(true);
         }
         self.pools.push(Pool {
@@ -135,7 +135,7 @@ impl Allocator {
     /// claim). Starting or stopping recounts every LB's bit for it.
     pub(crate) fn track_hot(&mut self, l: Listener, demand: u32) {
         let slot = self.hot_tracked.iter().position(|t| *t == Some(l));
-        let was_counting = self.hot_tracked.iter().any(Option::is_some);
+        let was_counting = self.any_hot();
         match slot {
             None if demand >= HOT_AT => {
                 let Some(h) = self.hot_tracked.iter().position(Option::is_none) else {
@@ -147,7 +147,7 @@ impl Allocator {
             _ => return,
         }
         // Every LB's bit for it, and the pools' counts: kept only while a listener is hot.
-        let counting = self.hot_tracked.iter().any(Option::is_some);
+        let counting = self.any_hot();
         if counting != was_counting {
             for pool in &mut self.pools {
                 pool.index.set_counting(counting);

@@ -484,9 +484,7 @@ impl<'a> View<'a> {
     /// Whether a walk may skip a pool's clashing LBs: one pool, and the claim asks for a
     /// fixed listener while some listener is hot.
     fn may_skip(&self, pools: usize) -> bool {
-        pools == 1
-            && self.alloc.hot_tracked.iter().any(Option::is_some)
-            && self.claim.fixed_listeners().next().is_some()
+        pools == 1 && self.alloc.any_hot() && self.claim.fixed_listeners().next().is_some()
     }
 
     /// Whether every non-empty LB with room in `pool`'s `class` has one of the claim's
@@ -509,16 +507,16 @@ impl<'a> View<'a> {
     /// come in the order the whole walk would meet them (they all have the same room, and
     /// among equals every walk goes by id), so the policy's choice and the reason a claim
     /// waits are those of the whole walk without trying LBs that all hold the listener.
-    /// Only for a single pool: a merge of pools needs each pool's keys in order.
+    /// Only for a single pool ([`View::may_skip`]): a merge of pools needs each pool's
+    /// keys in order.
     fn walked<I: Iterator<Item = (K, LbId)>, K>(
         &self,
-        pools: usize,
         pool: &PoolIndex,
         class: usize,
         walk: impl Fn(u32) -> I,
     ) -> Walked<'_, 'a, I> {
         let need = self.claim.listener_count();
-        let skip = pools == 1 && self.clash_all_but_empty(pool, class);
+        let skip = self.clash_all_but_empty(pool, class);
         Walked {
             inner: walk(need),
             empties: skip.then(|| walk(pool.full().max(need))),
@@ -527,86 +525,62 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The pools' candidates with room for the claim, each pool in the order `walk` gives
+    /// from a least room: the plain walks unless a pool may be skipped (see
+    /// [`View::walked`]), so claims without a hot fixed listener step through no wrapper.
+    fn pooled<'s, I: Iterator<Item = (K, LbId)> + 's, K: Ord + Copy>(
+        &'s self,
+        pools: &[(&'a PoolIndex, usize)],
+        walk: impl Fn(&'a PoolIndex, usize, u32) -> I,
+    ) -> impl Iterator<Item = LbId> + 's {
+        let need = self.claim.listener_count();
+        if self.may_skip(pools.len()) {
+            Either::B(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| self.walked(p, class, |k| walk(p, class, k)))
+                        .collect(),
+                ),
+            )
+        } else {
+            Either::A(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(p, class)| walk(p, class, need))
+                        .collect(),
+                ),
+            )
+        }
+    }
+
     /// Candidates with room for the claim, lowest id first.
     pub fn by_id(&self) -> impl Iterator<Item = LbId> + '_ {
-        let need = self.claim.listener_count();
         match &self.source {
-            // The plain walk unless a pool may be skipped (see `walked`): no wrapper to
-            // step through for claims without a hot fixed listener.
-            Candidates::Pools(pools) if !self.may_skip(pools.len()) => Either::A(Either::A(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| p.lowest_id(class, need))
-                        .collect(),
-                ),
-            )),
-            Candidates::Pools(pools) => Either::A(Either::B(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| {
-                            self.walked(pools.len(), p, class, |k| p.lowest_id(class, k))
-                        })
-                        .collect(),
-                ),
-            )),
+            Candidates::Pools(pools) => {
+                Either::A(self.pooled(pools, |p, class, k| p.lowest_id(class, k)))
+            }
             Candidates::Listed(_) => Either::B(self.listed(|_, id| id)),
         }
     }
 
     /// Candidates with room for the claim, fullest (least room) first, then lowest id.
     pub fn fullest_first(&self) -> impl Iterator<Item = LbId> + '_ {
-        let need = self.claim.listener_count();
         match &self.source {
-            // The plain walk unless a pool may be skipped (see `walked`): no wrapper to
-            // step through for claims without a hot fixed listener.
-            Candidates::Pools(pools) if !self.may_skip(pools.len()) => Either::A(Either::A(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| p.fullest(class, need))
-                        .collect(),
-                ),
-            )),
-            Candidates::Pools(pools) => Either::A(Either::B(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| {
-                            self.walked(pools.len(), p, class, |k| p.fullest(class, k))
-                        })
-                        .collect(),
-                ),
-            )),
+            Candidates::Pools(pools) => {
+                Either::A(self.pooled(pools, |p, class, k| p.fullest(class, k)))
+            }
             Candidates::Listed(_) => Either::B(self.listed(|room, id| (room, id))),
         }
     }
 
     /// Candidates with room for the claim, emptiest (most room) first, then lowest id.
     pub fn emptiest_first(&self) -> impl Iterator<Item = LbId> + '_ {
-        let need = self.claim.listener_count();
         match &self.source {
-            // The plain walk unless a pool may be skipped (see `walked`): no wrapper to
-            // step through for claims without a hot fixed listener.
-            Candidates::Pools(pools) if !self.may_skip(pools.len()) => Either::A(Either::A(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| p.emptiest(class, need))
-                        .collect(),
-                ),
-            )),
-            Candidates::Pools(pools) => Either::A(Either::B(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| {
-                            self.walked(pools.len(), p, class, |k| p.emptiest(class, k))
-                        })
-                        .collect(),
-                ),
-            )),
+            Candidates::Pools(pools) => {
+                Either::A(self.pooled(pools, |p, class, k| p.emptiest(class, k)))
+            }
             Candidates::Listed(_) => {
                 Either::B(self.listed(|room, id| (std::cmp::Reverse(room), id)))
             }
