@@ -327,9 +327,12 @@ pub struct Allocator {
     pub(crate) usage: crate::tenant_books::TenantBooks,
     pub(crate) demand: FxHashMap<Listener, u32>,
     pub(crate) hot: BTreeSet<(Reverse<u32>, Listener)>,
-    /// The fixed listeners the pool indexes count LBs by (see
-    /// [`PoolIndex::clash_all_but_empty`](crate::index::PoolIndex::clash_all_but_empty)).
+    /// The fixed listeners each pool index keeps an index of the LBs they do not clash on
+    /// for (see [`PoolIndex::lacking`](crate::index::PoolIndex::lacking)).
     pub(crate) hot_tracked: [Option<Listener>; crate::index::HOT_LISTENERS],
+    /// Demand from which a fixed listener is tracked as hot: [`HOT_AT`](crate::lifecycle::HOT_AT)
+    /// unless a test set it ([`Allocator::track_hot_from`]).
+    pub(crate) hot_at: u32,
     pub(crate) idle: BTreeSet<(Time, LbId)>,
     pub(crate) totals: Totals,
     /// What changed since waiting claims were last tried: which of them to retry.
@@ -412,6 +415,7 @@ impl Allocator {
             demand: FxHashMap::default(),
             hot: BTreeSet::new(),
             hot_tracked: [None; crate::index::HOT_LISTENERS],
+            hot_at: crate::lifecycle::HOT_AT,
             idle: BTreeSet::new(),
             totals: Totals {
                 lbs_per_profile: vec![0; n],
@@ -705,7 +709,17 @@ impl Allocator {
         }
     }
 
-    /// Whether some fixed listener is tracked as hot (the pool indexes count LBs by it).
+    /// For tests: tracks fixed listeners as hot from `claims` asking for one
+    /// (`u32::MAX`: never), so a test with few claims walks the hot listeners' indexes,
+    /// and a twin that never does checks that both decide alike. Call before the first
+    /// event; a restored allocator tracks from the default again.
+    #[doc(hidden)]
+    pub fn track_hot_from(&mut self, claims: u32) {
+        self.hot_at = claims.max(1);
+    }
+
+    /// Whether some fixed listener is tracked as hot (the pool indexes keep an index of
+    /// the LBs it does not clash on).
     pub(crate) fn any_hot(&self) -> bool {
         self.hot_tracked.iter().any(Option::is_some)
     }

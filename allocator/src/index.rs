@@ -107,6 +107,20 @@ impl RoomTree {
         }
     }
 
+    /// A tree of the same positions and LBs, every room 0 (grows as this one would).
+    pub fn mirror(&self) -> RoomTree {
+        RoomTree {
+            ids: self.ids.clone(),
+            levels: self
+                .levels
+                .iter()
+                .map(|level| vec![Quad::default(); level.len()])
+                .collect(),
+            kept: self.kept,
+            dead: self.dead,
+        }
+    }
+
     /// The highest id present, if any (ids are in position order).
     pub fn last_id(&self) -> Option<LbId> {
         self.ids.iter().rev().flatten().next().copied()
@@ -256,23 +270,25 @@ impl RoomTree {
 /// Only the orders the policy walks ([`Walks`]) are kept: the tree's levels above the
 /// positions for the lowest id, the room orders for fullest and emptiest. A walk in an
 /// order not kept is answered all the same, from the positions' rooms.
+///
+/// While fixed listeners are hot, the index also keeps, per hot listener, an index of the
+/// same positions holding only the LBs that listener does not clash on
+/// ([`PoolIndex::lacking`]): a claim asking for it walks that one, and never steps over
+/// the LBs that all fail it with the same clash.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PoolIndex {
     pub tree: RoomTree,
     /// Empty when `walks` keeps no order by room.
     pub by_room: [RoomOrder; 3],
     walks: Walks,
-    /// Per class: the LBs with room in it, how many of those are empty (their room the
-    /// profile's whole capacity, `full`), and how many each tracked hot listener clashes
-    /// on (see [`PoolIndex::clash_all_but_empty`]).
+    /// Per class, the LBs with room in it (which of a claim's hot listeners leaves the
+    /// fewest candidates).
     open: [u32; 3],
-    empty: [u32; 3],
-    held: [[u32; HOT_LISTENERS]; 3],
-    full: u32,
-    /// Whether the counts above are kept: only while some listener is hot (the
-    /// allocator recounts them when the first becomes hot), so a workload without hot
-    /// fixed listeners pays nothing for them.
-    counting: bool,
+    /// Per tracked hot listener: its index of the LBs it does not clash on (the same
+    /// positions, room 0 where it clashes), while it is tracked; none inside those.
+    lacking: [Option<Box<PoolIndex>>; HOT_LISTENERS],
+    /// Which `lacking` entries are kept, one bit each.
+    lacking_bits: u8,
 }
 
 /// How many fixed listeners the allocator tracks as hot (one bit each in an LB record).
@@ -291,9 +307,14 @@ pub(crate) fn bits(mut mask: u8) -> impl Iterator<Item = usize> {
     })
 }
 
+/// An LB's rooms as hot listener `h`'s index records them: none where `h` clashes.
+fn without_clash(rooms: [u32; 3], mask: u8, h: usize) -> [u32; 3] {
+    if mask & (1 << h) == 0 { rooms } else { [0; 3] }
+}
+
 impl PoolIndex {
-    /// An empty index keeping the orders `walks` names, for LBs of `full` listeners.
-    pub fn new(walks: Walks, full: u32) -> PoolIndex {
+    /// An empty index keeping the orders `walks` names.
+    pub fn new(walks: Walks) -> PoolIndex {
         let levels = if walks.by_id() {
             Levels::All
         } else {
@@ -301,85 +322,64 @@ impl PoolIndex {
         };
         PoolIndex {
             tree: RoomTree::new(levels),
-            by_room: Default::default(),
             walks,
-            open: [0; 3],
-            empty: [0; 3],
-            held: [[0; HOT_LISTENERS]; 3],
-            full,
-            counting: false,
+            ..PoolIndex::default()
         }
     }
 
-    /// Starts keeping the hot counts, from nothing (the caller counts every LB in with
-    /// [`PoolIndex::count_in`]), or stops.
-    pub fn set_counting(&mut self, on: bool) {
-        self.counting = on;
-        self.open = [0; 3];
-        self.empty = [0; 3];
-        self.held = [[0; HOT_LISTENERS]; 3];
+    /// Starts hot listener `h`'s index of the LBs it does not clash on, with no room
+    /// anywhere yet: the caller enters each such LB's rooms with
+    /// [`PoolIndex::enter_lacking`].
+    pub fn start_lacking(&mut self, h: usize) {
+        let mut sub = PoolIndex::new(self.walks);
+        sub.tree = self.tree.mirror();
+        self.lacking[h] = Some(Box::new(sub));
+        self.lacking_bits |= 1 << h;
     }
 
-    /// Counts an LB in with its rooms and hot mask (after [`PoolIndex::set_counting`]).
-    pub fn count_in(&mut self, rooms: [u32; 3], mask: u8) {
-        self.count_hot(([0; 3], 0), (rooms, mask));
-    }
-
-    /// Whether the hot counts are kept.
-    pub fn counting(&self) -> bool {
-        self.counting
-    }
-
-    /// Counts an LB's move from `old` rooms and hot mask to `new` ones (an LB coming is a
-    /// move from nothing, one going a move to nothing: zero rooms, no bits).
-    #[inline]
-    fn count_hot(&mut self, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
-        if !self.counting || old == new {
-            return;
+    /// Enters the rooms of the LB at `pos` into hot listener `h`'s index (just started:
+    /// none recorded there).
+    pub fn enter_lacking(&mut self, h: usize, pos: u32, rooms: [u32; 3]) {
+        if let Some(sub) = &mut self.lacking[h] {
+            sub.update(pos, (Default::default(), 0), (rooms, 0));
         }
-        self.count_hot_moved(old, new);
     }
 
-    fn count_hot_moved(&mut self, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
+    /// Drops hot listener `h`'s index (it is no longer tracked).
+    pub fn stop_lacking(&mut self, h: usize) {
+        self.lacking[h] = None;
+        self.lacking_bits &= !(1 << h);
+    }
+
+    /// Hot listener `h`'s index of the LBs it does not clash on, if it is tracked.
+    pub fn lacking(&self, h: usize) -> Option<&PoolIndex> {
+        self.lacking[h].as_deref()
+    }
+
+    /// The LBs with room in `class`.
+    pub fn open(&self, class: usize) -> u32 {
+        self.open[class]
+    }
+
+    /// Counts the LBs with room in each class, for checking [`PoolIndex::open`].
+    pub fn recount_open(&self) -> [u32; 3] {
+        let mut open = [0; 3];
+        for pos in 0..self.tree.len() as u32 {
+            for (c, r) in self.tree.rooms_at(pos).into_iter().enumerate() {
+                open[c] += u32::from(r > 0);
+            }
+        }
+        open
+    }
+
+    fn count_open(&mut self, old: [u32; 3], new: [u32; 3]) {
         for c in 0..3 {
-            if old.0[c] > 0 {
-                self.open[c] -= 1;
-                if old.0[c] >= self.full {
-                    self.empty[c] -= 1;
-                }
-                for h in bits(old.1) {
-                    self.held[c][h] -= 1;
-                }
-            }
-            if new.0[c] > 0 {
-                self.open[c] += 1;
-                if new.0[c] >= self.full {
-                    self.empty[c] += 1;
-                }
-                for h in bits(new.1) {
-                    self.held[c][h] += 1;
-                }
+            match (old[c] > 0, new[c] > 0) {
+                (false, true) => self.open[c] += 1,
+                (true, false) => self.open[c] -= 1,
+                _ => {}
             }
         }
-    }
-
-    /// Whether every non-empty LB with room in `class` has tracked hot listener `h` clash
-    /// on it: then only an empty LB (if any) takes a claim asking for it, and a walk can
-    /// go from its first candidate straight to the empty ones ([`PoolIndex::full`]).
-    pub fn clash_all_but_empty(&self, class: usize, h: usize) -> bool {
-        self.counting
-            && self.open[class] > 0
-            && self.held[class][h] + self.empty[class] == self.open[class]
-    }
-
-    /// The room of an empty LB here: the walks from it visit the empty LBs only.
-    pub fn full(&self) -> u32 {
-        self.full
-    }
-
-    /// The counts [`PoolIndex::count_hot`] keeps, for checking them against a recount.
-    pub fn hot_counts(&self) -> ([u32; 3], [u32; 3], [[u32; HOT_LISTENERS]; 3]) {
-        (self.open, self.empty, self.held)
     }
 
     /// Whether the room orders are kept.
@@ -390,7 +390,12 @@ impl PoolIndex {
     /// Adds a new LB (its id above all others, empty: no hot listener on it); returns its
     /// position.
     pub fn insert(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
-        self.count_hot(([0; 3], 0), (rooms, 0));
+        for h in bits(self.lacking_bits) {
+            if let Some(sub) = &mut self.lacking[h] {
+                sub.insert(id, rooms);
+            }
+        }
+        self.count_open([0; 3], rooms);
         let pos = self.tree.push(id, rooms);
         if self.walks.by_room() {
             for (c, &r) in rooms.iter().enumerate() {
@@ -416,11 +421,20 @@ impl PoolIndex {
     /// Moves an LB's entries from `old` rooms and hot mask to `new` ones.
     #[inline]
     pub fn update(&mut self, pos: u32, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
-        self.count_hot(old, new);
+        for h in bits(self.lacking_bits) {
+            if let Some(sub) = &mut self.lacking[h] {
+                let (o, n) = (
+                    without_clash(old.0, old.1, h),
+                    without_clash(new.0, new.1, h),
+                );
+                sub.update(pos, (o, 0), (n, 0));
+            }
+        }
         let (old, new) = (old.0, new.0);
         if old == new {
             return;
         }
+        self.count_open(old, new);
         for c in 0..3 {
             if old[c] != new[c] && self.walks.by_room() {
                 if old[c] > 0 {
@@ -437,7 +451,7 @@ impl PoolIndex {
     /// Removes an LB (its rooms and hot mask as counted); returns moved positions (see
     /// [`RoomTree::remove`]).
     pub fn remove(&mut self, pos: u32, old: [u32; 3], hot_mask: u8) -> Vec<(LbId, u32)> {
-        self.count_hot((old, hot_mask), ([0; 3], 0));
+        self.count_open(old, [0; 3]);
         if self.walks.by_room() {
             for (c, &r) in old.iter().enumerate() {
                 if r > 0 {
@@ -457,6 +471,13 @@ impl PoolIndex {
                         self.by_room[c].insert(p, r);
                     }
                 }
+            }
+        }
+        // The same positions die in the hot listeners' indexes, so they compact alike.
+        for h in bits(self.lacking_bits) {
+            if let Some(sub) = &mut self.lacking[h] {
+                let theirs = sub.remove(pos, without_clash(old, hot_mask, h), 0);
+                debug_assert_eq!(theirs, moved, "a hot listener's index moves alike");
             }
         }
         moved
@@ -745,9 +766,9 @@ mod tests {
         /// keep stay empty.
         #[test]
         fn walks_alike_whatever_it_keeps(ops in proptest::collection::vec(index_op(), 1..300)) {
-            let mut all = PoolIndex::new(Walks::Every, u32::MAX);
-            let mut by_id = PoolIndex::new(Walks::LowestIdFirst, u32::MAX);
-            let mut by_room = PoolIndex::new(Walks::ByRoom, u32::MAX);
+            let mut all = PoolIndex::new(Walks::Every);
+            let mut by_id = PoolIndex::new(Walks::LowestIdFirst);
+            let mut by_room = PoolIndex::new(Walks::ByRoom);
             // Live LBs with their position and room, as the allocator keeps them.
             let mut live: Vec<(LbId, u32, [u32; 3])> = Vec::new();
             let mut next_id = 0;

@@ -163,14 +163,6 @@ impl Allocator {
         let mut billed_per_profile = vec![0u32; self.config.profiles.len()];
         let (mut provisioning, mut draining, mut capacity, mut used_total) = (0, 0, 0u64, 0u64);
         let mut indexed_entries = vec![0usize; self.pools.len()];
-        let mut hot_counts = vec![
-            (
-                [0u32; 3],
-                [0u32; 3],
-                [[0u32; crate::index::HOT_LISTENERS]; 3]
-            );
-            self.pools.len()
-        ];
         // Each tracked hot listener once, and only one asked for.
         for (h, t) in self.hot_tracked.iter().enumerate() {
             if let Some(l) = t {
@@ -292,21 +284,32 @@ impl Allocator {
                     l.id, l.hot_mask
                 ));
             }
-            for (c, &r) in rooms.iter().enumerate() {
-                if r > 0 {
-                    let counts = &mut hot_counts[l.pool as usize];
-                    counts.0[c] += 1;
-                    if r >= pool.index.full() {
-                        if l.claims > 0 {
-                            return Err(format!(
-                                "{} has {} claims and a whole LB's room",
-                                l.id, l.claims
-                            ));
-                        }
-                        counts.1[c] += 1;
-                    }
-                    for h in crate::index::bits(mask) {
-                        counts.2[c][h] += 1;
+            // Each hot listener's index holds the LB's rooms where it does not clash, and
+            // nothing where it does.
+            for (h, t) in self.hot_tracked.iter().enumerate() {
+                let sub = pool.index.lacking(h);
+                if t.is_some() != sub.is_some() {
+                    return Err(format!(
+                        "pool {:?}: hot listener {h} tracked {t:?}, its index kept: {}",
+                        pool.key,
+                        sub.is_some()
+                    ));
+                }
+                let Some(sub) = sub else { continue };
+                let want = if mask & (1 << h) == 0 { rooms } else { [0; 3] };
+                if sub.tree.rooms_at(l.pos) != want || sub.tree.id(l.pos as usize) != Some(l.id) {
+                    return Err(format!(
+                        "{} in hot listener {h}'s index: {:?}, want {want:?}",
+                        l.id,
+                        sub.tree.rooms_at(l.pos)
+                    ));
+                }
+                for (c, &r) in want.iter().enumerate() {
+                    if r > 0 && sub.keeps_room_orders() && !sub.ordered_at(c, r, l.pos) {
+                        return Err(format!(
+                            "{} missing from hot listener {h}'s room order",
+                            l.id
+                        ));
                     }
                 }
             }
@@ -324,13 +327,33 @@ impl Allocator {
                 .map_err(|e| format!("{}: {e}", l.id))?;
         }
         for (i, pool) in self.pools.iter().enumerate() {
-            if pool.index.counting() && pool.index.hot_counts() != hot_counts[i] {
-                return Err(format!(
-                    "pool {:?}: hot listener counts {:?}, its LBs say {:?}",
-                    pool.key,
-                    pool.index.hot_counts(),
-                    hot_counts[i]
-                ));
+            let subs = (0..crate::index::HOT_LISTENERS).filter_map(|h| pool.index.lacking(h));
+            for index in std::iter::once(&pool.index).chain(subs) {
+                let open = [0, 1, 2].map(|c| index.open(c));
+                if open != index.recount_open() {
+                    return Err(format!(
+                        "pool {:?}: LBs with room {open:?}, its positions say {:?}",
+                        pool.key,
+                        index.recount_open()
+                    ));
+                }
+                if index.tree.len() != pool.index.tree.len() {
+                    return Err(format!(
+                        "pool {:?}: a hot listener's index is not aligned",
+                        pool.key
+                    ));
+                }
+                if index.keeps_room_orders()
+                    && index.ordered_len() != open.iter().sum::<u32>() as usize
+                {
+                    return Err(format!("pool {:?}: stale room entries", pool.key));
+                }
+                if let Some((level, entry)) = index.tree.stale_node() {
+                    return Err(format!(
+                        "pool {:?}: room tree entry {entry} of level {level} is stale",
+                        pool.key
+                    ));
+                }
             }
             let n = pool.index.ordered_len();
             if n != indexed_entries[i] {
@@ -338,12 +361,6 @@ impl Allocator {
             }
             if !pool.index.tree.ids_ascend() {
                 return Err(format!("pool {:?}: positions not in id order", pool.key));
-            }
-            if let Some((level, entry)) = pool.index.tree.stale_node() {
-                return Err(format!(
-                    "pool {:?}: room tree entry {entry} of level {level} is stale",
-                    pool.key
-                ));
             }
         }
         if self.idle.len()

@@ -5,7 +5,7 @@ use crate::allocator::{Allocator, Pool};
 use crate::claims::Place;
 use crate::decision::Decision;
 use crate::index::HOT_LISTENERS;
-use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolKeyRef, PoolRef};
+use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolKeyRef, PoolRef, Pooling};
 use crate::model::{Claim, LbId, Listener, Listeners, Time};
 use crate::policy::IdleLbs;
 use crate::ports::ClashRule;
@@ -18,13 +18,12 @@ impl Allocator {
             return i;
         }
         let i = self.pools.len() as u32;
-        let mut index = crate::index::PoolIndex::new(
-            self.rules.walks,
-            self.config.profiles[profile].max_listeners,
-        );
-        // Counted from its start (no LB yet) while some listener is hot.
-        if self.any_hot() {
-            index.set_counting(true);
+        let mut index = crate::index::PoolIndex::new(self.rules.walks);
+        // Each hot listener's index of LBs it does not clash on, from the start (no LB yet).
+        for (h, tracked) in self.hot_tracked.iter().enumerate() {
+            if tracked.is_some() {
+                index.start_lacking(h);
+            }
         }
         self.pools.push(Pool {
             key: key.clone(),
@@ -130,44 +129,64 @@ impl Allocator {
     }
 
     /// Starts or stops tracking fixed listener `l` as hot, after its demand changed to
-    /// `demand`: tracked from [`HOT_AT`] claims asking for it while a slot is free, let go
+    /// `demand`: tracked from [`HOT_AT`] claims asking for it (see
+    /// [`Allocator::track_hot_from`]) while a slot is free, let go
     /// below a quarter of that (so a listener near the mark is not recounted at every
-    /// claim). Starting or stopping recounts every LB's bit for it.
+    /// claim). Starting or stopping sets every LB's bit for it, and makes or drops each
+    /// pool's index of the LBs it does not clash on.
     pub(crate) fn track_hot(&mut self, l: Listener, demand: u32) {
+        if self.rules.pooling == Pooling::EveryClaimAlone {
+            // An LB holds one claim: a non-empty one has no room, so nothing to step over.
+            return;
+        }
         let slot = self.hot_tracked.iter().position(|t| *t == Some(l));
-        let was_counting = self.any_hot();
-        match slot {
-            None if demand >= HOT_AT => {
+        let (h, started) = match slot {
+            None if demand >= self.hot_at => {
                 let Some(h) = self.hot_tracked.iter().position(Option::is_none) else {
                     return;
                 };
                 self.hot_tracked[h] = Some(l);
+                (h, true)
             }
-            Some(h) if demand < HOT_AT / 4 => self.hot_tracked[h] = None,
+            Some(h) if demand < self.hot_at / 4 => {
+                self.hot_tracked[h] = None;
+                for pool in &mut self.pools {
+                    pool.index.stop_lacking(h);
+                }
+                (h, false)
+            }
             _ => return,
-        }
-        // Every LB's bit for it, and the pools' counts: kept only while a listener is hot.
-        let counting = self.any_hot();
-        if counting != was_counting {
-            for pool in &mut self.pools {
-                pool.index.set_counting(counting);
-            }
-        }
+        };
+        // Only bit `h` changes, while no index of `h` is kept: the other hot listeners'
+        // indexes see the same rooms.
         let ids: Vec<LbId> = self.lbs.keys().copied().collect();
-        for id in ids {
+        for &id in &ids {
             let Some(lb) = self.lbs.get_mut(id) else {
                 continue;
             };
             let mask = hot_mask_of(&self.hot_tracked, lb);
-            let index = &mut self.pools[lb.pool as usize].index;
-            if counting != was_counting {
+            if mask != lb.hot_mask {
+                self.pools[lb.pool as usize].index.update(
+                    lb.pos,
+                    (lb.indexed, lb.hot_mask),
+                    (lb.indexed, mask),
+                );
                 lb.hot_mask = mask;
-                if counting {
-                    index.count_in(lb.indexed, mask);
-                }
-            } else if mask != lb.hot_mask {
-                index.update(lb.pos, (lb.indexed, lb.hot_mask), (lb.indexed, mask));
-                lb.hot_mask = mask;
+            }
+        }
+        if !started {
+            return;
+        }
+        for pool in &mut self.pools {
+            pool.index.start_lacking(h);
+        }
+        for id in ids {
+            if let Some(lb) = self.lbs.get(id)
+                && lb.hot_mask & (1 << h) == 0
+            {
+                self.pools[lb.pool as usize]
+                    .index
+                    .enter_lacking(h, lb.pos, lb.indexed);
             }
         }
     }

@@ -906,6 +906,13 @@ fn run(s: &Setup, ops: &[Op]) -> Result<(), TestCaseError> {
     let cfg = config(s);
     let mut a = Allocator::new(cfg.clone()).unwrap();
     let mut twin = Allocator::new(cfg.clone()).unwrap();
+    // Twins that track fixed listeners as hot from 4 claims (a walk then steps only over
+    // the LBs a hot listener does not clash on, and its slots fill and free) and never:
+    // they must decide alike, and as the never-restarted twin does.
+    let mut hot = Allocator::new(cfg.clone()).unwrap();
+    hot.track_hot_from(4);
+    let mut cold = Allocator::new(cfg.clone()).unwrap();
+    cold.track_hot_from(u32::MAX);
     let mut m = Model {
         s,
         cfg: cfg.clone(),
@@ -1053,11 +1060,30 @@ fn run(s: &Setup, ops: &[Op]) -> Result<(), TestCaseError> {
                 m.claims.remove(&id);
             }
             let mut log = Log::default();
-            twin.drive(now, event, &mut log).unwrap();
+            twin.drive(now, event.clone(), &mut log).unwrap();
             prop_assert_eq!(
                 &m.log,
                 &log.0,
                 "step {}: decisions differ from the never-restarted twin",
+                step
+            );
+            for (x, name) in [(&mut hot, "hot"), (&mut cold, "cold")] {
+                let mut log = Log::default();
+                x.drive(now, event.clone(), &mut log).unwrap();
+                prop_assert_eq!(
+                    &m.log,
+                    &log.0,
+                    "step {}: decisions differ from the twin tracking {} listeners",
+                    step,
+                    name
+                );
+                x.check_invariants()
+                    .map_err(|e| TestCaseError::fail(format!("step {step}: {name} twin: {e}")))?;
+            }
+            prop_assert_eq!(
+                hot.state_view(|_| None).pending,
+                cold.state_view(|_| None).pending,
+                "step {}: waiting claims or their reasons differ",
                 step
             );
             m.check(&a).map_err(|e| {

@@ -307,43 +307,27 @@ pub(crate) enum Candidates<'a> {
     Listed(Vec<(u32, LbId)>),
 }
 
-/// Where a pool's walk is (see [`View::walked`]).
-enum Phase {
-    /// Every candidate, in order.
-    All,
-    /// The first usable candidate next.
-    First,
-    /// The empty LBs next.
-    Empties,
-}
-
-/// A pool's candidates as [`View::walked`] gives them.
+/// A pool's candidates when the claim asks for a hot listener (see [`View::pooled`]): the
+/// first usable candidate of the whole walk, then those of the walk over the LBs the hot
+/// listener does not clash on.
 struct Walked<'v, 'a, I> {
-    inner: I,
-    /// The walk from an empty LB's room, when the walk goes there after its first.
-    empties: Option<I>,
+    whole: I,
+    lacking: I,
+    /// The whole walk's first usable candidate, once given.
+    first: Option<LbId>,
     view: &'v View<'a>,
-    phase: Phase,
 }
 
 impl<K, I: Iterator<Item = (K, LbId)>> Iterator for Walked<'_, '_, I> {
     type Item = (K, LbId);
     #[inline]
     fn next(&mut self) -> Option<(K, LbId)> {
-        match self.phase {
-            Phase::All => self.inner.next(),
-            Phase::First => {
-                let first = self.inner.by_ref().find(|&(_, id)| self.view.usable(id))?;
-                // An empty LB first (no non-empty one with room): the walk goes on as it is.
-                self.phase = if self.view.claims_on(first.1) == 0 {
-                    Phase::All
-                } else {
-                    Phase::Empties
-                };
-                Some(first)
-            }
-            Phase::Empties => self.empties.as_mut()?.next(),
-        }
+        let Some(first) = self.first else {
+            let first = self.whole.by_ref().find(|&(_, id)| self.view.usable(id))?;
+            self.first = Some(first.1);
+            return Some(first);
+        };
+        self.lacking.by_ref().find(|&(_, id)| id != first)
     }
 }
 
@@ -481,78 +465,53 @@ impl<'a> View<'a> {
         ids.into_iter().filter(move |&id| self.usable(id))
     }
 
-    /// Whether a walk may skip a pool's clashing LBs: one pool, and the claim asks for a
-    /// fixed listener while some listener is hot.
-    fn may_skip(&self, pools: usize) -> bool {
-        pools == 1 && self.alloc.any_hot() && self.claim.fixed_listeners().next().is_some()
-    }
-
-    /// Whether every non-empty LB with room in `pool`'s `class` has one of the claim's
-    /// fixed listeners (a tracked hot one) clash on it: only an empty LB can take the
-    /// claim there.
-    fn clash_all_but_empty(&self, pool: &PoolIndex, class: usize) -> bool {
+    /// The index of `pool`'s LBs that one of the claim's fixed listeners does not clash
+    /// on, if one of them is hot: the one with the fewest LBs with room in `class`.
+    fn lacking(&self, pool: &'a PoolIndex, class: usize) -> Option<&'a PoolIndex> {
         let tracked = &self.alloc.hot_tracked;
-        self.claim.fixed_listeners().any(|l| {
-            tracked
-                .iter()
-                .position(|t| *t == Some(l))
-                .is_some_and(|h| pool.clash_all_but_empty(class, h))
-        })
+        self.claim
+            .fixed_listeners()
+            .filter_map(|l| tracked.iter().position(|t| *t == Some(l)))
+            .filter_map(|h| pool.lacking(h))
+            .min_by_key(|sub| sub.open(class))
     }
 
     /// A pool's candidates as a walk sees them (`walk` builds its order from a least
-    /// room): all of them, or, when only an empty LB can take the claim, its first usable
-    /// candidate and then the empty LBs alone, in the walk's order. The first fails `fits`
-    /// as every LB passed over would, with the same misfit (a clash), and the empty LBs
-    /// come in the order the whole walk would meet them (they all have the same room, and
-    /// among equals every walk goes by id), so the policy's choice and the reason a claim
-    /// waits are those of the whole walk without trying LBs that all hold the listener.
-    /// Only for a single pool ([`View::may_skip`]): a merge of pools needs each pool's
-    /// keys in order.
-    fn walked<I: Iterator<Item = (K, LbId)>, K>(
-        &self,
-        pool: &PoolIndex,
-        class: usize,
-        walk: impl Fn(u32) -> I,
-    ) -> Walked<'_, 'a, I> {
-        let need = self.claim.listener_count();
-        let skip = self.clash_all_but_empty(pool, class);
-        Walked {
-            inner: walk(need),
-            empties: skip.then(|| walk(pool.full().max(need))),
-            view: self,
-            phase: if skip { Phase::First } else { Phase::All },
-        }
-    }
-
-    /// The pools' candidates with room for the claim, each pool in the order `walk` gives
-    /// from a least room: the plain walks unless a pool may be skipped (see
-    /// [`View::walked`]), so claims without a hot fixed listener step through no wrapper.
+    /// room): when the claim asks for a hot listener, the whole walk's first usable
+    /// candidate and then, in the same order, the LBs that listener does not clash on;
+    /// else the whole walk.
+    ///
+    /// The LBs passed over all fail `fits` with a clash, so the policy's choice is the
+    /// whole walk's. So is the reason a claim waits when none fits: the first candidate
+    /// is tried, and if it clashes it records the clash every LB passed over would; if it
+    /// does not, it is tried as the first of the LBs that listener does not clash on, and
+    /// a clash (the least telling misfit a candidate with room can give) then changes
+    /// nothing. Only for a single pool: a merge of pools needs each pool's keys in order.
     fn pooled<'s, I: Iterator<Item = (K, LbId)> + 's, K: Ord + Copy>(
         &'s self,
         pools: &[(&'a PoolIndex, usize)],
         walk: impl Fn(&'a PoolIndex, usize, u32) -> I,
     ) -> impl Iterator<Item = LbId> + 's {
         let need = self.claim.listener_count();
-        if self.may_skip(pools.len()) {
-            Either::B(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| self.walked(p, class, |k| walk(p, class, k)))
-                        .collect(),
-                ),
-            )
-        } else {
-            Either::A(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(p, class)| walk(p, class, need))
-                        .collect(),
-                ),
-            )
+        if let [(pool, class)] = *pools
+            && self.alloc.any_hot()
+            && let Some(sub) = self.lacking(pool, class)
+        {
+            return Either::B(self.merged(smallvec::smallvec![Walked {
+                whole: walk(pool, class, need),
+                lacking: walk(sub, class, need),
+                first: None,
+                view: self,
+            }]));
         }
+        Either::A(
+            self.merged(
+                pools
+                    .iter()
+                    .map(|&(p, class)| walk(p, class, need))
+                    .collect(),
+            ),
+        )
     }
 
     /// Candidates with room for the claim, lowest id first.
