@@ -195,7 +195,12 @@ impl TomlWalk {
             }
             p
         };
+        let mut comment = false;
         for c in text.chars() {
+            if comment {
+                comment = c != '\n';
+                continue;
+            }
             if let Some(q) = in_str {
                 if c == q {
                     in_str = None;
@@ -204,7 +209,7 @@ impl TomlWalk {
             }
             match c {
                 '"' | '\'' => in_str = Some(c),
-                '#' => break,
+                '#' => comment = true,
                 '=' => {
                     let k = clean_key(&key);
                     all.push(path(&stack, Some(&k)));
@@ -252,10 +257,19 @@ pub fn key_path_at(src: &str, at: usize) -> String {
     let before = &src[..at];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let mut walk = TomlWalk::default();
-    for raw in before[..line_start].lines() {
-        walk.header(raw);
+    // Where the statement holding `at` starts: an array or inline table left open on an
+    // earlier line (`popular_ports = [` with one element per line) goes on on this one.
+    let (mut statement, mut depth) = (0, 0usize);
+    let mut offset = 0;
+    for raw in before[..line_start].split_inclusive('\n') {
+        if depth == 0 {
+            statement = offset;
+            walk.header(raw);
+        }
+        depth = depth.saturating_add_signed(nesting_change(raw));
+        offset += raw.len();
     }
-    let text = &src[line_start..at];
+    let text = &src[if depth > 0 { statement } else { line_start }..at];
     let (all, open) = walk.keys(text);
     if let Some(p) = open.or_else(|| all.last().cloned()) {
         return p;
@@ -272,6 +286,24 @@ pub fn key_path_at(src: &str, at: usize) -> String {
         (true, false) => k,
         (false, false) => format!("{}.{k}", walk.header),
     }
+}
+
+/// How many more arrays and inline tables a line opens than it closes (strings and the
+/// comment skipped).
+fn nesting_change(line: &str) -> isize {
+    let (mut change, mut in_str) = (0, None);
+    for c in line.chars() {
+        match (in_str, c) {
+            (Some(q), c) if c == q => in_str = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => in_str = Some(c),
+            (None, '#') => break,
+            (None, '[' | '{') => change += 1,
+            (None, ']' | '}') => change -= 1,
+            _ => {}
+        }
+    }
+    change
 }
 
 fn clean_key(k: &str) -> String {
@@ -339,5 +371,14 @@ mod tests {
         );
         assert_eq!(key_path_at(src, at("colour")), "workload.popular_ports[1]");
         assert_eq!(key_path_at(src, at("z]")), "workload.x[2]");
+        // An array written one element per line, a comment among them; the table header
+        // counted before it, a table header after it not.
+        let src = "[[profiles]]\nname = 'a'\n[workload]\npopular_ports = [ # the usual\n  { port = 443 }, { port = 53 },\n  # and one more\n  { port = 70000 },\n]\nmax_listeners = x\n";
+        let at = |needle: &str| src.find(needle).unwrap();
+        assert_eq!(
+            key_path_at(src, at("70000")),
+            "workload.popular_ports[2].port"
+        );
+        assert_eq!(key_path_at(src, at("x\n")), "workload.max_listeners");
     }
 }

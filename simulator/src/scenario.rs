@@ -287,6 +287,7 @@ pub struct Arrival {
 #[serde(expecting = "a port such as { port = 443 } or { port = 53, protocol = \"UDP\" }")]
 pub struct PopularPort {
     /// Port number: 1 to 65535.
+    #[serde(deserialize_with = "port_number")]
     pub port: u16,
     /// Protocol.
     #[serde(default = "tcp")]
@@ -295,6 +296,16 @@ pub struct PopularPort {
 
 fn tcp() -> Protocol {
     Protocol::Tcp
+}
+
+/// A port number, 1 to 65535, refused with the range in words otherwise.
+fn port_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = i64::deserialize(d)?;
+    u16::try_from(n).ok().filter(|&p| p > 0).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "port {n} is out of range (1 to 65535; for \"any port\" use any_fraction)"
+        ))
+    })
 }
 
 /// The default popular ports, most popular first.
@@ -794,12 +805,6 @@ impl Scenario {
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in w.popular_ports.iter().enumerate() {
-            if p.port == 0 {
-                return err(
-                    &format!("workload.popular_ports[{i}].port"),
-                    "port 0 is out of range (1 to 65535; for \"any port\" use any_fraction)",
-                );
-            }
             if !seen.insert((p.port, p.protocol)) {
                 return err(
                     &format!("workload.popular_ports[{i}]"),

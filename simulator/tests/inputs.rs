@@ -131,6 +131,28 @@ fn the_issues_inputs_are_refused_at_once_with_field_and_line() {
             ),
             vec!["mix.toml:4", "workload.lifetime.shape", "0.1 to 100"],
         ),
+        // Ports one per line, as the shipped examples write them: the element is named
+        // and the range is a port's, not a 16-bit number's.
+        (
+            "ports.toml",
+            format!(
+                "{BASE}popular_ports = [\n  {{ port = 443 }},\n  # and\n  {{ port = 70000 }},\n]\n"
+            ),
+            vec![
+                "ports.toml:8",
+                "workload.popular_ports[1].port",
+                "port 70000 is out of range (1 to 65535",
+            ],
+        ),
+        (
+            "port0.toml",
+            format!("{BASE}popular_ports = [\n  {{ port = 0 }},\n]\n"),
+            vec![
+                "port0.toml:6",
+                "workload.popular_ports[0].port",
+                "any_fraction",
+            ],
+        ),
     ];
     for (name, text, needles) in cases {
         let f = write(&d, name, &text);
