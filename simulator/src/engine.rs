@@ -886,6 +886,18 @@ impl Simulation {
                 crate::report::fmt_hours(hours)
             ));
         }
+        if let Some((fell, drawn)) = self.workload.as_ref().map(WorkloadGen::fell_back)
+            && fell > 0
+        {
+            notes.push(format!(
+                "{fell} of the {drawn} listeners drawn as popular ports were automatic ports \
+                 instead: their claim already held every one of the {} popular ports \
+                 (claims ask up to {} listeners), so fewer fixed ports were asked than \
+                 any_fraction says",
+                self.scenario.workload.popular_ports.len(),
+                self.scenario.workload.max_listeners
+            ));
+        }
         let per_h = |x: f64| if hours > 0.0 { x / hours } else { 0.0 };
         // A ratio over nothing is no figure at all (JSON null, n/a in tables).
         let over = |a: f64, b: f64| (b > 0.0).then(|| a / b);

@@ -351,7 +351,9 @@ pub struct Workload {
     /// Most listeners per claim (uniform between): min_listeners to 1000.
     #[serde(default = "one")]
     pub max_listeners: u32,
-    /// Probability that a port is `Any` (port 0: "pick one"): 0 to 1.
+    /// Probability that a port is `Any` (port 0: "pick one"): 0 to 1. The others are
+    /// popular ports the claim does not have yet; past as many listeners as there are
+    /// popular ports, automatic too (the report notes how many).
     #[serde(default)]
     pub any_fraction: f64,
     /// Probability that an `Any` port is UDP: 0 to 1.

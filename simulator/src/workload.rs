@@ -64,6 +64,10 @@ pub struct WorkloadGen {
     template_room: usize,
     /// The text of the last id made, kept for its room.
     id_text: String,
+    /// Listeners drawn as popular ports, and those of them that became automatic ports
+    /// because the claim already held every port drawn (see [`WorkloadGen::fell_back`]).
+    drawn_fixed: u64,
+    fell_back: u64,
 }
 
 /// What a generated claim asks, apart from its id: tenant (by number), whether it may
@@ -106,7 +110,40 @@ impl WorkloadGen {
             templates: FxHashMap::default(),
             template_room: TEMPLATES,
             id_text: String::new(),
+            drawn_fixed: 0,
+            fell_back: 0,
         })
+    }
+
+    /// A popular port `ports` lacks, drawn by the ports' weights; none when it has all.
+    fn pick_lacking<R: Rng + ?Sized>(
+        &self,
+        ports: &[PortRequest],
+        rng: &mut R,
+    ) -> Option<Listener> {
+        let weight = |k: usize| self.port_cdf[k] - if k == 0 { 0.0 } else { self.port_cdf[k - 1] };
+        let lacking = || {
+            (0..self.ports.len()).filter(|&k| !ports.contains(&PortRequest::Fixed(self.ports[k])))
+        };
+        let total: f64 = lacking().map(weight).sum();
+        let mut u = rng.random::<f64>() * total;
+        let mut last = None;
+        for k in lacking() {
+            last = Some(k);
+            u -= weight(k);
+            if u < 0.0 {
+                break;
+            }
+        }
+        last.map(|k| self.ports[k])
+    }
+
+    /// Of the listeners drawn as popular ports so far, how many became automatic ports
+    /// instead (the claim held every popular port: claims of more listeners than there
+    /// are popular ports), and how many were drawn: so the report can say the workload
+    /// asked fewer fixed ports than `any_fraction` says.
+    pub fn fell_back(&self) -> (u64, u64) {
+        (self.fell_back, self.drawn_fixed)
     }
 
     /// Arrival rate per ms at time `t` (diurnal variation included).
@@ -160,7 +197,10 @@ impl WorkloadGen {
             let any = self.ports.is_empty() || rng.random::<f64>() < self.w.any_fraction;
             let mut req = None;
             if !any {
-                // Redraw a few times when the claim already has this listener.
+                // A port the claim already has is drawn again: a few times by the same
+                // draw, then from the ports it lacks by their weights (the same law: a
+                // draw again after a refusal is a draw among the rest), so a fixed port
+                // becomes automatic only when the claim holds every popular port.
                 for _ in 0..8 {
                     let l = self.ports[pick(&self.port_cdf, rng)];
                     if !ports.contains(&PortRequest::Fixed(l)) {
@@ -168,6 +208,11 @@ impl WorkloadGen {
                         break;
                     }
                 }
+                if req.is_none() {
+                    req = self.pick_lacking(&ports, rng).map(PortRequest::Fixed);
+                }
+                self.drawn_fixed += 1;
+                self.fell_back += u64::from(req.is_none());
             }
             ports.push(req.unwrap_or_else(|| {
                 let udp = rng.random::<f64>() < self.w.udp_fraction;
@@ -292,5 +337,39 @@ popular_ports = [{ port = 53, protocol = "UDP" }, { port = 443, protocol = "TCP"
         let tenants: std::collections::BTreeSet<&str> =
             plain.iter().map(|c| c.tenant().as_str()).collect();
         assert_eq!(tenants.len(), 3);
+    }
+
+    /// A claim's fixed ports are distinct popular ports while it lacks any: even when one
+    /// port takes nearly every draw (a claim holding it used to get automatic ports after
+    /// eight draws of it), and past as many listeners as there are popular ports the rest
+    /// are automatic, counted for the report.
+    #[test]
+    fn fixed_ports_are_drawn_among_those_the_claim_lacks() {
+        let steep = SCENARIO
+            .replace(
+                "any_fraction = 0.5",
+                "any_fraction = 0.0\nzipf_exponent = 8.0",
+            )
+            .replace("min_listeners = 1", "min_listeners = 3");
+        let scenario = Scenario::from_toml(&steep, "test").expect("valid scenario");
+        let mut g = WorkloadGen::new(&scenario).expect("generator");
+        let mut rng = Pcg64Mcg::seed_from_u64(7);
+        for _ in 0..2000 {
+            let c = g.claim(&mut rng);
+            let fixed: Vec<Listener> = c.fixed_listeners().collect();
+            assert_eq!(fixed.len(), 3, "{:?}", c.ports());
+        }
+        assert_eq!(g.fell_back(), (0, 6000));
+        // Four listeners on three popular ports: the fourth is automatic, every time.
+        let four = steep
+            .replace("max_listeners = 3", "max_listeners = 4")
+            .replace("min_listeners = 3", "min_listeners = 4");
+        let scenario = Scenario::from_toml(&four, "test").expect("valid scenario");
+        let mut g = WorkloadGen::new(&scenario).expect("generator");
+        for _ in 0..100 {
+            let c = g.claim(&mut rng);
+            assert_eq!(c.fixed_listeners().count(), 3, "{:?}", c.ports());
+        }
+        assert_eq!(g.fell_back(), (100, 400));
     }
 }
