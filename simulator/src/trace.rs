@@ -142,6 +142,14 @@ struct JsonEvent {
 /// Parses a trace; `origin` names the file in errors.
 pub fn parse_trace(src: &str, origin: &str) -> Result<Vec<TraceEvent>, InputError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    // Lines ended by a carriage return alone (as old Mac spreadsheets save CSV) are lines.
+    let unified;
+    let src = if src.contains('\r') {
+        unified = src.replace("\r\n", "\n").replace('\r', "\n");
+        unified.as_str()
+    } else {
+        src
+    };
     let first = src
         .lines()
         .map(str::trim)

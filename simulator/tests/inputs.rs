@@ -406,6 +406,19 @@ fn csv_traces_by_header() {
     assert_eq!(v["arrivals"], 2);
     assert_eq!(v["departures"], 1);
     assert!(v["tenants"]["ops"].is_object(), "{v}");
+    // The same lines ended by a carriage return alone (old Mac spreadsheets): the same
+    // run, and an error names its line.
+    let cr = std::fs::read_to_string(&f).unwrap().replace("\r\n", "\r");
+    let f = write(&d, "cr.csv", &cr);
+    let o = run(&["replay", &f, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (&w["arrivals"], &w["departures"]),
+        (&v["arrivals"], &v["departures"])
+    );
+    let f = write(&d, "cr-bad.csv", "t,op,id,ports\r0,add,a/b,443/TCP\r1s,remove,a/c,\r");
+    refused(&run(&["replay", &f]), &["cr-bad.csv:3", "not added"]);
     let f = write(
         &d,
         "unknown.csv",
