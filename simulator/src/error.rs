@@ -295,7 +295,6 @@ fn nesting_change(line: &str) -> isize {
     for c in line.chars() {
         match (in_str, c) {
             (Some(q), c) if c == q => in_str = None,
-            (Some(_), _) => {}
             (None, '"' | '\'') => in_str = Some(c),
             (None, '#') => break,
             (None, '[' | '{') => change += 1,
