@@ -410,14 +410,18 @@ fn csv_traces_by_header() {
     // run, and an error names its line.
     let cr = std::fs::read_to_string(&f).unwrap().replace("\r\n", "\r");
     let f = write(&d, "cr.csv", &cr);
-    let o = run(&["replay", &f, "--format", "json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let w: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let by_cr = run(&["replay", &f, "--format", "json"]);
+    assert!(by_cr.status.success(), "{}", stderr(&by_cr));
+    let read: serde_json::Value = serde_json::from_str(&stdout(&by_cr)).unwrap();
     assert_eq!(
-        (&w["arrivals"], &w["departures"]),
+        (&read["arrivals"], &read["departures"]),
         (&v["arrivals"], &v["departures"])
     );
-    let f = write(&d, "cr-bad.csv", "t,op,id,ports\r0,add,a/b,443/TCP\r1s,remove,a/c,\r");
+    let f = write(
+        &d,
+        "cr-bad.csv",
+        "t,op,id,ports\r0,add,a/b,443/TCP\r1s,remove,a/c,\r",
+    );
     refused(&run(&["replay", &f]), &["cr-bad.csv:3", "not added"]);
     let f = write(
         &d,
