@@ -86,7 +86,8 @@ impl Status {
 #[derive(Deserialize)]
 struct Meta {
     name: Option<String>,
-    #[serde(default = "default_ns")]
+    /// The default namespace when missing or empty, as Kubernetes reads a manifest.
+    #[serde(default = "default_ns", deserialize_with = "namespace")]
     namespace: String,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
@@ -96,6 +97,15 @@ struct Meta {
 
 fn default_ns() -> String {
     "default".into()
+}
+
+fn namespace<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let ns = Option::<String>::deserialize(d)?.unwrap_or_default();
+    Ok(if ns.trim().is_empty() {
+        default_ns()
+    } else {
+        ns
+    })
 }
 
 #[derive(Deserialize)]
@@ -222,8 +232,24 @@ fn flow_nesting_past(src: &str, max: usize) -> Option<usize> {
 pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Services, InputError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let json = src.trim_start().starts_with(['{', '[']);
+    // A bare array of Services (`jq .items` of kubectl's output) is read as their List.
+    let bare = if json {
+        src.trim_start().starts_with('[')
+    } else {
+        src.lines()
+            .map(str::trim_start)
+            .find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---")
+            .is_some_and(|l| l.starts_with("- ") || l == "-")
+    };
+    let list = |items: Vec<Service>| List {
+        kind: None,
+        items: Some(items),
+        metadata: None,
+        spec: None,
+        status: None,
+    };
     let list: List = if json {
-        serde_json::from_str(src).map_err(|e| {
+        let json_error = |e: serde_json::Error| {
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             InputError::new(
@@ -235,7 +261,12 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
                     words(&msg)
                 ),
             )
-        })?
+        };
+        if bare {
+            list(serde_json::from_str(src).map_err(json_error)?)
+        } else {
+            serde_json::from_str(src).map_err(json_error)?
+        }
     } else {
         // The YAML parser takes time quadratic in flow nesting (a 200 KB file of brackets
         // took 24 s to be refused); kubectl's output nests a dozen deep.
@@ -250,7 +281,7 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
                 ),
             ));
         }
-        serde_yaml::from_str(src).map_err(|e| {
+        let yaml_error = |e: serde_yaml::Error| {
             let line = e.location().map(|l| l.line());
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
@@ -263,7 +294,12 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
                     words(&msg)
                 ),
             )
-        })?
+        };
+        if bare {
+            list(serde_yaml::from_str(src).map_err(yaml_error)?)
+        } else {
+            serde_yaml::from_str(src).map_err(yaml_error)?
+        }
     };
     let items = match list.kind.as_deref() {
         Some("List" | "ServiceList") | None => list
@@ -306,6 +342,7 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
         if name.trim().is_empty() {
             return Err(err(".metadata.name", "missing or empty"));
         }
+        ClaimId::new(&id).map_err(|e| err(".metadata", &e.to_string()))?;
         let ports = spec
             .ports
             .unwrap_or_default()

@@ -587,6 +587,37 @@ fn today_the_addresses_the_cluster_reports_say_which_services_share() {
     assert_eq!(today(&[bare(s1), bare(s4), bare(s2), bare(s3)]), 2);
 }
 
+/// A bare array of Services (`jq .items`), in JSON or YAML, is read as their List, and
+/// a Service whose namespace is missing or empty is in `default`, as Kubernetes reads a
+/// manifest.
+#[test]
+fn plan_reads_a_bare_array_and_an_empty_namespace_as_default() {
+    let d = tmpdir("plan-bare");
+    let plan = |name: &str, text: &str| {
+        let f = write(&d, name, text);
+        let o = run(&["plan", "--services", &f, "--format", "json"]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v
+    };
+    let json = plan(
+        "bare.json",
+        r#"[{"metadata": {"name": "a", "namespace": ""}, "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}},
+            {"metadata": {"name": "b"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}},
+            {"metadata": {"name": "c", "namespace": "x"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}]"#,
+    );
+    let yaml = plan(
+        "bare.yaml",
+        "# services\n- metadata: {name: a, namespace: ''}\n  spec: {type: LoadBalancer, ports: [{port: 443}]}\n- metadata: {name: b}\n  spec: {type: LoadBalancer, ports: [{port: 443}]}\n",
+    );
+    for v in [&json, &yaml] {
+        assert_eq!(v["services"], 2, "{v}");
+        // Both in `default`, both on 443: two LBs, and a's id is default/a, not /a.
+        assert_eq!(v["lbs_shared"], 2, "{v}");
+        assert!(v.to_string().contains("default/a"), "{v}");
+    }
+}
+
 #[test]
 fn plan_refuses_port_0_and_strict_exits_3() {
     let d = tmpdir("plan");
