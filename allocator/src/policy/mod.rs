@@ -308,11 +308,13 @@ pub(crate) enum Candidates<'a> {
 }
 
 /// A pool's candidates when the claim asks for a hot listener (see [`View::pooled`]): the
-/// first usable candidate of the whole walk, then those of the walk over the LBs the hot
-/// listener does not clash on.
+/// first usable candidate of the whole walk, then the walk over the LBs the hot listener
+/// does not clash on (its usable ones come after that first, in the order a merge of
+/// pools needs; the others the merge drops); the whole walk where the pool keeps no such
+/// index.
 struct Walked<'v, 'a, I> {
     whole: I,
-    lacking: I,
+    lacking: Option<I>,
     /// The whole walk's first usable candidate, once given.
     first: Option<LbId>,
     view: &'v View<'a>,
@@ -322,12 +324,15 @@ impl<K, I: Iterator<Item = (K, LbId)>> Iterator for Walked<'_, '_, I> {
     type Item = (K, LbId);
     #[inline]
     fn next(&mut self) -> Option<(K, LbId)> {
+        let Some(lacking) = self.lacking.as_mut() else {
+            return self.whole.next();
+        };
         let Some(first) = self.first else {
             let first = self.whole.by_ref().find(|&(_, id)| self.view.usable(id))?;
             self.first = Some(first.1);
             return Some(first);
         };
-        self.lacking.by_ref().find(|&(_, id)| id != first)
+        lacking.find(|&(_, id)| id != first)
     }
 }
 
@@ -476,33 +481,41 @@ impl<'a> View<'a> {
             .min_by_key(|sub| sub.open(class))
     }
 
-    /// A pool's candidates as a walk sees them (`walk` builds its order from a least
-    /// room): when the claim asks for a hot listener, the whole walk's first usable
-    /// candidate and then, in the same order, the LBs that listener does not clash on;
-    /// else the whole walk.
+    /// The pools' candidates as a walk sees them (`walk` builds a pool's order from a
+    /// least room): when the claim asks for a hot listener, per pool the whole walk's
+    /// first usable candidate and then, in the same order, the LBs that listener does not
+    /// clash on; else the whole walks. Pools are merged by their keys.
     ///
     /// The LBs passed over all fail `fits` with a clash, so the policy's choice is the
-    /// whole walk's. So is the reason a claim waits when none fits: the first candidate
-    /// is tried, and if it clashes it records the clash every LB passed over would; if it
-    /// does not, it is tried as the first of the LBs that listener does not clash on, and
-    /// a clash (the least telling misfit a candidate with room can give) then changes
-    /// nothing. Only for a single pool: a merge of pools needs each pool's keys in order.
+    /// whole walk's. So is the reason a claim waits when none fits: each pool's first
+    /// candidate is tried, and if it clashes it records the clash every LB passed over
+    /// would; if it does not, it is tried as the first of the LBs that listener does not
+    /// clash on, and a clash (the least telling misfit a candidate with room can give)
+    /// then changes nothing.
     fn pooled<'s, I: Iterator<Item = (K, LbId)> + 's, K: Ord + Copy>(
         &'s self,
         pools: &[(&'a PoolIndex, usize)],
         walk: impl Fn(&'a PoolIndex, usize, u32) -> I,
     ) -> impl Iterator<Item = LbId> + 's {
         let need = self.claim.listener_count();
-        if let [(pool, class)] = *pools
-            && self.alloc.any_hot()
-            && let Some(sub) = self.lacking(pool, class)
+        if self.alloc.any_hot()
+            && pools
+                .iter()
+                .any(|&(pool, class)| self.lacking(pool, class).is_some())
         {
-            return Either::B(self.merged(smallvec::smallvec![Walked {
-                whole: walk(pool, class, need),
-                lacking: walk(sub, class, need),
-                first: None,
-                view: self,
-            }]));
+            return Either::B(
+                self.merged(
+                    pools
+                        .iter()
+                        .map(|&(pool, class)| Walked {
+                            whole: walk(pool, class, need),
+                            lacking: self.lacking(pool, class).map(|sub| walk(sub, class, need)),
+                            first: None,
+                            view: self,
+                        })
+                        .collect(),
+                ),
+            );
         }
         Either::A(
             self.merged(
