@@ -108,9 +108,10 @@ impl Background {
     }
 }
 
-/// Counts a background pass's failure, so `/metrics` shows a task that keeps failing.
+/// Counts a background pass's failure, so `/metrics` shows a task that keeps failing. A
+/// pass that did not write for want of the lease did not fail: it did as it must.
 fn counted(ctx: &Ctx, task: Background, result: Result<(), Error>) -> Result<(), Error> {
-    if result.is_err() {
+    if result.as_ref().is_err_and(|e| !matches!(e, Error::Fenced)) {
         *guard(&ctx.metrics.background_failures)
             .entry(task)
             .or_default() += 1;

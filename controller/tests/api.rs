@@ -1075,6 +1075,51 @@ async fn a_fenced_replica_writes_nothing() {
     assert!(!metrics.contains("sharedlb_lbs{"), "{metrics}");
 }
 
+/// A pass stopped by the lease running out (no write allowed) did as it must: it is not
+/// counted among the background failures, which are for passes that should have worked.
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // the fence reads the monotonic clock
+async fn a_pass_stopped_by_the_lease_is_not_a_background_failure() {
+    let h = harness(Mode::Service);
+    let fence = Arc::new(Fence::elected());
+    fence.renewed(std::time::Instant::now());
+    let ctx = Ctx::new(
+        h.ctx.client.clone(),
+        h.ctx.config.clone(),
+        futures::channel::mpsc::unbounded().0,
+        Recorder::new(
+            h.ctx.client.clone(),
+            Reporter {
+                controller: "t".into(),
+                instance: None,
+            },
+        ),
+        fence.clone(),
+    )
+    .unwrap();
+    ctx.set_role(Role::Leader);
+    let ctx = Arc::new(ctx);
+    h.put(
+        CLAIMS,
+        "shop",
+        "web",
+        claim_json("shop", "web", json!([{"name": "https", "port": 443}])),
+    );
+    reconcile(h.claim("shop", "web"), ctx.clone())
+        .await
+        .unwrap();
+    // The lease is lost: the LB resync would apply the LB's Service, and may not.
+    fence.close();
+    let err = reconcile::resync_lbs(&ctx).await.unwrap_err();
+    assert!(matches!(err, reconcile::Error::Fenced), "{err}");
+    let failures = ctx.metrics.background_failures.lock().unwrap().clone();
+    assert_eq!(
+        failures.get(&reconcile::Background::LbResync),
+        None,
+        "{failures:?}"
+    );
+}
+
 #[tokio::test]
 async fn restart_rebuilds_state_and_writes_nothing_new() {
     let h = harness(Mode::Service);
