@@ -289,6 +289,9 @@ pub(crate) struct PoolIndex {
     lacking: [Option<Box<PoolIndex>>; HOT_LISTENERS],
     /// Which `lacking` entries are kept, one bit each.
     lacking_bits: u8,
+    /// The protocol class each `lacking` index records: the one a claim asking for its
+    /// listener walks (the others' rooms are not kept there).
+    lacking_class: [u8; HOT_LISTENERS],
 }
 
 /// How many fixed listeners the allocator tracks as hot (one bit each in an LB record).
@@ -307,9 +310,14 @@ pub(crate) fn bits(mut mask: u8) -> impl Iterator<Item = usize> {
     })
 }
 
-/// An LB's rooms as hot listener `h`'s index records them: none where `h` clashes.
-fn without_clash(rooms: [u32; 3], mask: u8, h: usize) -> [u32; 3] {
-    if mask & (1 << h) == 0 { rooms } else { [0; 3] }
+/// An LB's rooms as hot listener `h`'s index records them: its room in `class` where `h`
+/// does not clash, nothing else.
+fn without_clash(rooms: [u32; 3], mask: u8, h: usize, class: u8) -> [u32; 3] {
+    let mut kept = [0; 3];
+    if mask & (1 << h) == 0 {
+        kept[class as usize] = rooms[class as usize];
+    }
+    kept
 }
 
 impl PoolIndex {
@@ -327,21 +335,23 @@ impl PoolIndex {
         }
     }
 
-    /// Starts hot listener `h`'s index of the LBs it does not clash on, with no room
-    /// anywhere yet: the caller enters each such LB's rooms with
-    /// [`PoolIndex::enter_lacking`].
-    pub fn start_lacking(&mut self, h: usize) {
+    /// Starts hot listener `h`'s index of the LBs it does not clash on, recording room
+    /// in `class` (the class of a claim asking for it) and none anywhere yet: the caller
+    /// enters each such LB's rooms with [`PoolIndex::enter_lacking`].
+    pub fn start_lacking(&mut self, h: usize, class: usize) {
         let mut sub = PoolIndex::new(self.walks);
         sub.tree = self.tree.mirror();
         self.lacking[h] = Some(Box::new(sub));
         self.lacking_bits |= 1 << h;
+        self.lacking_class[h] = class as u8;
     }
 
-    /// Enters the rooms of the LB at `pos` into hot listener `h`'s index (just started:
-    /// none recorded there).
+    /// Enters the rooms of the LB at `pos`, which hot listener `h` does not clash on, into
+    /// its index (just started: none recorded there).
     pub fn enter_lacking(&mut self, h: usize, pos: u32, rooms: [u32; 3]) {
+        let kept = without_clash(rooms, 0, h, self.lacking_class[h]);
         if let Some(sub) = &mut self.lacking[h] {
-            sub.update(pos, (Default::default(), 0), (rooms, 0));
+            sub.update(pos, (Default::default(), 0), (kept, 0));
         }
     }
 
@@ -351,9 +361,11 @@ impl PoolIndex {
         self.lacking_bits &= !(1 << h);
     }
 
-    /// Hot listener `h`'s index of the LBs it does not clash on, if it is tracked.
-    pub fn lacking(&self, h: usize) -> Option<&PoolIndex> {
-        self.lacking[h].as_deref()
+    /// Hot listener `h`'s index of the LBs it does not clash on, with the class whose
+    /// rooms it records, if `h` is tracked.
+    pub fn lacking(&self, h: usize) -> Option<(&PoolIndex, usize)> {
+        let class = usize::from(self.lacking_class[h]);
+        self.lacking[h].as_deref().map(|sub| (sub, class))
     }
 
     /// The LBs with room in `class`.
@@ -392,7 +404,7 @@ impl PoolIndex {
     pub fn insert(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
         for h in bits(self.lacking_bits) {
             if let Some(sub) = &mut self.lacking[h] {
-                sub.insert(id, rooms);
+                sub.insert(id, without_clash(rooms, 0, h, self.lacking_class[h]));
             }
         }
         self.count_open([0; 3], rooms);
@@ -424,8 +436,8 @@ impl PoolIndex {
         for h in bits(self.lacking_bits) {
             if let Some(sub) = &mut self.lacking[h] {
                 let (o, n) = (
-                    without_clash(old.0, old.1, h),
-                    without_clash(new.0, new.1, h),
+                    without_clash(old.0, old.1, h, self.lacking_class[h]),
+                    without_clash(new.0, new.1, h, self.lacking_class[h]),
                 );
                 sub.update(pos, (o, 0), (n, 0));
             }
@@ -476,7 +488,8 @@ impl PoolIndex {
         // The same positions die in the hot listeners' indexes, so they compact alike.
         for h in bits(self.lacking_bits) {
             if let Some(sub) = &mut self.lacking[h] {
-                let theirs = sub.remove(pos, without_clash(old, hot_mask, h), 0);
+                let kept = without_clash(old, hot_mask, h, self.lacking_class[h]);
+                let theirs = sub.remove(pos, kept, 0);
                 debug_assert_eq!(theirs, moved, "a hot listener's index moves alike");
             }
         }

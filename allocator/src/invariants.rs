@@ -284,8 +284,8 @@ impl Allocator {
                     l.id, l.hot_mask
                 ));
             }
-            // Each hot listener's index holds the LB's rooms where it does not clash, and
-            // nothing where it does.
+            // Each hot listener's index holds the LB's room in the listener's class where
+            // it does not clash, and nothing else.
             for (h, t) in self.hot_tracked.iter().enumerate() {
                 let sub = pool.index.lacking(h);
                 if t.is_some() != sub.is_some() {
@@ -295,8 +295,19 @@ impl Allocator {
                         sub.is_some()
                     ));
                 }
-                let Some(sub) = sub else { continue };
-                let want = if mask & (1 << h) == 0 { rooms } else { [0; 3] };
+                let (Some((sub, class)), Some(hot)) = (sub, t) else {
+                    continue;
+                };
+                if class != self.class_of(pool.profile, *hot) {
+                    return Err(format!(
+                        "pool {:?}: hot listener {hot}'s index keeps class {class}",
+                        pool.key
+                    ));
+                }
+                let mut want = [0; 3];
+                if mask & (1 << h) == 0 {
+                    want[class] = rooms[class];
+                }
                 if sub.tree.rooms_at(l.pos) != want || sub.tree.id(l.pos as usize) != Some(l.id) {
                     return Err(format!(
                         "{} in hot listener {h}'s index: {:?}, want {want:?}",
@@ -327,7 +338,8 @@ impl Allocator {
                 .map_err(|e| format!("{}: {e}", l.id))?;
         }
         for (i, pool) in self.pools.iter().enumerate() {
-            let subs = (0..crate::index::HOT_LISTENERS).filter_map(|h| pool.index.lacking(h));
+            let subs = (0..crate::index::HOT_LISTENERS)
+                .filter_map(|h| pool.index.lacking(h).map(|(sub, _)| sub));
             for index in std::iter::once(&pool.index).chain(subs) {
                 let open = [0, 1, 2].map(|c| index.open(c));
                 if open != index.recount_open() {

@@ -21,8 +21,8 @@ impl Allocator {
         let mut index = crate::index::PoolIndex::new(self.rules.walks);
         // Each hot listener's index of LBs it does not clash on, from the start (no LB yet).
         for (h, tracked) in self.hot_tracked.iter().enumerate() {
-            if tracked.is_some() {
-                index.start_lacking(h);
+            if let Some(l) = tracked {
+                index.start_lacking(h, self.class_of(profile, *l));
             }
         }
         self.pools.push(Pool {
@@ -32,6 +32,16 @@ impl Allocator {
         });
         self.pool_ids.insert((key.clone(), profile), i);
         i
+    }
+
+    /// The protocol class of `profile`'s pool indexes a claim asking for `l` walks: one
+    /// class when the profile mixes protocols, else `l`'s protocol.
+    pub(crate) fn class_of(&self, profile: usize, l: Listener) -> usize {
+        if self.config.profiles[profile].mixed_protocols {
+            0
+        } else {
+            l.protocol.index()
+        }
     }
 
     /// The clash rule and claim cap of an LB of `profile` in `pool`.
@@ -177,8 +187,9 @@ impl Allocator {
         if !started {
             return;
         }
-        for pool in &mut self.pools {
-            pool.index.start_lacking(h);
+        for i in 0..self.pools.len() {
+            let class = self.class_of(self.pools[i].profile, l);
+            self.pools[i].index.start_lacking(h, class);
         }
         for id in ids {
             if let Some(lb) = self.lbs.get(id)

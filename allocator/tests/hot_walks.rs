@@ -1,7 +1,8 @@
 //! Claims asking for hot fixed listeners walk only the LBs those do not clash on
 //! (`View::pooled`): an allocator that tracks listeners as hot from 4 claims must decide
 //! exactly as one that never does — every decision, every pending reason — under every
-//! policy, with claims eligible for two profiles (merged walks), budgets that make claims
+//! policy, with claims eligible for two profiles (merged walks), profiles mixing protocols
+//! on an LB or not (an index per protocol class), budgets that make claims
 //! wait, migrations and consolidation, and listeners that stop being hot.
 
 use proptest::prelude::*;
@@ -52,12 +53,12 @@ fn listener(n: u8) -> Option<Listener> {
     }
 }
 
-fn profile(name: &str, cap: u32, price: f64, shared_numbers: bool) -> LbProfile {
+fn profile(name: &str, cap: u32, price: f64, shared_numbers: bool, mixed: bool) -> LbProfile {
     LbProfile {
         name: ProfileName::new(name).unwrap(),
         max_listeners: cap,
         protocols: vec![Protocol::Tcp, Protocol::Udp],
-        mixed_protocols: true,
+        mixed_protocols: mixed,
         shared_port_numbers: shared_numbers,
         auto_ports: PortRange {
             first: Port::new(30000).unwrap(),
@@ -73,14 +74,15 @@ fn profile(name: &str, cap: u32, price: f64, shared_numbers: bool) -> LbProfile 
 fn run(
     policy: &str,
     shared_numbers: bool,
+    mixed: bool,
     max_lbs: Option<u32>,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
     let policy: PolicyKind = policy.parse().unwrap();
     let config = Config {
         profiles: vec![
-            profile("small", 3, 1.0, shared_numbers),
-            profile("big", 6, 1.5, shared_numbers),
+            profile("small", 3, 1.0, shared_numbers, mixed),
+            profile("big", 6, 1.5, shared_numbers, mixed),
         ],
         budget: Budget {
             max_lbs,
@@ -181,9 +183,10 @@ proptest! {
             "first-fit", "best-fit", "worst-fit", "conflict-aware", "cost-aware", "dedicated", "seed:3",
         ]),
         shared_numbers in any::<bool>(),
+        mixed in any::<bool>(),
         max_lbs in prop::option::of(2u32..8),
         ops in prop::collection::vec(op(), 1..120),
     ) {
-        run(policy, shared_numbers, max_lbs, &ops)?;
+        run(policy, shared_numbers, mixed, max_lbs, &ops)?;
     }
 }

@@ -478,6 +478,13 @@ impl<'a> View<'a> {
             .fixed_listeners()
             .filter_map(|l| tracked.iter().position(|t| *t == Some(l)))
             .filter_map(|h| pool.lacking(h))
+            .map(|(sub, kept)| {
+                // An index keeps the rooms of its listener's class, and a claim asking for
+                // the listener walks that class: on a profile that does not mix protocols,
+                // eligibility leaves only claims of one protocol.
+                debug_assert_eq!(kept, class, "a claim walks its hot listener's class");
+                sub
+            })
             .min_by_key(|sub| sub.open(class))
     }
 
