@@ -328,7 +328,7 @@ pub struct Allocator {
     pub(crate) demand: FxHashMap<Listener, u32>,
     pub(crate) hot: BTreeSet<(Reverse<u32>, Listener)>,
     /// The fixed listeners each pool index keeps an index of the LBs they do not clash on
-    /// for (see [`PoolIndex::lacking`](crate::index::PoolIndex::lacking)).
+    /// for (see [`PoolIndex::clash_free`](crate::index::PoolIndex::clash_free)).
     pub(crate) hot_tracked: [Option<Listener>; crate::index::HOT_LISTENERS],
     /// Demand from which a fixed listener is tracked as hot: [`HOT_AT`](crate::lifecycle::HOT_AT)
     /// unless a test set it ([`Allocator::track_hot_from`]).
@@ -709,13 +709,14 @@ impl Allocator {
         }
     }
 
-    /// For tests: tracks fixed listeners as hot from `claims` asking for one
-    /// (`u32::MAX`: never), so a test with few claims walks the hot listeners' indexes,
-    /// and a twin that never does checks that both decide alike. Call before the first
-    /// event; a restored allocator tracks from the default again.
+    /// For tests: tracks fixed listeners as hot from `claims` asking for one (at least
+    /// 4, so that one is let go when none asks; `u32::MAX`: never), so a test with few
+    /// claims walks the hot listeners' indexes, and a twin that never does checks that
+    /// both decide alike. Call before the first event; a restored allocator tracks from
+    /// the default again.
     #[doc(hidden)]
     pub fn track_hot_from(&mut self, claims: u32) {
-        self.hot_at = claims.max(1);
+        self.hot_at = claims.max(4);
     }
 
     /// Whether some fixed listener is tracked as hot (the pool indexes keep an index of

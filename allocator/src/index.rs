@@ -273,7 +273,7 @@ impl RoomTree {
 ///
 /// While fixed listeners are hot, the index also keeps, per hot listener, an index of the
 /// same positions holding only the LBs that listener does not clash on
-/// ([`PoolIndex::lacking`]): a claim asking for it walks that one, and never steps over
+/// ([`PoolIndex::clash_free`]): a claim asking for it walks that one, and never steps over
 /// the LBs that all fail it with the same clash.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PoolIndex {
@@ -281,17 +281,19 @@ pub(crate) struct PoolIndex {
     /// Empty when `walks` keeps no order by room.
     pub by_room: [RoomOrder; 3],
     walks: Walks,
-    /// Per class, the LBs with room in it (which of a claim's hot listeners leaves the
-    /// fewest candidates).
+    /// Per class, the LBs with room in it: in a hot listener's index, how many candidates
+    /// it leaves (a claim asking for two walks the index leaving fewer); kept in every
+    /// index alike, one compare per room change.
     open: [u32; 3],
     /// Per tracked hot listener: its index of the LBs it does not clash on (the same
     /// positions, room 0 where it clashes), while it is tracked; none inside those.
-    lacking: [Option<Box<PoolIndex>>; HOT_LISTENERS],
-    /// Which `lacking` entries are kept, one bit each.
-    lacking_bits: u8,
-    /// The protocol class each `lacking` index records: the one a claim asking for its
+    clash_free: [Option<Box<PoolIndex>>; HOT_LISTENERS],
+    /// Which `clash_free` entries are kept, one bit each: an update skips the array when
+    /// no listener is hot.
+    clash_free_bits: u8,
+    /// The protocol class each `clash_free` index records: the one a claim asking for its
     /// listener walks (the others' rooms are not kept there).
-    lacking_class: [u8; HOT_LISTENERS],
+    clash_free_class: [u8; HOT_LISTENERS],
 }
 
 /// How many fixed listeners the allocator tracks as hot (one bit each in an LB record).
@@ -337,35 +339,35 @@ impl PoolIndex {
 
     /// Starts hot listener `h`'s index of the LBs it does not clash on, recording room
     /// in `class` (the class of a claim asking for it) and none anywhere yet: the caller
-    /// enters each such LB's rooms with [`PoolIndex::enter_lacking`].
-    pub fn start_lacking(&mut self, h: usize, class: usize) {
+    /// enters each such LB's rooms with [`PoolIndex::enter_clash_free`].
+    pub fn start_clash_free(&mut self, h: usize, class: usize) {
         let mut sub = PoolIndex::new(self.walks);
         sub.tree = self.tree.mirror();
-        self.lacking[h] = Some(Box::new(sub));
-        self.lacking_bits |= 1 << h;
-        self.lacking_class[h] = class as u8;
+        self.clash_free[h] = Some(Box::new(sub));
+        self.clash_free_bits |= 1 << h;
+        self.clash_free_class[h] = class as u8;
     }
 
     /// Enters the rooms of the LB at `pos`, which hot listener `h` does not clash on, into
     /// its index (just started: none recorded there).
-    pub fn enter_lacking(&mut self, h: usize, pos: u32, rooms: [u32; 3]) {
-        let kept = without_clash(rooms, 0, h, self.lacking_class[h]);
-        if let Some(sub) = &mut self.lacking[h] {
+    pub fn enter_clash_free(&mut self, h: usize, pos: u32, rooms: [u32; 3]) {
+        let kept = without_clash(rooms, 0, h, self.clash_free_class[h]);
+        if let Some(sub) = &mut self.clash_free[h] {
             sub.update(pos, (Default::default(), 0), (kept, 0));
         }
     }
 
     /// Drops hot listener `h`'s index (it is no longer tracked).
-    pub fn stop_lacking(&mut self, h: usize) {
-        self.lacking[h] = None;
-        self.lacking_bits &= !(1 << h);
+    pub fn stop_clash_free(&mut self, h: usize) {
+        self.clash_free[h] = None;
+        self.clash_free_bits &= !(1 << h);
     }
 
     /// Hot listener `h`'s index of the LBs it does not clash on, with the class whose
     /// rooms it records, if `h` is tracked.
-    pub fn lacking(&self, h: usize) -> Option<(&PoolIndex, usize)> {
-        let class = usize::from(self.lacking_class[h]);
-        self.lacking[h].as_deref().map(|sub| (sub, class))
+    pub fn clash_free(&self, h: usize) -> Option<(&PoolIndex, usize)> {
+        let class = usize::from(self.clash_free_class[h]);
+        self.clash_free[h].as_deref().map(|sub| (sub, class))
     }
 
     /// The LBs with room in `class`.
@@ -402,9 +404,9 @@ impl PoolIndex {
     /// Adds a new LB (its id above all others, empty: no hot listener on it); returns its
     /// position.
     pub fn insert(&mut self, id: LbId, rooms: [u32; 3]) -> u32 {
-        for h in bits(self.lacking_bits) {
-            if let Some(sub) = &mut self.lacking[h] {
-                sub.insert(id, without_clash(rooms, 0, h, self.lacking_class[h]));
+        for h in bits(self.clash_free_bits) {
+            if let Some(sub) = &mut self.clash_free[h] {
+                sub.insert(id, without_clash(rooms, 0, h, self.clash_free_class[h]));
             }
         }
         self.count_open([0; 3], rooms);
@@ -433,11 +435,11 @@ impl PoolIndex {
     /// Moves an LB's entries from `old` rooms and hot mask to `new` ones.
     #[inline]
     pub fn update(&mut self, pos: u32, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
-        for h in bits(self.lacking_bits) {
-            if let Some(sub) = &mut self.lacking[h] {
+        for h in bits(self.clash_free_bits) {
+            if let Some(sub) = &mut self.clash_free[h] {
                 let (o, n) = (
-                    without_clash(old.0, old.1, h, self.lacking_class[h]),
-                    without_clash(new.0, new.1, h, self.lacking_class[h]),
+                    without_clash(old.0, old.1, h, self.clash_free_class[h]),
+                    without_clash(new.0, new.1, h, self.clash_free_class[h]),
                 );
                 sub.update(pos, (o, 0), (n, 0));
             }
@@ -460,7 +462,7 @@ impl PoolIndex {
         self.tree.set(pos, new);
     }
 
-    /// Removes an LB (its rooms and hot mask as counted); returns moved positions (see
+    /// Removes an LB (its rooms and hot mask as recorded); returns moved positions (see
     /// [`RoomTree::remove`]).
     pub fn remove(&mut self, pos: u32, old: [u32; 3], hot_mask: u8) -> Vec<(LbId, u32)> {
         self.count_open(old, [0; 3]);
@@ -486,9 +488,9 @@ impl PoolIndex {
             }
         }
         // The same positions die in the hot listeners' indexes, so they compact alike.
-        for h in bits(self.lacking_bits) {
-            if let Some(sub) = &mut self.lacking[h] {
-                let kept = without_clash(old, hot_mask, h, self.lacking_class[h]);
+        for h in bits(self.clash_free_bits) {
+            if let Some(sub) = &mut self.clash_free[h] {
+                let kept = without_clash(old, hot_mask, h, self.clash_free_class[h]);
                 let theirs = sub.remove(pos, kept, 0);
                 debug_assert_eq!(theirs, moved, "a hot listener's index moves alike");
             }

@@ -287,7 +287,7 @@ impl Allocator {
             // Each hot listener's index holds the LB's room in the listener's class where
             // it does not clash, and nothing else.
             for (h, t) in self.hot_tracked.iter().enumerate() {
-                let sub = pool.index.lacking(h);
+                let sub = pool.index.clash_free(h);
                 if t.is_some() != sub.is_some() {
                     return Err(format!(
                         "pool {:?}: hot listener {h} tracked {t:?}, its index kept: {}",
@@ -339,7 +339,7 @@ impl Allocator {
         }
         for (i, pool) in self.pools.iter().enumerate() {
             let subs = (0..crate::index::HOT_LISTENERS)
-                .filter_map(|h| pool.index.lacking(h).map(|(sub, _)| sub));
+                .filter_map(|h| pool.index.clash_free(h).map(|(sub, _)| sub));
             for index in std::iter::once(&pool.index).chain(subs) {
                 let open = [0, 1, 2].map(|c| index.open(c));
                 if open != index.recount_open() {

@@ -180,7 +180,7 @@ pub(crate) struct Lb {
     /// Its position in the pool index and the room recorded there, per protocol class.
     pub pos: u32,
     pub indexed: [u32; 3],
-    /// Which of the allocator's tracked hot listeners clash here, as the pool index counts
+    /// Which of the allocator's tracked hot listeners clash here, as the pool index records
     /// them (bit `h`: a claim asking tracked listener `h` cannot come here).
     pub hot_mask: u8,
 }

@@ -22,7 +22,7 @@ impl Allocator {
         // Each hot listener's index of LBs it does not clash on, from the start (no LB yet).
         for (h, tracked) in self.hot_tracked.iter().enumerate() {
             if let Some(l) = tracked {
-                index.start_lacking(h, self.class_of(profile, *l));
+                index.start_clash_free(h, self.class_of(profile, *l));
             }
         }
         self.pools.push(Pool {
@@ -140,28 +140,38 @@ impl Allocator {
 
     /// Starts or stops tracking fixed listener `l` as hot, after its demand changed to
     /// `demand`: tracked from [`HOT_AT`] claims asking for it (see
-    /// [`Allocator::track_hot_from`]) while a slot is free, let go
-    /// below a quarter of that (so a listener near the mark is not recounted at every
-    /// claim). Starting or stopping sets every LB's bit for it, and makes or drops each
-    /// pool's index of the LBs it does not clash on.
+    /// [`Allocator::track_hot_from`]) and a quarter as many as there are LBs, while a slot
+    /// is free; let go below a quarter of that (so a listener near the mark is not
+    /// recounted at every claim). Starting or stopping sets every LB's bit for it, and
+    /// makes or drops each pool's index of the LBs it does not clash on.
+    ///
+    /// A listener asked by fewer claims than a quarter of the LBs is held by at most that
+    /// share of them, so a walk meets fewer LBs it clashes on, and an index for it costs
+    /// every room change more than it saves (8 ports asked by 3% of 20,000 claims: +41%
+    /// instructions with an index each from 32 claims, +5–12% from a quarter of the LBs;
+    /// from half of them, +0%, but the default scenario at 1000 arrivals/h took twice as
+    /// long: see `BENCHMARKS.md`).
     pub(crate) fn track_hot(&mut self, l: Listener, demand: u32) {
         if self.rules.pooling == Pooling::EveryClaimAlone {
             // An LB holds one claim: a non-empty one has no room, so nothing to step over.
             return;
         }
+        let at = self
+            .hot_at
+            .max(u32::try_from(self.lbs.len() / 4).unwrap_or(u32::MAX));
         let slot = self.hot_tracked.iter().position(|t| *t == Some(l));
         let (h, started) = match slot {
-            None if demand >= self.hot_at => {
+            None if demand >= at => {
                 let Some(h) = self.hot_tracked.iter().position(Option::is_none) else {
                     return;
                 };
                 self.hot_tracked[h] = Some(l);
                 (h, true)
             }
-            Some(h) if demand < self.hot_at / 4 => {
+            Some(h) if demand < at / 4 => {
                 self.hot_tracked[h] = None;
                 for pool in &mut self.pools {
-                    pool.index.stop_lacking(h);
+                    pool.index.stop_clash_free(h);
                 }
                 (h, false)
             }
@@ -189,7 +199,7 @@ impl Allocator {
         }
         for i in 0..self.pools.len() {
             let class = self.class_of(self.pools[i].profile, l);
-            self.pools[i].index.start_lacking(h, class);
+            self.pools[i].index.start_clash_free(h, class);
         }
         for id in ids {
             if let Some(lb) = self.lbs.get(id)
@@ -197,7 +207,7 @@ impl Allocator {
             {
                 self.pools[lb.pool as usize]
                     .index
-                    .enter_lacking(h, lb.pos, lb.indexed);
+                    .enter_clash_free(h, lb.pos, lb.indexed);
             }
         }
     }
@@ -331,7 +341,7 @@ impl Allocator {
 }
 
 /// Demand (claims asking for it, placed or waiting) from which a fixed listener is
-/// tracked as hot.
+/// tracked as hot, when that is also a quarter of the LBs ([`Allocator::track_hot`]).
 pub(crate) const HOT_AT: u32 = 32;
 
 /// Which tracked hot listeners clash on `lb`.

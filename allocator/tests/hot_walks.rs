@@ -1,5 +1,5 @@
 //! Claims asking for hot fixed listeners walk only the LBs those do not clash on
-//! (`View::pooled`): an allocator that tracks listeners as hot from 4 claims must decide
+//! (`View::pooled`): an allocator that tracks listeners as hot from a few claims must decide
 //! exactly as one that never does — every decision, every pending reason — under every
 //! policy, with claims eligible for two profiles (merged walks), profiles mixing protocols
 //! on an LB or not (an index per protocol class), budgets that make claims
@@ -75,6 +75,7 @@ fn run(
     policy: &str,
     shared_numbers: bool,
     mixed: bool,
+    hot_from: u32,
     max_lbs: Option<u32>,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
@@ -92,7 +93,7 @@ fn run(
         ..Config::with_builtin("aws-nlb", policy).unwrap()
     };
     let mut hot = Allocator::new(config.clone()).unwrap();
-    hot.track_hot_from(4);
+    hot.track_hot_from(hot_from);
     let mut cold = Allocator::new(config).unwrap();
     cold.track_hot_from(u32::MAX);
     let (mut now, mut next) = (Time(0), 0);
@@ -184,9 +185,12 @@ proptest! {
         ]),
         shared_numbers in any::<bool>(),
         mixed in any::<bool>(),
+        // From 4 claims (let go only when none asks) to 15 (let go at 3, with LBs
+        // still holding the listener).
+        hot_from in 4u32..16,
         max_lbs in prop::option::of(2u32..8),
         ops in prop::collection::vec(op(), 1..120),
     ) {
-        run(policy, shared_numbers, mixed, max_lbs, &ops)?;
+        run(policy, shared_numbers, mixed, hot_from, max_lbs, &ops)?;
     }
 }

@@ -314,7 +314,7 @@ pub(crate) enum Candidates<'a> {
 /// index.
 struct Walked<'v, 'a, I> {
     whole: I,
-    lacking: Option<I>,
+    clash_free: Option<I>,
     /// The whole walk's first usable candidate, once given.
     first: Option<LbId>,
     view: &'v View<'a>,
@@ -324,7 +324,7 @@ impl<K, I: Iterator<Item = (K, LbId)>> Iterator for Walked<'_, '_, I> {
     type Item = (K, LbId);
     #[inline]
     fn next(&mut self) -> Option<(K, LbId)> {
-        let Some(lacking) = self.lacking.as_mut() else {
+        let Some(clash_free) = self.clash_free.as_mut() else {
             return self.whole.next();
         };
         let Some(first) = self.first else {
@@ -332,7 +332,7 @@ impl<K, I: Iterator<Item = (K, LbId)>> Iterator for Walked<'_, '_, I> {
             self.first = Some(first.1);
             return Some(first);
         };
-        lacking.find(|&(_, id)| id != first)
+        clash_free.find(|&(_, id)| id != first)
     }
 }
 
@@ -355,6 +355,11 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> 
 /// What a policy sees of the allocator while placing one claim: the candidate LBs of the
 /// claim's pool in fixed orders (each with room for the claim), and a `fits` test that also
 /// records why LBs did not fit.
+///
+/// When the claim asks for a hot fixed listener, the walks leave out the LBs it clashes on
+/// (all but the first), which fail `fits` all the same: a policy that tries candidates in
+/// order chooses, and records why none fit, as if it had met them. One that skips
+/// candidates without trying them may see fewer than it would have.
 pub struct View<'a> {
     pub(crate) alloc: &'a Allocator,
     pub(crate) claim: &'a Claim,
@@ -472,12 +477,12 @@ impl<'a> View<'a> {
 
     /// The index of `pool`'s LBs that one of the claim's fixed listeners does not clash
     /// on, if one of them is hot: the one with the fewest LBs with room in `class`.
-    fn lacking(&self, pool: &'a PoolIndex, class: usize) -> Option<&'a PoolIndex> {
+    fn clash_free(&self, pool: &'a PoolIndex, class: usize) -> Option<&'a PoolIndex> {
         let tracked = &self.alloc.hot_tracked;
         self.claim
             .fixed_listeners()
             .filter_map(|l| tracked.iter().position(|t| *t == Some(l)))
-            .filter_map(|h| pool.lacking(h))
+            .filter_map(|h| pool.clash_free(h))
             .map(|(sub, kept)| {
                 // An index keeps the rooms of its listener's class, and a claim asking for
                 // the listener walks that class: on a profile that does not mix protocols,
@@ -508,7 +513,7 @@ impl<'a> View<'a> {
         if self.alloc.any_hot()
             && pools
                 .iter()
-                .any(|&(pool, class)| self.lacking(pool, class).is_some())
+                .any(|&(pool, class)| self.clash_free(pool, class).is_some())
         {
             return Either::B(
                 self.merged(
@@ -516,7 +521,9 @@ impl<'a> View<'a> {
                         .iter()
                         .map(|&(pool, class)| Walked {
                             whole: walk(pool, class, need),
-                            lacking: self.lacking(pool, class).map(|sub| walk(sub, class, need)),
+                            clash_free: self
+                                .clash_free(pool, class)
+                                .map(|sub| walk(sub, class, need)),
                             first: None,
                             view: self,
                         })
