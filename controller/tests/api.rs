@@ -1024,10 +1024,10 @@ async fn drift_is_repaired() {
     );
 }
 
-#[tokio::test]
-async fn a_fenced_replica_writes_nothing() {
-    let h = harness(Mode::Service);
-    let fenced = Ctx::new(
+/// A second replica beside the harness's, on the same API server, writing only while
+/// `fence` holds.
+fn elected(h: &Harness, fence: Arc<Fence>) -> Arc<Ctx> {
+    let ctx = Ctx::new(
         h.ctx.client.clone(),
         h.ctx.config.clone(),
         futures::channel::mpsc::unbounded().0,
@@ -1038,10 +1038,16 @@ async fn a_fenced_replica_writes_nothing() {
                 instance: None,
             },
         ),
-        Arc::new(Fence::elected()),
+        fence,
     )
     .unwrap();
-    let fenced = Arc::new(fenced);
+    Arc::new(ctx)
+}
+
+#[tokio::test]
+async fn a_fenced_replica_writes_nothing() {
+    let h = harness(Mode::Service);
+    let fenced = elected(&h, Arc::new(Fence::elected()));
     h.put(
         CLAIMS,
         "shop",
@@ -1083,22 +1089,8 @@ async fn a_pass_stopped_by_the_lease_is_not_a_background_failure() {
     let h = harness(Mode::Service);
     let fence = Arc::new(Fence::elected());
     fence.renewed(std::time::Instant::now());
-    let ctx = Ctx::new(
-        h.ctx.client.clone(),
-        h.ctx.config.clone(),
-        futures::channel::mpsc::unbounded().0,
-        Recorder::new(
-            h.ctx.client.clone(),
-            Reporter {
-                controller: "t".into(),
-                instance: None,
-            },
-        ),
-        fence.clone(),
-    )
-    .unwrap();
+    let ctx = elected(&h, fence.clone());
     ctx.set_role(Role::Leader);
-    let ctx = Arc::new(ctx);
     h.put(
         CLAIMS,
         "shop",
