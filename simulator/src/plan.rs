@@ -227,8 +227,8 @@ fn flow_nesting_past(src: &str, max: usize) -> Option<usize> {
     None
 }
 
-/// Reads `kubectl get svc -A -o json` or `-o yaml` output (a List of Services, or one
-/// Service): the Services of type LoadBalancer, as claims.
+/// Reads `kubectl get svc -A -o json` or `-o yaml` output (a List of Services, a bare
+/// array of them, or one Service): the Services of type LoadBalancer, as claims.
 pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Services, InputError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let json = src.trim_start().starts_with(['{', '[']);
