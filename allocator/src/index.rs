@@ -828,6 +828,108 @@ mod tests {
         }
     }
 
+    #[derive(Clone, Debug)]
+    enum HotOp {
+        Insert([u32; 3]),
+        Update(usize, [u32; 3], u8),
+        Remove(usize),
+        Start(usize, usize),
+        Stop(usize),
+    }
+
+    fn hot_op() -> impl Strategy<Value = HotOp> {
+        prop_oneof![
+            4 => rooms().prop_map(HotOp::Insert),
+            5 => (any::<usize>(), rooms(), any::<u8>()).prop_map(|(i, r, m)| HotOp::Update(i, r, m)),
+            3 => any::<usize>().prop_map(HotOp::Remove),
+            1 => (0..HOT_LISTENERS, 0usize..3).prop_map(|(h, c)| HotOp::Start(h, c)),
+            1 => (0..HOT_LISTENERS).prop_map(HotOp::Stop),
+        ]
+    }
+
+    proptest! {
+        /// Each hot listener's index walks, in its class, exactly the main index's walk
+        /// without the LBs whose mask says the listener clashes, and nothing in the other
+        /// classes: after any inserts, updates of rooms and masks, removals (compactions
+        /// included), and listeners started over existing LBs and stopped.
+        #[test]
+        fn clash_free_walks_are_the_walks_without_the_clashes(
+            ops in proptest::collection::vec(hot_op(), 1..300),
+            by_room in any::<bool>(),
+        ) {
+            let mut index = PoolIndex::new(if by_room { Walks::ByRoom } else { Walks::LowestIdFirst });
+            // Live LBs: id, position, rooms, mask; and each started listener's class.
+            let mut live: Vec<(LbId, u32, [u32; 3], u8)> = Vec::new();
+            let mut started: [Option<usize>; HOT_LISTENERS] = [None; HOT_LISTENERS];
+            let mut next_id = 0;
+            for op in ops {
+                match op {
+                    HotOp::Insert(r) => {
+                        next_id += 1;
+                        let pos = index.insert(LbId(next_id), r);
+                        live.push((LbId(next_id), pos, r, 0));
+                    }
+                    HotOp::Update(i, r, m) if !live.is_empty() => {
+                        let n = i % live.len();
+                        let (_, pos, old, old_mask) = live[n];
+                        index.update(pos, (old, old_mask), (r, m));
+                        live[n].2 = r;
+                        live[n].3 = m;
+                    }
+                    HotOp::Remove(i) if !live.is_empty() => {
+                        let (_, pos, old, mask) = live.remove(i % live.len());
+                        for (id, p) in index.remove(pos, old, mask) {
+                            if let Some(e) = live.iter_mut().find(|e| e.0 == id) {
+                                e.1 = p;
+                            }
+                        }
+                    }
+                    HotOp::Start(h, class) if started[h].is_none() => {
+                        index.start_clash_free(h, class);
+                        for &(_, pos, r, mask) in &live {
+                            if mask & (1 << h) == 0 {
+                                index.enter_clash_free(h, pos, r);
+                            }
+                        }
+                        started[h] = Some(class);
+                    }
+                    HotOp::Stop(h) => {
+                        index.stop_clash_free(h);
+                        started[h] = None;
+                    }
+                    _ => {}
+                }
+                for (h, &class) in started.iter().enumerate() {
+                    let Some((sub, kept)) = index.clash_free(h) else {
+                        prop_assert!(class.is_none(), "listener {} started, no index", h);
+                        continue;
+                    };
+                    prop_assert_eq!(Some(kept), class);
+                    let clashes = |id: LbId| {
+                        live.iter().any(|e| e.0 == id && e.3 & (1 << h) != 0)
+                    };
+                    for k in 1..6 {
+                        let want = |walk: Vec<LbId>| -> Vec<LbId> {
+                            walk.into_iter().filter(|&id| !clashes(id)).collect()
+                        };
+                        let main_by_id: Vec<LbId> = index.lowest_id(kept, k).map(|(_, id)| id).collect();
+                        let main_fullest: Vec<LbId> = index.fullest(kept, k).map(|(_, id)| id).collect();
+                        let main_emptiest: Vec<LbId> = index.emptiest(kept, k).map(|(_, id)| id).collect();
+                        prop_assert_eq!(sub.lowest_id(kept, k).map(|(_, id)| id).collect::<Vec<_>>(), want(main_by_id));
+                        prop_assert_eq!(sub.fullest(kept, k).map(|(_, id)| id).collect::<Vec<_>>(), want(main_fullest));
+                        prop_assert_eq!(sub.emptiest(kept, k).map(|(_, id)| id).collect::<Vec<_>>(), want(main_emptiest));
+                        for other in (0..3).filter(|&c| c != kept) {
+                            prop_assert_eq!(sub.lowest_id(other, k).count(), 0);
+                        }
+                    }
+                    prop_assert_eq!(sub.tree.stale_node(), None);
+                    prop_assert_eq!([0, 1, 2].map(|c| sub.open(c)), sub.recount_open());
+                }
+                prop_assert_eq!([0, 1, 2].map(|c| index.open(c)), index.recount_open());
+            }
+        }
+    }
+
     /// A stale entry is reported where it is, at any level.
     #[test]
     fn a_stale_entry_is_found() {
