@@ -510,26 +510,27 @@ impl<'a> View<'a> {
         walk: impl Fn(&'a PoolIndex, usize, u32) -> I,
     ) -> impl Iterator<Item = LbId> + 's {
         let need = self.claim.listener_count();
-        if self.alloc.any_hot()
-            && pools
+        if self.alloc.any_hot() {
+            let subs: SmallVec<[Option<&'a PoolIndex>; 2]> = pools
                 .iter()
-                .any(|&(pool, class)| self.clash_free(pool, class).is_some())
-        {
-            return Either::B(
-                self.merged(
-                    pools
-                        .iter()
-                        .map(|&(pool, class)| Walked {
-                            whole: walk(pool, class, need),
-                            clash_free: self
-                                .clash_free(pool, class)
-                                .map(|sub| walk(sub, class, need)),
-                            first: None,
-                            view: self,
-                        })
-                        .collect(),
-                ),
-            );
+                .map(|&(pool, class)| self.clash_free(pool, class))
+                .collect();
+            if subs.iter().any(Option::is_some) {
+                return Either::B(
+                    self.merged(
+                        pools
+                            .iter()
+                            .zip(subs)
+                            .map(|(&(pool, class), sub)| Walked {
+                                whole: walk(pool, class, need),
+                                clash_free: sub.map(|sub| walk(sub, class, need)),
+                                first: None,
+                                view: self,
+                            })
+                            .collect(),
+                    ),
+                );
+            }
         }
         Either::A(
             self.merged(
