@@ -7,7 +7,6 @@
 
 mod order;
 
-use std::borrow::Cow;
 use std::cmp::Reverse;
 
 use prefetch_index::prefetch_index;
@@ -541,9 +540,9 @@ impl PoolIndex {
 
     /// The order by room of `class`: the one kept, or else one built for this walk from
     /// the positions with room ≥ `k` (a policy walking an order it did not name).
-    fn room_order(&self, class: usize, k: u32) -> Cow<'_, RoomOrder> {
+    fn room_order(&self, class: usize, k: u32) -> OrderRef<'_> {
         if self.walks.by_room() {
-            return Cow::Borrowed(&self.by_room[class]);
+            return OrderRef::Kept(&self.by_room[class]);
         }
         let mut order = RoomOrder::default();
         for pos in 0..self.tree.len() as u32 {
@@ -552,7 +551,7 @@ impl PoolIndex {
                 order.insert(pos, room);
             }
         }
-        Cow::Owned(order)
+        OrderRef::Built(Box::new(order))
     }
 
     /// The id at a position of the orders.
@@ -560,6 +559,23 @@ impl PoolIndex {
         self.tree
             .id(pos as usize)
             .unwrap_or_else(|| unreachable!("an ordered position holds an LB"))
+    }
+}
+
+/// The room order a walk reads: the pool's own, or one built for the walk. Two words, so
+/// the walks that hold it stay small to move (a walk is set up per decision).
+enum OrderRef<'a> {
+    Kept(&'a RoomOrder),
+    Built(Box<RoomOrder>),
+}
+
+impl std::ops::Deref for OrderRef<'_> {
+    type Target = RoomOrder;
+    fn deref(&self) -> &RoomOrder {
+        match self {
+            OrderRef::Kept(o) => o,
+            OrderRef::Built(o) => o,
+        }
     }
 }
 
@@ -584,7 +600,7 @@ impl Iterator for LowestId<'_> {
 /// Iterator of [`PoolIndex::fullest`].
 pub(crate) struct Fullest<'a> {
     index: &'a PoolIndex,
-    order: Cow<'a, RoomOrder>,
+    order: OrderRef<'a>,
     at: Option<u32>,
 }
 
@@ -612,7 +628,7 @@ enum Level {
 /// Iterator of [`PoolIndex::emptiest`]: room levels from the top, ids ascending within one.
 pub(crate) struct Emptiest<'a> {
     index: &'a PoolIndex,
-    order: Cow<'a, RoomOrder>,
+    order: OrderRef<'a>,
     k: u32,
     /// The next entry of the current level.
     at: Option<u32>,
