@@ -12,6 +12,7 @@ use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
 use crate::index::PoolIndex;
 use crate::lb::{LbState, LbTable, PoolKey};
+use crate::lifecycle::Change;
 use crate::model::{Claim, ClaimId, LbId, Listener, Listeners, ProfileName, TenantId, Time};
 use crate::placement::{Outcome, Placement};
 use crate::policy::{Policy, PolicyRules};
@@ -754,7 +755,7 @@ impl Allocator {
             l.occupy(profile, claim, k, listeners);
         }
         self.unidle(lb);
-        self.reindex(lb);
+        self.reindex(lb, Change::Listeners(listeners));
         let claim = &self.claims.get(k).claim;
         if let Some(p) = self.dedicated_profile_index(claim) {
             self.totals.baseline_per_profile[p] += 1;
@@ -819,7 +820,7 @@ impl Allocator {
                 self.idle.insert((now, lb));
             }
         }
-        self.reindex(lb);
+        self.reindex(lb, Change::Listeners(&listeners));
         let claim = &self.claims.get(k).claim;
         if let Some(p) = self.dedicated_profile_index(claim) {
             self.totals.baseline_per_profile[p] -= 1;

@@ -436,11 +436,12 @@ impl PoolIndex {
     pub fn update(&mut self, pos: u32, old: ([u32; 3], u8), new: ([u32; 3], u8)) {
         for h in bits(self.clash_free_bits) {
             if let Some(sub) = &mut self.clash_free[h] {
+                let class = self.clash_free_class[h];
                 let (o, n) = (
-                    without_clash(old.0, old.1, h, self.clash_free_class[h]),
-                    without_clash(new.0, new.1, h, self.clash_free_class[h]),
+                    without_clash(old.0, old.1, h, class),
+                    without_clash(new.0, new.1, h, class),
                 );
-                sub.update(pos, (o, 0), (n, 0));
+                sub.update_kept(pos, usize::from(class), o, n);
             }
         }
         let (old, new) = (old.0, new.0);
@@ -456,6 +457,28 @@ impl PoolIndex {
                 if new[c] > 0 {
                     self.by_room[c].insert(pos, new[c]);
                 }
+            }
+        }
+        self.tree.set(pos, new);
+    }
+
+    /// [`PoolIndex::update`] in a hot listener's index, whose rooms are 0 outside `class`
+    /// (and which keeps no index of its own): one class to move, the most frequent update
+    /// there is while listeners are hot.
+    #[inline]
+    fn update_kept(&mut self, pos: u32, class: usize, old: [u32; 3], new: [u32; 3]) {
+        let (o, n) = (old[class], new[class]);
+        if o == n {
+            return;
+        }
+        debug_assert_eq!(self.clash_free_bits, 0, "no index inside a hot listener's");
+        self.count_open(old, new);
+        if self.walks.by_room() {
+            if o > 0 {
+                self.by_room[class].remove(pos);
+            }
+            if n > 0 {
+                self.by_room[class].insert(pos, n);
             }
         }
         self.tree.set(pos, new);

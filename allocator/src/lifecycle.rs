@@ -122,13 +122,19 @@ impl Allocator {
         self.lbs.insert(lb);
     }
 
-    /// Brings an LB's index entries up to date after its room, protocol or state changed.
-    pub(crate) fn reindex(&mut self, id: LbId) {
+    /// Brings an LB's index entries up to date after its room, protocol or state changed
+    /// (`change` says how).
+    pub(crate) fn reindex(&mut self, id: LbId, change: Change<'_>) {
         let Some(l) = self.lbs.get_mut(id) else {
             return;
         };
         let rooms = l.rooms(&self.config.profiles[l.profile()]);
-        let mask = hot_mask_of(&self.hot_tracked, l);
+        let mask = match change {
+            // Listeners that clash with no tracked one leave every tracked one as occupied
+            // as it was: the mask stands, and no listener table is probed.
+            Change::Listeners(ls) if !clashes_with_tracked(&self.hot_tracked, l, ls) => l.hot_mask,
+            _ => hot_mask_of(&self.hot_tracked, l),
+        };
         if rooms != l.indexed || mask != l.hot_mask {
             self.pools[l.pool as usize]
                 .index
@@ -255,7 +261,7 @@ impl Allocator {
         self.totals.draining += 1;
         self.totals.capacity -= u64::from(self.config.profiles[l.profile()].max_listeners);
         self.totals.billed_per_profile[l.profile()] -= 1;
-        self.reindex(id);
+        self.reindex(id, Change::State);
         out.push(Decision::DeleteLb { lb: id });
     }
 
@@ -343,6 +349,29 @@ impl Allocator {
 /// Demand (claims asking for it, placed or waiting) from which a fixed listener is
 /// tracked as hot, when that is also a quarter of the LBs ([`Allocator::track_hot`]).
 pub(crate) const HOT_AT: u32 = 32;
+
+/// What changed on an LB, for [`Allocator::reindex`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Change<'a> {
+    /// It took or gave back these listeners (its room changed, and its hot mask only if
+    /// one of them clashes with a tracked hot listener).
+    Listeners(&'a [Listener]),
+    /// Its state changed.
+    State,
+}
+
+/// Whether any of `listeners` clashes, on `lb`, with a tracked hot listener.
+fn clashes_with_tracked(
+    tracked: &[Option<Listener>; HOT_LISTENERS],
+    lb: &Lb,
+    listeners: &[Listener],
+) -> bool {
+    let rule = lb.rule.between_claims;
+    tracked
+        .iter()
+        .flatten()
+        .any(|&t| listeners.iter().any(|&l| rule.clash(l, t)))
+}
 
 /// Which tracked hot listeners clash on `lb`.
 #[inline]
