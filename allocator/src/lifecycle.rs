@@ -146,25 +146,32 @@ impl Allocator {
 
     /// Starts or stops tracking fixed listener `l` as hot, after its demand changed to
     /// `demand`: tracked from [`HOT_AT`] claims asking for it (see
-    /// [`Allocator::track_hot_from`]) and a quarter as many as there are LBs, while a slot
-    /// is free; let go below a quarter of that (so a listener near the mark is not
-    /// recounted at every claim). Starting or stopping sets every LB's bit for it, and
-    /// makes or drops each pool's index of the LBs it does not clash on.
+    /// [`Allocator::track_hot_from`]) and from the lesser of a quarter of the LBs and
+    /// √(8 × live claims), while a slot is free; let go below a quarter of that (so a
+    /// listener near the mark is not recounted at every claim). Starting or stopping sets
+    /// every LB's bit for it, and makes or drops each pool's index of the LBs it does not
+    /// clash on.
     ///
-    /// A listener asked by fewer claims than a quarter of the LBs is held by at most that
-    /// share of them, so a walk meets fewer LBs it clashes on, and an index for it costs
-    /// every room change more than it saves (8 ports asked by 3% of 20,000 claims: +41%
-    /// instructions with an index each from 32 claims, +5–12% from a quarter of the LBs;
-    /// from half of them, +0%, but the default scenario at 1000 arrivals/h took twice as
-    /// long: see `BENCHMARKS.md`).
+    /// Why those marks: an index costs every room change a few steps, and saves a walk
+    /// at most the LBs holding the listener, fewer than the `d` claims asking for it. A
+    /// share `d / c` of arrivals ask for it, so walks pass at most `d² / c` of its
+    /// clashes per arrival: it is indexed from 8 per arrival. A listener held by a
+    /// quarter of the LBs is indexed whatever its share (the default scenario at 1000
+    /// arrivals/h needs it). Below both, an index costs more than it saves: 8 ports asked
+    /// by 3% of 20,000 claims took +41% instructions with an index each from 32 claims.
+    /// With only the quarter of the LBs, 20 popular ports each fixed, where few claims
+    /// share an LB, left the fifth and later ones unindexed and best-fit twice as slow
+    /// (see `BENCHMARKS.md`).
     pub(crate) fn track_hot(&mut self, l: Listener, demand: u32) {
         if self.rules.pooling == Pooling::EveryClaimAlone {
             // An LB holds one claim: a non-empty one has no room, so nothing to step over.
             return;
         }
+        let quarter = self.lbs.len() / 4;
+        let walked = (8 * self.claims.len()).isqrt();
         let at = self
             .hot_at
-            .max(u32::try_from(self.lbs.len() / 4).unwrap_or(u32::MAX));
+            .max(u32::try_from(quarter.min(walked)).unwrap_or(u32::MAX));
         let slot = self.hot_tracked.iter().position(|t| *t == Some(l));
         let (h, started) = match slot {
             None if demand >= at => {
@@ -347,7 +354,8 @@ impl Allocator {
 }
 
 /// Demand (claims asking for it, placed or waiting) from which a fixed listener is
-/// tracked as hot, when that is also a quarter of the LBs ([`Allocator::track_hot`]).
+/// tracked as hot, when that is also a quarter of the LBs or √(8 × live claims)
+/// ([`Allocator::track_hot`]).
 pub(crate) const HOT_AT: u32 = 32;
 
 /// What changed on an LB, for [`Allocator::reindex`].
