@@ -64,7 +64,31 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// A deserializer's message in the user's words: no Rust type names.
+/// The notation an input is written in, for naming its kinds of value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notation {
+    /// Scenarios.
+    Toml,
+    /// Traces (JSON lines) and `kubectl -o json` Service lists.
+    Json,
+    /// `kubectl -o yaml` Service lists.
+    Yaml,
+}
+
+/// [`words`] for an input in `notation`: what TOML calls a table is an object in JSON and
+/// a mapping in YAML, and a list is an array in JSON.
+pub fn words_in(msg: &str, notation: Notation) -> String {
+    let out = words(msg);
+    match notation {
+        Notation::Toml => out,
+        Notation::Json => out
+            .replace("expected a table", "expected an object")
+            .replace("expected a list", "expected an array"),
+        Notation::Yaml => out.replace("expected a table", "expected a mapping"),
+    }
+}
+
+/// A deserializer's message in the user's words (TOML's): no Rust type names.
 pub fn words(msg: &str) -> String {
     const PLAIN: &[(&str, &str)] = &[
         ("expected u64", "expected a whole number >= 0"),
@@ -328,6 +352,27 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_and_yaml_name_their_own_kinds_of_value() {
+        let msg = "invalid type: integer `1`, expected struct Service";
+        assert_eq!(
+            words_in(msg, Notation::Json),
+            "invalid type: integer `1`, expected an object"
+        );
+        assert_eq!(
+            words_in(msg, Notation::Yaml),
+            "invalid type: integer `1`, expected a mapping"
+        );
+        assert_eq!(
+            words_in("invalid type: map, expected a sequence", Notation::Json),
+            "invalid type: map, expected an array [ ... ]"
+        );
+        assert_eq!(
+            words_in(msg, Notation::Toml),
+            "invalid type: integer `1`, expected a table"
+        );
+    }
 
     #[test]
     fn type_names_become_words() {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use sharedlb_allocator::offline::plan_offline;
 use sharedlb_allocator::{Claim, ClaimId, LbProfile, Listener, PortRequest, Protocol, TenantId};
 
-use crate::error::{InputError, words};
+use crate::error::{InputError, Notation, words_in};
 use crate::report::reason_words;
 
 /// MetalLB's sharing annotations (current and legacy), cluster-wide keys.
@@ -258,7 +258,7 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
                 "",
                 &format!(
                     "not a Service list (kubectl get svc -A -o json): {}",
-                    words(&msg)
+                    words_in(&msg, Notation::Json)
                 ),
             )
         };
@@ -291,7 +291,7 @@ pub fn services(src: &str, origin: &str, tenant_by: &TenantBy) -> Result<Service
                 "",
                 &format!(
                     "not a Service list (kubectl get svc -A -o yaml): {}",
-                    words(&msg)
+                    words_in(&msg, Notation::Yaml)
                 ),
             )
         };

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use sharedlb_allocator::{Claim, ClaimId, PortRequest, Protocol, Sharing, TenantId};
 
-use crate::error::{InputError, words};
+use crate::error::{InputError, Notation, words_in};
 use crate::scenario::{Dur, MAX_DURATION_MS, parse_sharing};
 
 /// One event of a trace.
@@ -299,7 +299,7 @@ fn json_events(src: &str, origin: &str) -> Result<Vec<(usize, TraceEvent)>, Inpu
             let msg = e.to_string();
             // One object per line: the column is what helps.
             let msg = msg.replace(" at line 1 column", " at column");
-            err("", &words(&msg))
+            err("", &words_in(&msg, Notation::Json))
         })?;
         let ev = event(
             e.t.0,

@@ -630,6 +630,16 @@ fn plan_refuses_port_0_and_strict_exits_3() {
         &run(&["plan", "--services", &f]),
         &["items[0].spec.ports[0].port", "x/a", "1 to 65535"],
     );
+    // JSON's and YAML's words for what TOML calls a table.
+    let f = write(&d, "numbers.json", "[1, 2]");
+    let out = run(&["plan", "--services", &f]);
+    refused(&out, &["numbers.json:1", "expected an object"]);
+    assert!(!stderr(&out).contains("table"), "{}", stderr(&out));
+    let f = write(&d, "numbers.yaml", "- 1\n- 2\n");
+    refused(
+        &run(&["plan", "--services", &f]),
+        &["numbers.yaml:", "expected a mapping"],
+    );
     let f = write(&d, "bad.yaml", "kind: List\nitems:\n  - metadata: [oops\n");
     refused(
         &run(&["plan", "--services", &f]),
