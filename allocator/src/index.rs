@@ -274,7 +274,7 @@ impl RoomTree {
 /// same positions holding only the LBs that listener does not clash on
 /// ([`PoolIndex::clash_free`]): a claim asking for it walks that one, and never steps over
 /// the LBs that all fail it with the same clash.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct PoolIndex {
     pub tree: RoomTree,
     /// Empty when `walks` keeps no order by room.
@@ -284,6 +284,8 @@ pub(crate) struct PoolIndex {
     /// it leaves (a claim asking for two walks the index leaving fewer); kept in every
     /// index alike, one compare per room change.
     open: [u32; 3],
+    /// The most room an LB of the pool can have (its profile's listener count).
+    top: u32,
     /// Per tracked hot listener: its index of the LBs it does not clash on (the same
     /// positions, room 0 where it clashes), while it is tracked; none inside those.
     clash_free: [Option<Box<PoolIndex>>; HOT_LISTENERS],
@@ -322,8 +324,8 @@ fn without_clash(rooms: [u32; 3], mask: u8, h: usize, class: u8) -> [u32; 3] {
 }
 
 impl PoolIndex {
-    /// An empty index keeping the orders `walks` names.
-    pub fn new(walks: Walks) -> PoolIndex {
+    /// An empty index keeping the orders `walks` names, of LBs with room up to `top`.
+    pub fn new(walks: Walks, top: u32) -> PoolIndex {
         let levels = if walks.by_id() {
             Levels::All
         } else {
@@ -331,8 +333,13 @@ impl PoolIndex {
         };
         PoolIndex {
             tree: RoomTree::new(levels),
+            by_room: std::array::from_fn(|_| RoomOrder::new(top)),
             walks,
-            ..PoolIndex::default()
+            open: [0; 3],
+            top,
+            clash_free: Default::default(),
+            clash_free_bits: 0,
+            clash_free_class: [0; HOT_LISTENERS],
         }
     }
 
@@ -340,7 +347,7 @@ impl PoolIndex {
     /// in `class` (the class of a claim asking for it) and none anywhere yet: the caller
     /// enters each such LB's rooms with [`PoolIndex::enter_clash_free`].
     pub fn start_clash_free(&mut self, h: usize, class: usize) {
-        let mut sub = PoolIndex::new(self.walks);
+        let mut sub = PoolIndex::new(self.walks, self.top);
         sub.tree = self.tree.mirror();
         self.clash_free[h] = Some(Box::new(sub));
         self.clash_free_bits |= 1 << h;
@@ -567,7 +574,7 @@ impl PoolIndex {
         if self.walks.by_room() {
             return OrderRef::Kept(&self.by_room[class]);
         }
-        let mut order = RoomOrder::default();
+        let mut order = RoomOrder::new(self.top);
         for pos in 0..self.tree.len() as u32 {
             let room = self.tree.rooms_at(pos)[class];
             if room >= k.max(1) {
@@ -696,9 +703,13 @@ mod tests {
         Remove(usize),
     }
 
+    /// The most room an LB has in these tests: what [`rooms`] draws up to, so the fullest
+    /// level and the emptiest are both reached.
+    const TOP: u32 = 4;
+
     fn rooms() -> impl Strategy<Value = [u32; 3]> {
         // Few distinct rooms, so maxima tie and updates stop at every height.
-        proptest::array::uniform3(0u32..5)
+        proptest::array::uniform3(0u32..=TOP)
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -820,9 +831,9 @@ mod tests {
         /// keep stay empty.
         #[test]
         fn walks_alike_whatever_it_keeps(ops in proptest::collection::vec(index_op(), 1..300)) {
-            let mut all = PoolIndex::new(Walks::Every);
-            let mut by_id = PoolIndex::new(Walks::LowestIdFirst);
-            let mut by_room = PoolIndex::new(Walks::ByRoom);
+            let mut all = PoolIndex::new(Walks::Every, TOP);
+            let mut by_id = PoolIndex::new(Walks::LowestIdFirst, TOP);
+            let mut by_room = PoolIndex::new(Walks::ByRoom, TOP);
             // Live LBs with their position and room, as the allocator keeps them.
             let mut live: Vec<(LbId, u32, [u32; 3])> = Vec::new();
             let mut next_id = 0;
@@ -896,7 +907,7 @@ mod tests {
             ops in proptest::collection::vec(hot_op(), 1..300),
             by_room in any::<bool>(),
         ) {
-            let mut index = PoolIndex::new(if by_room { Walks::ByRoom } else { Walks::LowestIdFirst });
+            let mut index = PoolIndex::new(if by_room { Walks::ByRoom } else { Walks::LowestIdFirst }, TOP);
             // Live LBs: id, position, rooms, mask; and each started listener's class.
             let mut live: Vec<(LbId, u32, [u32; 3], u8)> = Vec::new();
             let mut started: [Option<usize>; HOT_LISTENERS] = [None; HOT_LISTENERS];

@@ -18,7 +18,8 @@ impl Allocator {
             return i;
         }
         let i = self.pools.len() as u32;
-        let mut index = crate::index::PoolIndex::new(self.rules.walks);
+        let top = self.config.profiles[profile].max_listeners;
+        let mut index = crate::index::PoolIndex::new(self.rules.walks, top);
         // Each hot listener's index of LBs it does not clash on, from the start (no LB yet).
         for (h, tracked) in self.hot_tracked.iter().enumerate() {
             if let Some(l) = tracked {

@@ -112,19 +112,36 @@ impl Bits {
 }
 
 /// Positions with room > 0, ordered by (room, position).
-#[derive(Clone, Debug, Default)]
+///
+/// Levels are kept by how far their room is below `top` (the most room an LB of the pool
+/// can have: its profile's listener count), so the levels held span at most the
+/// listeners of the fullest LB: a pool of fresh LBs of a 50,000-listener profile keeps one
+/// level, not 50,000.
+#[derive(Clone, Debug)]
 pub(crate) struct RoomOrder {
+    /// The most room an entry can have.
+    top: u32,
     /// Per position, the room recorded; 0 when the position is not in the order.
     rooms: Vec<u32>,
-    /// Per room level, its positions; none for a level never held (an LB's room can reach
-    /// its profile's listener count, most of which no LB may ever have).
+    /// Per level (`top - room`), its positions; none for a level never held.
     levels: Vec<Option<Box<Bits>>>,
-    /// The levels holding any position.
+    /// The levels holding any position, by `top - room`: the first is the most room.
     filled: Bits,
     len: usize,
 }
 
 impl RoomOrder {
+    /// An empty order of entries with room up to `top`.
+    pub fn new(top: u32) -> RoomOrder {
+        RoomOrder {
+            top,
+            rooms: Vec::new(),
+            levels: Vec::new(),
+            filled: Bits::default(),
+            len: 0,
+        }
+    }
+
     /// Requests from memory, without waiting, position `pos`'s room.
     pub fn prefetch(&self, pos: u32) {
         if (pos as usize) < self.rooms.len() {
@@ -152,27 +169,33 @@ impl RoomOrder {
         room > 0 && self.room(pos) == room
     }
 
-    fn level(&self, room: usize) -> &Bits {
-        self.levels[room]
+    /// The level of `room` (≤ `top`).
+    fn depth(&self, room: u32) -> usize {
+        debug_assert!(room <= self.top, "room {room} above {}", self.top);
+        self.top.saturating_sub(room) as usize
+    }
+
+    fn level(&self, depth: usize) -> &Bits {
+        self.levels[depth]
             .as_deref()
             .unwrap_or_else(|| unreachable!("a filled level has its set"))
     }
 
-    /// Puts `pos` in the order at `room` (> 0); it must not be in it.
+    /// Puts `pos` in the order at `room` (> 0, ≤ `top`); it must not be in it.
     pub fn insert(&mut self, pos: u32, room: u32) {
         debug_assert!(room > 0);
-        let (i, r) = (pos as usize, room as usize);
+        let (i, d) = (pos as usize, self.depth(room));
         if self.rooms.len() <= i {
             self.rooms.resize(i + 1, 0);
         }
         debug_assert_eq!(self.rooms[i], 0, "inserted twice");
         self.rooms[i] = room;
-        if self.levels.len() <= r {
-            self.levels.resize(r + 1, None);
+        if self.levels.len() <= d {
+            self.levels.resize(d + 1, None);
         }
-        let level = self.levels[r].get_or_insert_with(Box::default);
+        let level = self.levels[d].get_or_insert_with(Box::default);
         if level.len == 0 {
-            self.filled.insert(r);
+            self.filled.insert(d);
         }
         level.insert(i);
         self.len += 1;
@@ -181,59 +204,71 @@ impl RoomOrder {
     /// Takes `pos` out of the order; it must be in it.
     pub fn remove(&mut self, pos: u32) {
         let i = pos as usize;
-        let r = self.rooms[i] as usize;
-        debug_assert!(r > 0, "removing an absent entry");
+        let room = self.rooms[i];
+        debug_assert!(room > 0, "removing an absent entry");
+        let d = self.depth(room);
         self.rooms[i] = 0;
-        let level = self.levels[r]
+        let level = self.levels[d]
             .as_deref_mut()
             .unwrap_or_else(|| unreachable!("an entry's level has its set"));
         level.remove(i);
         if level.len == 0 {
-            self.filled.remove(r);
+            self.filled.remove(d);
         }
         self.len -= 1;
     }
 
-    /// The first position of the first level above `room`.
-    fn first_above(&self, room: usize) -> Option<u32> {
-        let r = self.filled.next_from(room + 1)?;
-        self.level(r).first().map(|p| p as u32)
+    /// The first position of the next level with more room than depth `d` has.
+    fn first_above(&self, d: usize) -> Option<u32> {
+        let above = self.filled.prev_to(d.checked_sub(1)?)?;
+        self.level(above).first().map(|p| p as u32)
     }
 
     /// The first entry at or after `(room, pos)`.
     pub fn lower_bound(&self, room: u32, pos: u32) -> Option<u32> {
-        let r = room as usize;
-        let here = (self.filled.next_from(r) == Some(r))
-            .then(|| self.level(r).next_from(pos as usize))
+        if room > self.top {
+            return None;
+        }
+        let d = self.depth(room);
+        let here = (room > 0 && self.filled.next_from(d) == Some(d))
+            .then(|| self.level(d).next_from(pos as usize))
             .flatten();
-        here.map(|p| p as u32).or_else(|| self.first_above(r))
+        here.map(|p| p as u32).or_else(|| {
+            if room == 0 {
+                // Every entry has room > 0: the first is the first of the fullest level.
+                let d = self.filled.last()?;
+                self.level(d).first().map(|p| p as u32)
+            } else {
+                self.first_above(d)
+            }
+        })
     }
 
     /// The last entry.
     pub fn last(&self) -> Option<u32> {
-        let r = self.filled.last()?;
-        self.level(r).last().map(|p| p as u32)
+        let d = self.filled.first()?;
+        self.level(d).last().map(|p| p as u32)
     }
 
     /// The entry after `pos`, which is in the order.
     pub fn next(&self, pos: u32) -> Option<u32> {
-        let r = self.rooms[pos as usize] as usize;
-        match self.level(r).next_from(pos as usize + 1) {
+        let d = self.depth(self.rooms[pos as usize]);
+        match self.level(d).next_from(pos as usize + 1) {
             Some(p) => Some(p as u32),
-            None => self.first_above(r),
+            None => self.first_above(d),
         }
     }
 
     /// The entry before `pos`, which is in the order.
     pub fn prev(&self, pos: u32) -> Option<u32> {
-        let r = self.rooms[pos as usize] as usize;
+        let d = self.depth(self.rooms[pos as usize]);
         let here = (pos as usize)
             .checked_sub(1)
-            .and_then(|p| self.level(r).prev_to(p));
+            .and_then(|p| self.level(d).prev_to(p));
         if let Some(p) = here {
             return Some(p as u32);
         }
-        let below = self.filled.prev_to(r - 1)?;
+        let below = self.filled.next_from(d + 1)?;
         self.level(below).last().map(|p| p as u32)
     }
 
@@ -246,6 +281,9 @@ impl RoomOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The most room in these tests: above every room they insert.
+    const TOP: u32 = 100;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
@@ -286,9 +324,9 @@ mod tests {
         #[test]
         fn orders_like_a_sorted_set(
             moves in prop::collection::vec((position(), room()), 1..400),
-            probes in prop::collection::vec((room(), position()), 1..20),
+            probes in prop::collection::vec((prop_oneof![room(), 95u32..=110], position()), 1..20),
         ) {
-            let mut order = RoomOrder::default();
+            let mut order = RoomOrder::new(TOP);
             let mut model: BTreeSet<(u32, u32)> = BTreeSet::new();
             for (pos, room) in moves {
                 let old = order.room(pos);
@@ -319,11 +357,29 @@ mod tests {
         }
     }
 
+    /// Levels are kept from the most room down: LBs of a large profile, all fresh, keep
+    /// one level, not one per possible room; one nearly full keeps as many as it is deep.
+    #[test]
+    fn keeps_levels_for_the_rooms_held_not_the_rooms_possible() {
+        let mut o = RoomOrder::new(50_000);
+        for p in 0..1_000 {
+            o.insert(p, 50_000);
+        }
+        assert_eq!(o.levels.len(), 1);
+        o.insert(1_000, 49_990);
+        assert_eq!(o.levels.len(), 11);
+        assert_eq!(o.last(), Some(999));
+        assert_eq!(o.lower_bound(1, 0), Some(1_000));
+        assert_eq!(o.next(1_000), Some(0));
+        assert_eq!(o.prev(0), Some(1_000));
+        assert_eq!(o.lower_bound(50_001, 0), None);
+    }
+
     /// Sparse and dense levels far apart: the summary words find members past long
     /// runs of empty words both ways, across the summary's own word boundary.
     #[test]
     fn finds_members_across_long_empty_runs() {
-        let mut o = RoomOrder::default();
+        let mut o = RoomOrder::new(TOP);
         let far = [
             0u32, 1, 63, 64, 4_095, 4_096, 4_097, 70_000, 262_143, 262_144,
         ];
