@@ -169,7 +169,7 @@ impl Allocator {
             return;
         }
         let quarter = self.lbs.len() / 4;
-        let walked = (8 * self.claims.len()).isqrt();
+        let walked = self.claims.len().saturating_mul(8).isqrt();
         let at = self
             .hot_at
             .max(u32::try_from(quarter.min(walked)).unwrap_or(u32::MAX));

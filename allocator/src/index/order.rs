@@ -4,10 +4,13 @@
 //! LB changing room clears one bit and sets another, and the next entry in either
 //! direction is the next set bit of its level, or else the first of the next level.
 //! Nothing is allocated per decision (a level's set grows to the highest position it has
-//! held and keeps its room), no entry is searched for, and the whole order of a pool of
-//! 100,000 LBs with 22 levels is about 0.7 MB that stays in cache (a treap of the same
-//! order took 2.4 MB of nodes and a descent of some 30 of them per move). Every order
-//! read from it is the order of the keys, so walks do not depend on how it is stored.
+//! held and keeps its room), and no entry is searched for. Memory is a bit per position
+//! for each level held, levels spanning at most the listeners of the fullest LB: the
+//! whole order of a pool of 100,000 LBs with 22 levels is about 0.7 MB that stays in
+//! cache (a treap of the same order took 2.4 MB of nodes and a descent of some 30 of them
+//! per move); LBs of thousands of listeners spread over as many levels pay a bit per
+//! position for each. Every order read from it is the order of the keys, so walks do not
+//! depend on how it is stored.
 
 /// A set of small numbers: a word per 64, and a summary bit per word that is not zero,
 /// so the next or previous member is found in a few words even in a sparse set.
