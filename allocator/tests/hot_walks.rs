@@ -177,7 +177,11 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    // `PROPTEST_CASES` as the model test reads it (the test command sets 2000), else 300.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn hot_walks_decide_as_whole_walks(
         policy in prop::sample::select(vec![
