@@ -457,16 +457,23 @@ impl PoolIndex {
         }
         self.count_open(old, new);
         for c in 0..3 {
-            if old[c] != new[c] && self.walks.by_room() {
-                if old[c] > 0 {
-                    self.by_room[c].remove(pos);
-                }
-                if new[c] > 0 {
-                    self.by_room[c].insert(pos, new[c]);
-                }
+            if old[c] != new[c] {
+                self.reorder(c, pos, old[c], new[c]);
             }
         }
         self.tree.set(pos, new);
+    }
+
+    /// Moves `pos` from room `old` to `new` (0: none) in `class`'s order, where kept.
+    fn reorder(&mut self, class: usize, pos: u32, old: u32, new: u32) {
+        if self.walks.by_room() {
+            if old > 0 {
+                self.by_room[class].remove(pos);
+            }
+            if new > 0 {
+                self.by_room[class].insert(pos, new);
+            }
+        }
     }
 
     /// [`PoolIndex::update`] in a hot listener's index, whose rooms are 0 outside `class`
@@ -480,14 +487,7 @@ impl PoolIndex {
         }
         debug_assert_eq!(self.clash_free_bits, 0, "no index inside a hot listener's");
         self.count_open(old, new);
-        if self.walks.by_room() {
-            if o > 0 {
-                self.by_room[class].remove(pos);
-            }
-            if n > 0 {
-                self.by_room[class].insert(pos, n);
-            }
-        }
+        self.reorder(class, pos, o, n);
         self.tree.set(pos, new);
     }
 
