@@ -58,6 +58,12 @@ impl Bits {
         self.len -= 1;
     }
 
+    fn contains(&self, i: usize) -> bool {
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
     fn clear(&mut self) {
         self.words.fill(0);
         self.summary.fill(0);
@@ -232,19 +238,14 @@ impl RoomOrder {
         if room > self.top {
             return None;
         }
+        // Room 0 is depth `top`, never held: every entry lies above it.
         let d = self.depth(room);
-        let here = (room > 0 && self.filled.next_from(d) == Some(d))
+        let here = self
+            .filled
+            .contains(d)
             .then(|| self.level(d).next_from(pos as usize))
             .flatten();
-        here.map(|p| p as u32).or_else(|| {
-            if room == 0 {
-                // Every entry has room > 0: the first is the first of the fullest level.
-                let d = self.filled.last()?;
-                self.level(d).first().map(|p| p as u32)
-            } else {
-                self.first_above(d)
-            }
-        })
+        here.map(|p| p as u32).or_else(|| self.first_above(d))
     }
 
     /// The last entry.
