@@ -218,6 +218,16 @@ impl RoomTree {
         self.ids.len()
     }
 
+    /// The LBs present, in position order.
+    pub fn lbs(&self) -> impl Iterator<Item = LbId> + '_ {
+        self.ids.iter().flatten().copied()
+    }
+
+    /// How many LBs are present.
+    pub fn lb_count(&self) -> usize {
+        self.ids.len() - self.dead
+    }
+
     /// The LB at a position.
     pub fn id(&self, pos: usize) -> Option<LbId> {
         self.ids.get(pos).copied().flatten()
@@ -369,8 +379,19 @@ impl PoolIndex {
         self.clash_free_bits &= !(1 << h);
     }
 
+    /// The LBs in the pool, in position order.
+    pub fn lbs(&self) -> impl Iterator<Item = LbId> + '_ {
+        self.tree.lbs()
+    }
+
+    /// How many LBs the pool holds.
+    pub fn lb_count(&self) -> usize {
+        self.tree.lb_count()
+    }
+
     /// Hot listener `h`'s index of the LBs it does not clash on, with the class whose
-    /// rooms it records, if `h` is tracked.
+    /// rooms it records, if `h` is tracked and the pool keeps one (see
+    /// `Allocator::track_hot`).
     pub fn clash_free(&self, h: usize) -> Option<(&PoolIndex, usize)> {
         let class = usize::from(self.clash_free_class[h]);
         self.clash_free[h].as_deref().map(|sub| (sub, class))

@@ -288,10 +288,13 @@ impl Allocator {
             // it does not clash, and nothing else.
             for (h, t) in self.hot_tracked.iter().enumerate() {
                 let sub = pool.index.clash_free(h);
-                if t.is_some() != sub.is_some() {
+                // Kept while tracked, from the pool's size on; never when not tracked.
+                let due = t.is_some() && pool.index.lb_count() >= self.hot_at as usize;
+                if (due && sub.is_none()) || (t.is_none() && sub.is_some()) {
                     return Err(format!(
-                        "pool {:?}: hot listener {h} tracked {t:?}, its index kept: {}",
+                        "pool {:?} of {} LBs: hot listener {h} tracked {t:?}, its index kept: {}",
                         pool.key,
+                        pool.index.lb_count(),
                         sub.is_some()
                     ));
                 }

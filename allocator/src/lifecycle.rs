@@ -19,13 +19,8 @@ impl Allocator {
         }
         let i = self.pools.len() as u32;
         let top = self.config.profiles[profile].max_listeners;
-        let mut index = crate::index::PoolIndex::new(self.rules.walks, top);
-        // Each hot listener's index of LBs it does not clash on, from the start (no LB yet).
-        for (h, tracked) in self.hot_tracked.iter().enumerate() {
-            if let Some(l) = tracked {
-                index.start_clash_free(h, self.class_of(profile, *l));
-            }
-        }
+        // No hot listener's index yet: the pool has no LB (see `index_hot_in`).
+        let index = crate::index::PoolIndex::new(self.rules.walks, top);
         self.pools.push(Pool {
             key: key.clone(),
             profile,
@@ -121,6 +116,46 @@ impl Allocator {
             self.idle.insert((t, id));
         }
         self.lbs.insert(lb);
+        if self.any_hot() {
+            self.index_hot_in(pi);
+        }
+    }
+
+    /// Whether pool `pi` is large enough to keep hot listeners' indexes: it holds as many
+    /// LBs as the demand that makes a listener hot. A walk in a smaller pool passes fewer
+    /// clashes than that, and the indexes would cost every room change in it (1,000
+    /// tenants' pools of a few LBs each held 8 each, a third of the allocator's memory).
+    fn keeps_hot_indexes(&self, pi: usize) -> bool {
+        self.pools[pi].index.lb_count() >= self.hot_at as usize
+    }
+
+    /// Starts, in pool `pi` once it keeps them, the index of each tracked hot listener it
+    /// lacks, entering its LBs. A pool keeps them until its listener is let go, however
+    /// few LBs it then holds.
+    fn index_hot_in(&mut self, pi: u32) {
+        let pi = pi as usize;
+        if !self.keeps_hot_indexes(pi) {
+            return;
+        }
+        for h in 0..HOT_LISTENERS {
+            let Some(l) = self.hot_tracked[h] else {
+                continue;
+            };
+            if self.pools[pi].index.clash_free(h).is_some() {
+                continue;
+            }
+            let class = self.class_of(self.pools[pi].profile, l);
+            let pool = &mut self.pools[pi].index;
+            pool.start_clash_free(h, class);
+            let ids: Vec<LbId> = pool.lbs().collect();
+            for id in ids {
+                if let Some(lb) = self.lbs.get(id)
+                    && lb.hot_mask & (1 << h) == 0
+                {
+                    self.pools[pi].index.enter_clash_free(h, lb.pos, lb.indexed);
+                }
+            }
+        }
     }
 
     /// Brings an LB's index entries up to date after its room, protocol or state changed
@@ -150,8 +185,9 @@ impl Allocator {
     /// [`Allocator::track_hot_from`]) and from the lesser of a quarter of the LBs and
     /// √(8 × live claims), while a slot is free; let go below a quarter of that (so a
     /// listener near the mark is not recounted at every claim). Starting or stopping sets
-    /// every LB's bit for it, and makes or drops each pool's index of the LBs it does not
-    /// clash on.
+    /// every LB's bit for it, and makes or drops the index of the LBs it does not clash
+    /// on in each pool of at least as many LBs as [`HOT_AT`] (a smaller pool makes its own
+    /// once it grows, `index_hot_in`).
     ///
     /// Why those marks: an index costs every room change a few steps, and saves a walk
     /// at most the LBs holding the listener, fewer than the `d` claims asking for it. A
@@ -212,8 +248,10 @@ impl Allocator {
             return;
         }
         for i in 0..self.pools.len() {
-            let class = self.class_of(self.pools[i].profile, l);
-            self.pools[i].index.start_clash_free(h, class);
+            if self.keeps_hot_indexes(i) {
+                let class = self.class_of(self.pools[i].profile, l);
+                self.pools[i].index.start_clash_free(h, class);
+            }
         }
         for id in ids {
             if let Some(lb) = self.lbs.get(id)
