@@ -441,3 +441,57 @@ fn hot_mask_looked_up(tracked: &[Option<Listener>; HOT_LISTENERS], lb: &Lb) -> u
     }
     mask
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::decision::Event;
+    use crate::model::PortRequest;
+
+    /// The pools holding a hot listener's index of the LBs it does not clash on.
+    fn pools_indexing(a: &Allocator, l: Listener) -> Vec<String> {
+        let Some(h) = a.hot_tracked.iter().position(|t| *t == Some(l)) else {
+            return Vec::new();
+        };
+        a.pools
+            .iter()
+            .filter(|p| p.index.clash_free(h).is_some())
+            .map(|p| format!("{:?}", p.key))
+            .collect()
+    }
+
+    /// A pool keeps a hot listener's index only once it holds as many LBs as the demand
+    /// that made the listener hot: tenant `big`'s six claims on port 443 take six LBs and
+    /// get one, tenant `small`'s single LB does not, until it grows to four.
+    #[test]
+    fn only_pools_of_enough_lbs_index_a_hot_listener() {
+        let config =
+            Config::with_builtin("aws-nlb", "best-fit".parse().expect("policy")).expect("built in");
+        let mut a = Allocator::new(config).expect("allocator");
+        a.track_hot_from(4);
+        let https = Listener::tcp(443).expect("port");
+        let mut out = Vec::new();
+        let mut add = |a: &mut Allocator, id: &str| {
+            let c = Claim::new(id, vec![PortRequest::Fixed(https)]).expect("claim");
+            a.handle(Time(0), Event::ClaimAdded(c), &mut out)
+                .expect("handled");
+        };
+        for i in 0..6 {
+            add(&mut a, &format!("big/c{i}"));
+        }
+        add(&mut a, "small/c0");
+        a.check_invariants().expect("consistent");
+        assert_eq!(pools_indexing(&a, https), ["Tenant(TenantId(\"big\"))"]);
+        for i in 1..3 {
+            add(&mut a, &format!("small/c{i}"));
+        }
+        assert_eq!(pools_indexing(&a, https), ["Tenant(TenantId(\"big\"))"]);
+        add(&mut a, "small/c3");
+        a.check_invariants().expect("consistent");
+        assert_eq!(
+            pools_indexing(&a, https),
+            ["Tenant(TenantId(\"big\"))", "Tenant(TenantId(\"small\"))"]
+        );
+    }
+}

@@ -472,6 +472,21 @@ mod tests {
         assert_eq!(o.lower_bound(50_001, 0), None);
     }
 
+    /// A pool of fewer than 64 positions keeps each level, and the set of levels held,
+    /// in a word inline: no heap per level for the many small pools of many tenants.
+    #[test]
+    fn a_small_pool_keeps_its_levels_inline() {
+        let mut o = RoomOrder::new(TOP);
+        for p in 0..64 {
+            o.insert(p, 1 + p % 50);
+        }
+        assert_eq!(o.levels.len(), 100, "room 1 is depth 99");
+        assert!(o.levels.iter().all(|l| matches!(l, Bits::Word(_))));
+        assert!(matches!(o.filled, Bits::Wide(_)), "levels deeper than 63");
+        o.insert(64, 1);
+        assert!(matches!(o.levels[99], Bits::Wide(_)));
+    }
+
     /// A level's set held in one word finds its last bit both ways, and keeps its members
     /// when a position past the word makes it wide.
     #[test]
