@@ -1,6 +1,8 @@
 //! The claim table: one slot per live claim (placed or waiting), found by id; and the
 //! queues of waiting claims that fair admission retries.
 
+mod slot_index;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::hash::BuildHasher;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use prefetch_index::prefetch_index;
 use rustc_hash::{FxBuildHasher, FxHashMap};
+use slot_index::SlotIndex;
 
 use crate::decision::PendingReason;
 use crate::model::{Claim, ClaimBody, ClaimId, LbId, Listener, Listeners, Port, TenantId};
@@ -157,12 +160,13 @@ impl ClaimKey {
 ///
 /// The id index holds slot numbers only, hashed and compared through the slot's own id:
 /// the id is stored once, and an index entry costs 4 bytes instead of a key's 16 and
-/// its padding (at a million claims, ~40 B per claim less).
+/// its padding (at a million claims, ~40 B per claim less). Its entries sit in chunks of
+/// a cache line with their tags ([`SlotIndex`]): a lookup reads one line before the slot.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClaimTable {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    by_id: HashTable<u32>,
+    by_id: SlotIndex,
     /// The ports of placed claims holding more than [`HeldPorts::INLINE`], by slot.
     spilled: FxHashMap<u32, Box<[Port]>>,
 }
@@ -203,19 +207,15 @@ impl ClaimTable {
             (self.slots.len() - 1) as u32
         };
         let slots = &self.slots;
-        self.by_id
-            .insert_unique(hash, k, |&j| hash_id(id_of(slots, j)));
+        self.by_id.insert(hash, k, |j| hash_id(id_of(slots, j)));
         k
     }
 
     /// Removes live slot `k`, whose id hashes to `hash`, and returns it.
     pub fn remove(&mut self, k: u32, IdHash(hash): IdHash) -> Slot {
         debug_assert_eq!(hash, hash_id(id_of(&self.slots, k)), "slot k's own hash");
-        let indexed = self
-            .by_id
-            .find_entry(hash, |&j| j == k)
-            .map(hashbrown::hash_table::OccupiedEntry::remove);
-        debug_assert!(indexed.is_ok(), "every live slot is in the id index");
+        let indexed = self.by_id.remove(hash, k);
+        debug_assert!(indexed, "every live slot is in the id index");
         let slot = self.slots[k as usize]
             .take()
             .unwrap_or_else(|| unreachable!("removing a live slot"));
@@ -279,20 +279,16 @@ impl ClaimTable {
 
     /// Requests the id index's entry for `id` from memory, without waiting for it (the
     /// first of [`Allocator::prefetch`](crate::Allocator::prefetch)'s steps for a claim
-    /// named by id). It reads only the index's control bytes, which stay in cache.
+    /// named by id): the line of its home chunk, known from the hash alone.
     pub fn fetch_index_entry(&self, id: &ClaimId) {
-        // The first entry whose tag matches, not read: the reference only gives its
-        // address. Another id with the same tag (one in 128) fetches the wrong line,
-        // which costs nothing but the fetch.
-        if let Some(entry) = self.by_id.find(hash_id(id), |_| true) {
-            prefetch_index(std::slice::from_ref(entry), 0);
-        }
+        self.by_id.prefetch(hash_id(id));
     }
 
     /// Requests `id`'s slot from memory, without waiting for it (the next step): reads
-    /// the id index's entry, which the step before fetched.
+    /// the id index's entry, which the step before fetched. Another id with the same tag
+    /// (one in 128) fetches the wrong slot, which costs nothing but the fetch.
     pub fn fetch_slot(&self, id: &ClaimId) {
-        if let Some(&k) = self.by_id.find(hash_id(id), |_| true) {
+        if let Some(k) = self.by_id.find(hash_id(id), |_| true) {
             self.fetch_slot_at(k);
         }
     }
@@ -315,7 +311,7 @@ impl ClaimTable {
     /// [`ClaimTable::find`] of an id that hashes to `hash`.
     pub fn find_hashed(&self, id: &ClaimId, IdHash(hash): IdHash) -> Option<u32> {
         let slots = &self.slots;
-        self.by_id.find(hash, |&j| id_of(slots, j) == id).copied()
+        self.by_id.find(hash, |j| id_of(slots, j) == id)
     }
 
     /// A live slot.
