@@ -119,9 +119,12 @@ pub(crate) struct SlotIndex {
     len: usize,
 }
 
-/// The tag of a hash: its top seven bits, with the high bit set so that no tag is 0.
+/// The tag of a hash: the top seven bits of a pointer-sized hash, with the high bit set
+/// so that no tag is 0. On a 32-bit target (the dashboard's wasm) the Fx hash is 32 bits
+/// wide: its top bits would make every tag the same, and every tag match a comparison of
+/// ids (as hashbrown, whose index this replaced, also takes them below).
 fn tag_of(hash: u64) -> u8 {
-    0x80 | (hash >> 57) as u8
+    0x80 | (hash >> (usize::BITS.min(64) - 7)) as u8
 }
 
 impl SlotIndex {
@@ -194,6 +197,7 @@ impl SlotIndex {
     fn put(&mut self, hash: u64, k: u32) {
         let mut p = self.probe(hash);
         loop {
+            debug_assert!(p.step < self.chunks.len(), "the probe found no free place");
             let chunk = &mut self.chunks[p.at];
             let free = chunk.matching(0);
             if free != 0 {
@@ -285,6 +289,21 @@ mod tests {
         for tag in [0x80u8, 0x81, 0xff, 0x7f, 0x01] {
             assert_eq!(swar_matching(c.words(), tag), c.matching(tag), "{tag:#x}");
         }
+    }
+
+    /// Tags spread over all 128 values for the hashes this target's Fx hasher makes
+    /// (32 bits wide on wasm32, where the top bits of a `u64` are all zero).
+    #[test]
+    fn tags_come_from_the_top_of_a_pointer_sized_hash() {
+        let width = usize::BITS.min(64);
+        let tags: std::collections::BTreeSet<u8> =
+            (0..128u64).map(|i| tag_of(i << (width - 7))).collect();
+        assert_eq!(tags.len(), 128);
+        assert_eq!(
+            tag_of(u64::from(u32::MAX) >> 7),
+            0x80,
+            "below the top seven bits"
+        );
     }
 
     /// Hashes of few distinct values, so that chunks fill, overflow and saturate.
