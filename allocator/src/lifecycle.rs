@@ -210,27 +210,27 @@ impl Allocator {
             .hot_at
             .max(u32::try_from(quarter.min(walked)).unwrap_or(u32::MAX));
         let slot = self.hot_tracked.iter().position(|t| *t == Some(l));
-        let (h, started) = match slot {
+        let started = match slot {
             None if demand >= at => {
                 let Some(h) = self.hot_tracked.iter().position(Option::is_none) else {
                     return;
                 };
                 self.hot_tracked[h] = Some(l);
-                (h, true)
+                true
             }
             Some(h) if demand < at / 4 => {
                 self.hot_tracked[h] = None;
                 for pool in &mut self.pools {
                     pool.index.stop_clash_free(h);
                 }
-                (h, false)
+                false
             }
             _ => return,
         };
         // Only bit `h` changes, while no index of `h` is kept: the other hot listeners'
         // indexes see the same rooms.
         let ids: Vec<LbId> = self.lbs.keys().copied().collect();
-        for &id in &ids {
+        for id in ids {
             let Some(lb) = self.lbs.get_mut(id) else {
                 continue;
             };
@@ -244,22 +244,10 @@ impl Allocator {
                 lb.hot_mask = mask;
             }
         }
-        if !started {
-            return;
-        }
-        for i in 0..self.pools.len() {
-            if self.keeps_hot_indexes(i) {
-                let class = self.class_of(self.pools[i].profile, l);
-                self.pools[i].index.start_clash_free(h, class);
-            }
-        }
-        for id in ids {
-            if let Some(lb) = self.lbs.get(id)
-                && lb.hot_mask & (1 << h) == 0
-            {
-                self.pools[lb.pool as usize]
-                    .index
-                    .enter_clash_free(h, lb.pos, lb.indexed);
+        if started {
+            // Each pool large enough makes the new listener's index, with its LBs.
+            for i in 0..self.pools.len() {
+                self.index_hot_in(i as u32);
             }
         }
     }
