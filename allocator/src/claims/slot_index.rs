@@ -121,8 +121,8 @@ pub(crate) struct SlotIndex {
 
 /// The tag of a hash: the top seven bits of a pointer-sized hash, with the high bit set
 /// so that no tag is 0. On a 32-bit target (the dashboard's wasm) the Fx hash is 32 bits
-/// wide: its top bits would make every tag the same, and every tag match a comparison of
-/// ids (as hashbrown, whose index this replaced, also takes them below).
+/// wide, so the top bits of its `u64` would make every tag the same and every tag match
+/// a comparison of ids. hashbrown, which this index replaced, takes its tags the same way.
 fn tag_of(hash: u64) -> u8 {
     0x80 | (hash >> (usize::BITS.min(64) - 7)) as u8
 }
