@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
 use crate::index::PoolIndex;
-use crate::lb::{LbState, LbTable, PoolKey};
+use crate::lb::{LbState, LbTable, PoolKey, PoolKeyRef, Pooling};
 use crate::lifecycle::Change;
 use crate::model::{Claim, ClaimId, LbId, Listener, Listeners, ProfileName, TenantId, Time};
 use crate::placement::{Outcome, Placement};
@@ -551,6 +551,7 @@ impl Allocator {
     /// name: a million claims of a few tenants then hold a few names, not a million.
     fn keep_body(&mut self, claim: &mut Claim) {
         let usage = &mut self.usage;
+        let bound = &mut self.bound;
         let config = &self.config;
         self.bodies.intern(
             claim,
@@ -558,6 +559,7 @@ impl Allocator {
                 let (n, name) = usage.enter(&body.tenant);
                 body.tenant = name.clone();
                 body.tenant_no = n;
+                body.bound_no = bound.enter(PoolKeyRef::of_body(body, Pooling::BySharing));
             },
             |claim| config.eligible_profiles(claim).ok(),
         );

@@ -61,7 +61,11 @@ pub fn bound_profile(config: &Config) -> LbProfile {
 pub(crate) struct LiveBound {
     profile: LbProfile,
     rule: PortRule,
-    pools: hashbrown::HashMap<PoolKey, PoolCount, FxBuildHasher>,
+    /// Every sharing pool a kept claim body has named, by number ([`LiveBound::enter`]):
+    /// a body carries its pool's number, so a count finds it without hashing the key.
+    /// Kept when empty, as tenants' books are (one small entry per pool ever seen).
+    pools: Vec<PoolCount>,
+    numbers: hashbrown::HashMap<PoolKey, u32, FxBuildHasher>,
     /// The sum over pools of each pool's bound.
     total: u64,
     by_capacity: u64,
@@ -70,6 +74,8 @@ pub(crate) struct LiveBound {
 
 #[derive(Clone, Debug, Default)]
 struct PoolCount {
+    /// Whether its LBs hold one claim each: its bound is its claims.
+    dedicated: bool,
     /// Listeners per protocol class (one class when the profile mixes protocols).
     listeners: [u64; 3],
     /// The capacity bound, Σ ⌈listeners / capacity⌉ over the classes: kept, so a count
@@ -93,22 +99,44 @@ impl LiveBound {
         LiveBound {
             rule: PortRule::of_profile(&profile),
             profile,
-            pools: hashbrown::HashMap::default(),
+            pools: Vec::new(),
+            numbers: hashbrown::HashMap::default(),
             total: 0,
             by_capacity: 0,
             by_listener: 0,
         }
     }
 
-    /// Counts a placed claim in (`+1`) or out (`-1`).
-    pub fn count(&mut self, claim: &Claim, sign: i64) {
-        let key = PoolKeyRef::of(claim, Pooling::BySharing);
-        let dedicated = key.is_dedicated();
+    /// The number of sharing pool `key` (a [`Pooling::BySharing`] key), given out once
+    /// per key: what a kept body carries for [`LiveBound::count`].
+    pub fn enter(&mut self, key: PoolKeyRef<'_>) -> u32 {
         // Looked up by reference: an owned key is made only for a new pool.
-        let pool = match self.pools.get_mut(&key) {
-            Some(pool) => pool,
-            None => self.pools.entry(key.to_owned()).or_default(),
-        };
+        if let Some(&n) = self.numbers.get(&key) {
+            return n;
+        }
+        let n = u32::try_from(self.pools.len())
+            .unwrap_or_else(|_| unreachable!("more than 4G sharing pools"));
+        self.pools.push(PoolCount {
+            dedicated: key.is_dedicated(),
+            ..PoolCount::default()
+        });
+        self.numbers.insert(key.to_owned(), n);
+        n
+    }
+
+    /// Counts a placed claim in (`+1`) or out (`-1`); its body is kept by the allocator
+    /// owning this bound, so it carries its pool's number from [`LiveBound::enter`].
+    pub fn count(&mut self, claim: &Claim, sign: i64) {
+        let no = claim.body().bound_no;
+        debug_assert_eq!(
+            self.numbers
+                .get(&PoolKeyRef::of(claim, Pooling::BySharing))
+                .copied(),
+            Some(no),
+            "a kept body carries its sharing pool's number"
+        );
+        let pool = &mut self.pools[no as usize];
+        let dedicated = pool.dedicated;
         let (old_cap, old_key) = pool_bounds(pool, dedicated);
         let class = if self.profile.mixed_protocols {
             0
@@ -151,13 +179,9 @@ impl LiveBound {
             }
         }
         let (new_cap, new_key) = pool_bounds(pool, dedicated);
-        let empty = pool.claims == 0;
         self.by_capacity = self.by_capacity + new_cap - old_cap;
         self.by_listener = self.by_listener + new_key - old_key;
         self.total = self.total + new_cap.max(new_key) - old_cap.max(old_key);
-        if empty {
-            self.pools.remove(&key);
-        }
     }
 
     pub fn get(&self) -> LowerBound {
@@ -339,14 +363,20 @@ mod tests {
         config.profiles[0].max_listeners = 2;
         config.profiles[0].mixed_protocols = false;
         config.profiles[0].protocols = vec![Protocol::Tcp, Protocol::Udp];
-        let any = |id: &str, p: Protocol| Claim::new(id, vec![crate::PortRequest::Any(p)]).unwrap();
+        let mut live = LiveBound::new(&config);
+        // As the allocator keeps a body: numbered with its sharing pool.
+        let mut any = |id: &str, p: Protocol| {
+            let mut c = Claim::new(id, vec![crate::PortRequest::Any(p)]).unwrap();
+            let body = c.body_mut();
+            body.bound_no = live.enter(PoolKeyRef::of_body(body, Pooling::BySharing));
+            c
+        };
         let (t1, t2, t3) = (
             any("a/t1", Protocol::Tcp),
             any("a/t2", Protocol::Tcp),
             any("a/t3", Protocol::Tcp),
         );
         let u = any("a/u", Protocol::Udp);
-        let mut live = LiveBound::new(&config);
         let mut bounds = vec![];
         for (c, sign) in [(&t1, 1), (&u, 1), (&t2, 1), (&t3, 1), (&u, -1), (&t3, -1)] {
             live.count(c, sign);

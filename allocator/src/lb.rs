@@ -10,7 +10,7 @@ use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Claim, GroupKey, LbId, Listener, Listeners, PortRequest, Sharing, TenantId, Time,
+    Claim, ClaimBody, GroupKey, LbId, Listener, Listeners, PortRequest, Sharing, TenantId, Time,
 };
 use crate::ports::{AutoPorts, ClashRule, Used};
 use crate::profile::LbProfile;
@@ -96,15 +96,21 @@ pub(crate) enum PoolKeyRef<'a> {
 impl<'a> PoolKeyRef<'a> {
     /// The pool a claim belongs to.
     pub fn of(claim: &'a Claim, pooling: Pooling) -> PoolKeyRef<'a> {
+        PoolKeyRef::of_body(claim.body(), pooling)
+    }
+
+    /// The pool of claims of `body`.
+    pub fn of_body(body: &'a ClaimBody, pooling: Pooling) -> PoolKeyRef<'a> {
+        let tenant = &body.tenant;
         if pooling == Pooling::EveryClaimAlone {
-            return PoolKeyRef::Dedicated(claim.tenant());
+            return PoolKeyRef::Dedicated(tenant);
         }
-        match claim.sharing() {
-            Sharing::Tenant => PoolKeyRef::Tenant(claim.tenant()),
+        match body.sharing() {
+            Sharing::Tenant => PoolKeyRef::Tenant(tenant),
             Sharing::Anyone => PoolKeyRef::Open,
-            Sharing::Group(g) => PoolKeyRef::Group(claim.tenant(), g),
+            Sharing::Group(g) => PoolKeyRef::Group(tenant, g),
             Sharing::CrossTenantGroup(g) => PoolKeyRef::CrossTenantGroup(g),
-            Sharing::Dedicated => PoolKeyRef::Dedicated(claim.tenant()),
+            Sharing::Dedicated => PoolKeyRef::Dedicated(tenant),
         }
     }
 

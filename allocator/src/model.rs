@@ -545,6 +545,9 @@ pub(crate) struct ClaimBody {
     /// The tenant's number in the books of the allocator keeping this body (see
     /// `TenantBooks`); like `kept`, set when the body is kept and no part of what it asks.
     pub(crate) tenant_no: u32,
+    /// Its sharing pool's number in the lower bound the keeping allocator counts (see
+    /// `LiveBound::enter`); like `kept`, set when the body is kept.
+    pub(crate) bound_no: u32,
     pub(crate) tenant: TenantId,
     ports: SmallVec<[PortRequest; 4]>,
     sharing: Sharing,
@@ -554,6 +557,11 @@ pub(crate) struct ClaimBody {
 }
 
 impl ClaimBody {
+    /// Who claims of this body may share an LB with.
+    pub(crate) fn sharing(&self) -> &Sharing {
+        &self.sharing
+    }
+
     /// What the claim asks: all but where it is kept.
     #[allow(clippy::type_complexity)]
     fn asks(
@@ -667,6 +675,7 @@ impl Claim {
             body: Arc::new(ClaimBody {
                 kept: u32::MAX,
                 tenant_no: u32::MAX,
+                bound_no: u32::MAX,
                 tenant,
                 ports: SmallVec::from_vec(ports),
                 sharing: Sharing::Tenant,
