@@ -708,6 +708,26 @@ impl Claim {
         }
     }
 
+    /// Whether the two claims share one copy of what they ask, as [`Claim::renamed`] makes
+    /// them. An allocator keeps one copy for all its live claims alike and finds a claim
+    /// made from that copy without hashing what it asks: a shell making claims from
+    /// templates can make each template the allocator's copy (from
+    /// [`Allocator::claim_by_key`](crate::Allocator::claim_by_key)) once this says it is not.
+    ///
+    /// ```
+    /// use sharedlb_allocator::{Claim, ClaimId, PortRequest, Protocol};
+    /// let ports = vec![PortRequest::Any(Protocol::Tcp)];
+    /// let template = Claim::new("shop/template", ports.clone())?;
+    /// let web = template.renamed(ClaimId::new("shop/web")?);
+    /// let api = Claim::new("shop/api", ports)?;
+    /// assert!(web.shares_body_with(&template));
+    /// assert!(!api.shares_body_with(&template), "alike, but its own copy");
+    /// # Ok::<(), sharedlb_allocator::Error>(())
+    /// ```
+    pub fn shares_body_with(&self, other: &Claim) -> bool {
+        Arc::ptr_eq(&self.body, &other.body)
+    }
+
     /// Sets the tenant charged for the claim.
     #[must_use]
     pub fn with_tenant(mut self, tenant: TenantId) -> Claim {

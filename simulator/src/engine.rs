@@ -588,7 +588,8 @@ impl Simulation {
                 if let Some(next) = g.next_arrival(now, &mut self.workload_rng) {
                     self.cloud.queue.push(next, Ev::Arrival);
                 }
-                self.add_generated(claim, now.saturating_add(life));
+                let k = self.add_generated(claim, now.saturating_add(life));
+                self.adopt_kept(k);
             }
             Ev::Burst => {
                 let Some(b) = self.scenario.workload.arrival.bursts.clone() else {
@@ -600,7 +601,8 @@ impl Simulation {
                     };
                     let claim = g.claim(&mut self.workload_rng);
                     let life = g.lifetime(&mut self.workload_rng);
-                    self.add_generated(claim, now.saturating_add(life));
+                    let k = self.add_generated(claim, now.saturating_add(life));
+                    self.adopt_kept(k);
                 }
                 let next = now.saturating_add(b.every.ms());
                 // `next > now`: a saturated clock must not schedule the same instant forever.
@@ -687,12 +689,27 @@ impl Simulation {
     /// A generated claim arrives and leaves at `departs`. Generated ids are unique (the
     /// allocator would refuse a live one, and `drive` says so loudly), so its track is
     /// new, and its departure event is the one remover of its handle.
-    fn add_generated(&mut self, claim: Claim, departs: u64) {
+    fn add_generated(&mut self, claim: Claim, departs: u64) -> u32 {
         let k = self.track(&claim);
         // Queued before the allocator sees the claim, as the events its decisions queue
         // come after it at the same instant.
         self.cloud.queue.push(departs, Ev::Departure(k));
         self.arrive(k, claim);
+        k
+    }
+
+    /// Gives the generator the allocator's copy of the claim of track `k`, just
+    /// generated, for the template of its kind ([`WorkloadGen::adopt`]).
+    fn adopt_kept(&mut self, k: u32) {
+        let kept = self
+            .cloud
+            .claims
+            .get(k)
+            .and_then(ClaimTrack::key)
+            .and_then(|key| self.alloc.claim_by_key(key));
+        if let (Some(g), Some(kept)) = (self.workload.as_mut(), kept) {
+            g.adopt(kept);
+        }
     }
 
     /// Hands a tracked claim to the allocator, and binds track `k` to its key.

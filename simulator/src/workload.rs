@@ -57,9 +57,15 @@ pub struct WorkloadGen {
     last_arrival: f64,
     /// A claim of each kind drawn lately, which new claims of that kind are made from
     /// ([`Claim::renamed`]): the generator then allocates nothing for a new claim (its id
-    /// is inline up to 23 bytes), not its tenant's name, its port list or its body (the
-    /// allocator still copies the body once when it first keeps a kind). Emptied when it reaches [`TEMPLATES`] kinds.
-    templates: FxHashMap<Kind, Claim>,
+    /// is inline up to 23 bytes), not its tenant's name, its port list or its body. A
+    /// template becomes the allocator's own copy of its kind ([`WorkloadGen::adopt`]),
+    /// which the allocator then finds without hashing. Emptied when it reaches
+    /// [`TEMPLATES`] kinds.
+    templates: FxHashMap<Kind, u32>,
+    /// The templates, by the number `templates` gives.
+    kinds: Vec<Claim>,
+    /// The template of the last claim made.
+    last: Option<u32>,
     /// Most kinds kept in `templates` ([`TEMPLATES`]; tests set fewer, or none).
     template_room: usize,
     /// The text of the last id made, kept for its room.
@@ -108,6 +114,8 @@ impl WorkloadGen {
             next: 0,
             last_arrival: 0.0,
             templates: FxHashMap::default(),
+            kinds: Vec::new(),
+            last: None,
             template_room: TEMPLATES,
             id_text: String::new(),
             drawn_fixed: 0,
@@ -229,21 +237,42 @@ impl WorkloadGen {
         // >= 1) and no fixed listener twice (drawn again above, else any port).
         let id = ClaimId::new(&self.id_text).unwrap_or_else(|e| unreachable!("generated id: {e}"));
         let kind = (t, migrate, ports);
-        if let Some(template) = self.templates.get(&kind) {
-            return template.renamed(id);
+        if let Some(&i) = self.templates.get(&kind) {
+            self.last = Some(i);
+            return self.kinds[i as usize].renamed(id);
         }
         let claim = Claim::with_ports(id, kind.2.to_vec())
             .unwrap_or_else(|e| unreachable!("generated claim: {e}"))
             .with_tenant(tenant.clone())
             .with_sharing(sharing.clone())
             .with_migration(migrate);
+        self.last = None;
         if self.template_room > 0 {
             if self.templates.len() >= self.template_room {
                 self.templates.clear();
+                self.kinds.clear();
             }
-            self.templates.insert(kind, claim.clone());
+            let i = u32::try_from(self.kinds.len())
+                .unwrap_or_else(|_| unreachable!("at most TEMPLATES kinds"));
+            self.templates.insert(kind, i);
+            self.kinds.push(claim.clone());
+            self.last = Some(i);
         }
         claim
+    }
+
+    /// Takes `kept`, the allocator's copy of the last claim made, as the template of its
+    /// kind, unless the template already is that copy: later claims of the kind then
+    /// share the allocator's copy of what they ask ([`Claim::shares_body_with`]).
+    /// Changes no claim made, only which copy of it a claim holds.
+    pub fn adopt(&mut self, kept: &Claim) {
+        if let Some(i) = self.last.take() {
+            let template = &mut self.kinds[i as usize];
+            debug_assert_eq!(template.ports(), kept.ports(), "a copy of the last claim");
+            if !template.shares_body_with(kept) {
+                *template = kept.clone();
+            }
+        }
     }
 
     /// A lifetime in ms.
