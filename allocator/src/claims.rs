@@ -169,6 +169,10 @@ pub(crate) struct ClaimTable {
     by_id: SlotIndex,
     /// The ports of placed claims holding more than [`HeldPorts::INLINE`], by slot.
     spilled: FxHashMap<u32, Box<[Port]>>,
+    /// The slot filled last (0 at first): a shell carrying out the decisions on an
+    /// arriving claim asks after it by id, which [`ClaimTable::find`] answers without
+    /// hashing. A hint, checked against the slot's id.
+    recent: u32,
 }
 
 fn hash_id(id: &ClaimId) -> u64 {
@@ -208,6 +212,7 @@ impl ClaimTable {
         };
         let slots = &self.slots;
         self.by_id.insert(hash, k, |j| hash_id(id_of(slots, j)));
+        self.recent = k;
         k
     }
 
@@ -305,6 +310,11 @@ impl ClaimTable {
 
     /// The slot of a claim id.
     pub fn find(&self, id: &ClaimId) -> Option<u32> {
+        if let Some(Some(s)) = self.slots.get(self.recent as usize)
+            && s.claim.id() == id
+        {
+            return Some(self.recent);
+        }
         self.find_hashed(id, IdHash::of(id))
     }
 

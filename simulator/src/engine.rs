@@ -118,6 +118,8 @@ struct Cloud {
     /// The track and id of the claim whose arrival the allocator is handling, until the
     /// track is bound to the claim's key (at the first decision naming it, or after).
     arriving: Option<(u32, ClaimId)>,
+    /// The claim whose removal the allocator is handling: it has no track to find.
+    leaving: Option<ClaimId>,
     lbs: FxMap<LbId, LbTrack>,
     serving: u64,
     /// Tenants by number, with their claims on a ready LB.
@@ -165,6 +167,9 @@ impl Cloud {
     /// The track of live claim `id`, in `alloc`; binds the arriving claim's track to its
     /// key (every other live claim's track is bound).
     fn track_of(&mut self, alloc: &Allocator, id: &ClaimId) -> Option<u32> {
+        if self.leaving.as_ref() == Some(id) {
+            return None;
+        }
         let key = alloc.claim_key(id)?;
         if let Some(k) = self.claims.of_key(key) {
             return Some(k);
@@ -438,6 +443,7 @@ impl Simulation {
                 profile_index,
                 claims: Tracks::default(),
                 arriving: None,
+                leaving: None,
                 lbs: FxMap::default(),
                 serving: 0,
                 tenants: TenantNumbers::default(),
@@ -779,7 +785,9 @@ impl Simulation {
         else {
             return;
         };
+        self.cloud.leaving = Some(id.clone());
         self.drive(Event::ClaimRemoved(id));
+        self.cloud.leaving = None;
         // The allocator's release named a claim it no longer has, which the cloud passed
         // over: its service ends here.
         self.cloud.set_serving(k, false);
