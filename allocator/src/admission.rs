@@ -7,7 +7,6 @@ use crate::allocator::{Allocator, Reach, RetryScope};
 use crate::claims::Place;
 use crate::decision::{Decision, PendingReason};
 use crate::fairness::{WaterFill, goes_before};
-use crate::lb::PoolRef;
 use crate::model::{Claim, LbId, PortRequest, ProfileName, Sharing, TenantId};
 use crate::placement::{Outcome, Placement, Why};
 use rustc_hash::FxHashMap;
@@ -185,10 +184,9 @@ impl Allocator {
             }
             Reach::Some => {
                 // Only LBs that gained room can newly fit it.
-                let pool = self.pool_of(claim);
                 let mine = (0..self.config.profiles.len())
-                    .filter_map(|p| self.pool_ids.get(&PoolRef(pool, p)))
-                    .any(|&i| scope.has_pool(i));
+                    .filter_map(|p| self.claim_pool(claim, p))
+                    .any(|i| scope.has_pool(i));
                 if !mine {
                     return;
                 }

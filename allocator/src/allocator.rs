@@ -11,12 +11,13 @@ use crate::config::Config;
 use crate::decision::{Decision, Event, PendingReason};
 use crate::error::Error;
 use crate::index::PoolIndex;
-use crate::lb::{LbState, LbTable, PoolKey, PoolKeyRef, Pooling};
+use crate::lb::{ByPoolKey, LbState, LbTable, PoolKey, PoolKeyRef, Pooling};
 use crate::lifecycle::Change;
 use crate::model::{Claim, ClaimId, LbId, Listener, Listeners, ProfileName, TenantId, Time};
 use crate::placement::{Outcome, Placement};
 use crate::policy::{Policy, PolicyRules};
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 /// A claim's placement (LB and listeners) or why it waits.
 pub type ClaimPlace = Result<(LbId, Listeners), PendingReason>;
@@ -317,9 +318,10 @@ pub struct Allocator {
     /// LBs by id. A hash table: placement looks LBs up by id for every candidate it tests;
     /// whatever shows LBs in order sorts their ids (see [`Allocator::lb_ids`]).
     pub(crate) lbs: LbTable,
-    /// Pool index by (pool key, profile); looked up by reference ([`PoolRef`]), so a
-    /// placement takes no handle of the tenant's name per eligible profile.
-    pub(crate) pool_ids: hashbrown::HashMap<(PoolKey, usize), u32, rustc_hash::FxBuildHasher>,
+    /// Per pool key (under the policy's pooling), the pool indexes made for it with
+    /// their profiles ([`Allocator::pool_index`]). A kept body carries its key's number,
+    /// so a placement finds its pool indexes without hashing the key.
+    pub(crate) pool_keys: ByPoolKey<SmallVec<[(usize, u32); 2]>>,
     pub(crate) pools: Vec<Pool>,
     pub(crate) claims: ClaimTable,
     /// The live claims' bodies, each kept once.
@@ -407,7 +409,7 @@ impl Allocator {
             next_lb: 1,
             next_seq: 0,
             lbs: LbTable::default(),
-            pool_ids: hashbrown::HashMap::default(),
+            pool_keys: ByPoolKey::default(),
             pools: Vec::new(),
             claims: ClaimTable::default(),
             bodies: crate::claims::Bodies::default(),
@@ -552,6 +554,8 @@ impl Allocator {
     fn keep_body(&mut self, claim: &mut Claim) {
         let usage = &mut self.usage;
         let bound = &mut self.bound;
+        let pool_keys = &mut self.pool_keys;
+        let pooling = self.rules.pooling;
         let config = &self.config;
         self.bodies.intern(
             claim,
@@ -560,6 +564,7 @@ impl Allocator {
                 body.tenant = name.clone();
                 body.tenant_no = n;
                 body.bound_no = bound.enter(PoolKeyRef::of_body(body, Pooling::BySharing));
+                body.pool_no = pool_keys.enter(PoolKeyRef::of_body(body, pooling), SmallVec::new);
             },
             |claim| config.eligible_profiles(claim).ok(),
         );

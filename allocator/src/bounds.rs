@@ -21,11 +21,11 @@ use petgraph::graphmap::UnGraphMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::lb::{PoolKey, PoolKeyRef, Pooling};
+use crate::lb::{ByPoolKey, PoolKey, PoolKeyRef, Pooling};
 use crate::model::{Claim, Protocol};
 use crate::ports::{ClashKey, PortRule};
 use crate::profile::LbProfile;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 
 /// Most conflict-graph edges the clique bound builds; past it only the cheaper bounds count.
 const MAX_EDGES: usize = 200_000;
@@ -64,8 +64,7 @@ pub(crate) struct LiveBound {
     /// Every sharing pool a kept claim body has named, by number ([`LiveBound::enter`]):
     /// a body carries its pool's number, so a count finds it without hashing the key.
     /// Kept when empty, as tenants' books are (one small entry per pool ever seen).
-    pools: Vec<PoolCount>,
-    numbers: hashbrown::HashMap<PoolKey, u32, FxBuildHasher>,
+    pools: ByPoolKey<PoolCount>,
     /// The sum over pools of each pool's bound.
     total: u64,
     by_capacity: u64,
@@ -99,8 +98,7 @@ impl LiveBound {
         LiveBound {
             rule: PortRule::of_profile(&profile),
             profile,
-            pools: Vec::new(),
-            numbers: hashbrown::HashMap::default(),
+            pools: ByPoolKey::default(),
             total: 0,
             by_capacity: 0,
             by_listener: 0,
@@ -110,18 +108,10 @@ impl LiveBound {
     /// The number of sharing pool `key` (a [`Pooling::BySharing`] key), given out once
     /// per key: what a kept body carries for [`LiveBound::count`].
     pub fn enter(&mut self, key: PoolKeyRef<'_>) -> u32 {
-        // Looked up by reference: an owned key is made only for a new pool.
-        if let Some(&n) = self.numbers.get(&key) {
-            return n;
-        }
-        let n = u32::try_from(self.pools.len())
-            .unwrap_or_else(|_| unreachable!("more than 4G sharing pools"));
-        self.pools.push(PoolCount {
+        self.pools.enter(key, || PoolCount {
             dedicated: key.is_dedicated(),
             ..PoolCount::default()
-        });
-        self.numbers.insert(key.to_owned(), n);
-        n
+        })
     }
 
     /// Counts a placed claim in (`+1`) or out (`-1`); its body is kept by the allocator
@@ -129,13 +119,11 @@ impl LiveBound {
     pub fn count(&mut self, claim: &Claim, sign: i64) {
         let no = claim.body().bound_no;
         debug_assert_eq!(
-            self.numbers
-                .get(&PoolKeyRef::of(claim, Pooling::BySharing))
-                .copied(),
+            self.pools.number(PoolKeyRef::of(claim, Pooling::BySharing)),
             Some(no),
             "a kept body carries its sharing pool's number"
         );
-        let pool = &mut self.pools[no as usize];
+        let pool = self.pools.get_mut(no);
         let dedicated = pool.dedicated;
         let (old_cap, old_key) = pool_bounds(pool, dedicated);
         let class = if self.profile.mixed_protocols {

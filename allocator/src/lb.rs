@@ -137,14 +137,51 @@ impl hashbrown::Equivalent<PoolKey> for PoolKeyRef<'_> {
     }
 }
 
-/// A pool index's key, `(pool key, profile)`, by reference: hashes as the owned key
-/// does (field by field), so a map of owned keys is looked up without making one.
-#[derive(Hash)]
-pub(crate) struct PoolRef<'a>(pub PoolKeyRef<'a>, pub usize);
+/// A value per pool key, the keys numbered in the order first seen: a kept claim body
+/// carries its keys' numbers, so the paths every placement and release take index a
+/// vector where they hashed the key (its names) and compared it.
+#[derive(Clone, Debug)]
+pub(crate) struct ByPoolKey<T> {
+    numbers: hashbrown::HashMap<PoolKey, u32, FxBuildHasher>,
+    values: Vec<T>,
+}
 
-impl hashbrown::Equivalent<(PoolKey, usize)> for PoolRef<'_> {
-    fn equivalent(&self, key: &(PoolKey, usize)) -> bool {
-        self.0 == key.0.as_ref() && self.1 == key.1
+impl<T> Default for ByPoolKey<T> {
+    fn default() -> Self {
+        ByPoolKey {
+            numbers: hashbrown::HashMap::default(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<T> ByPoolKey<T> {
+    /// The number of `key`, looked up by reference; on first sight the key is copied,
+    /// numbered next and given `new()`'s value. Kept for good, as tenants' books are.
+    pub fn enter(&mut self, key: PoolKeyRef<'_>, new: impl FnOnce() -> T) -> u32 {
+        if let Some(&n) = self.numbers.get(&key) {
+            return n;
+        }
+        let n = u32::try_from(self.values.len())
+            .unwrap_or_else(|_| unreachable!("more than 4G pool keys"));
+        self.values.push(new());
+        self.numbers.insert(key.to_owned(), n);
+        n
+    }
+
+    /// The number of `key`, if it has one.
+    pub fn number(&self, key: PoolKeyRef<'_>) -> Option<u32> {
+        self.numbers.get(&key).copied()
+    }
+
+    /// The value of key number `n` (from [`ByPoolKey::enter`]).
+    pub fn get(&self, n: u32) -> &T {
+        &self.values[n as usize]
+    }
+
+    /// The value of key number `n`, to change.
+    pub fn get_mut(&mut self, n: u32) -> &mut T {
+        &mut self.values[n as usize]
     }
 }
 
@@ -465,9 +502,10 @@ mod tests {
         assert_eq!(std::mem::align_of::<Lb>(), 64);
     }
 
-    /// Every kind of pool key, looked up by reference, finds its own pool and no other.
+    /// Every kind of pool key is numbered once, in the order first seen, and found again
+    /// by reference to its key; another key is not found.
     #[test]
-    fn a_pool_is_found_by_reference_to_its_key() {
+    fn pool_keys_are_numbered_once_each() {
         let t = |s: &str| TenantId::new(s).unwrap();
         let g = |s: &str| GroupKey::new(s).unwrap();
         let keys = [
@@ -478,31 +516,29 @@ mod tests {
             PoolKey::Dedicated(t("shop")),
             PoolKey::Tenant(t("games")),
         ];
-        let mut ids: hashbrown::HashMap<(PoolKey, usize), u32, rustc_hash::FxBuildHasher> =
-            hashbrown::HashMap::default();
-        let mut n = 0;
-        for key in &keys {
-            for profile in 0..3 {
-                ids.insert((key.clone(), profile), n);
-                n += 1;
-            }
-        }
-        let mut n = 0;
-        for key in &keys {
-            for profile in 0..3 {
-                assert_eq!(
-                    ids.get(&PoolRef(key.as_ref(), profile)),
-                    Some(&n),
-                    "{key:?} {profile}"
-                );
-                n += 1;
-            }
-        }
-        assert_eq!(
-            ids.get(&PoolRef(PoolKey::Tenant(t("other")).as_ref(), 0)),
-            None
+        let mut by: ByPoolKey<&str> = ByPoolKey::default();
+        let firsts: Vec<u32> = keys
+            .iter()
+            .map(|k| by.enter(k.as_ref(), || "first"))
+            .collect();
+        assert_eq!(firsts, [0, 1, 2, 3, 4, 5]);
+        let again: Vec<u32> = keys
+            .iter()
+            .rev()
+            .map(|k| by.enter(k.as_ref(), || "again"))
+            .collect();
+        assert_eq!(again, [5, 4, 3, 2, 1, 0]);
+        assert!(
+            (0..6).all(|n| *by.get(n) == "first"),
+            "a key's value is made once"
         );
-        assert_eq!(ids.get(&PoolRef(PoolKey::Open.as_ref(), 3)), None);
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(by.number(k.as_ref()), Some(n as u32), "{k:?}");
+        }
+        assert_eq!(by.number(PoolKey::Tenant(t("other")).as_ref()), None);
+        assert_eq!(by.number(PoolKey::Dedicated(t("games")).as_ref()), None);
+        *by.get_mut(3) = "changed";
+        assert_eq!(*by.get(3), "changed");
     }
 
     /// A hasher that puts every key in one bucket chain, so lookups rest on `Equivalent`
@@ -524,36 +560,6 @@ mod tests {
             0
         }
         fn write(&mut self, _: &[u8]) {}
-    }
-
-    #[test]
-    fn a_pool_reference_is_equivalent_to_its_own_key_only() {
-        let t = |s: &str| TenantId::new(s).unwrap();
-        let mut ids: hashbrown::HashMap<(PoolKey, usize), u32, OneBucket> =
-            hashbrown::HashMap::default();
-        ids.insert((PoolKey::Tenant(t("shop")), 0), 1);
-        ids.insert((PoolKey::Tenant(t("shop")), 1), 2);
-        ids.insert((PoolKey::Dedicated(t("shop")), 0), 3);
-        assert_eq!(
-            ids.get(&PoolRef(PoolKey::Tenant(t("shop")).as_ref(), 0)),
-            Some(&1)
-        );
-        assert_eq!(
-            ids.get(&PoolRef(PoolKey::Tenant(t("shop")).as_ref(), 1)),
-            Some(&2)
-        );
-        assert_eq!(
-            ids.get(&PoolRef(PoolKey::Dedicated(t("shop")).as_ref(), 0)),
-            Some(&3)
-        );
-        assert_eq!(
-            ids.get(&PoolRef(PoolKey::Dedicated(t("shop")).as_ref(), 1)),
-            None
-        );
-        assert_eq!(
-            ids.get(&PoolRef(PoolKey::Tenant(t("games")).as_ref(), 0)),
-            None
-        );
     }
 
     #[test]

@@ -5,16 +5,18 @@ use crate::allocator::{Allocator, Pool};
 use crate::claims::Place;
 use crate::decision::Decision;
 use crate::index::HOT_LISTENERS;
-use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolKeyRef, PoolRef, Pooling};
+use crate::lb::{Lb, LbState, Misfit, PoolKey, PoolKeyRef, Pooling};
 use crate::model::{Claim, LbId, Listener, Listeners, Time};
 use crate::policy::IdleLbs;
 use crate::ports::ClashRule;
+use smallvec::SmallVec;
 
 impl Allocator {
     /// The index of the pool index for `(key, profile)`, made on first use (the key is
     /// copied only then).
     pub(crate) fn pool_index(&mut self, key: &PoolKey, profile: usize) -> u32 {
-        if let Some(&i) = self.pool_ids.get(&PoolRef(key.as_ref(), profile)) {
+        let no = self.pool_keys.enter(key.as_ref(), SmallVec::new);
+        if let Some(i) = self.pool_of_profile(no, profile) {
             return i;
         }
         let i = self.pools.len() as u32;
@@ -26,8 +28,29 @@ impl Allocator {
             profile,
             index,
         });
-        self.pool_ids.insert((key.clone(), profile), i);
+        self.pool_keys.get_mut(no).push((profile, i));
         i
+    }
+
+    /// The pool index for pool key number `no` (from [`Allocator::pool_keys`], as a kept
+    /// body carries it) and `profile`, if one was made.
+    pub(crate) fn pool_of_profile(&self, no: u32, profile: usize) -> Option<u32> {
+        self.pool_keys
+            .get(no)
+            .iter()
+            .find(|&&(p, _)| p == profile)
+            .map(|&(_, i)| i)
+    }
+
+    /// [`Allocator::pool_of_profile`] for a kept claim (its body carries its key's number).
+    pub(crate) fn claim_pool(&self, claim: &Claim, profile: usize) -> Option<u32> {
+        let no = claim.body().pool_no;
+        debug_assert_eq!(
+            self.pool_keys.number(self.pool_of(claim)),
+            Some(no),
+            "a kept body carries its pool key's number"
+        );
+        self.pool_of_profile(no, profile)
     }
 
     /// The protocol class of `profile`'s pool indexes a claim asking for `l` walks: one

@@ -548,6 +548,9 @@ pub(crate) struct ClaimBody {
     /// Its sharing pool's number in the lower bound the keeping allocator counts (see
     /// `LiveBound::enter`); like `kept`, set when the body is kept.
     pub(crate) bound_no: u32,
+    /// Its pool key's number (under the keeping allocator's pooling) among the keys of
+    /// that allocator's pool indexes (see `Allocator::pool_keys`); set when kept.
+    pub(crate) pool_no: u32,
     pub(crate) tenant: TenantId,
     ports: SmallVec<[PortRequest; 4]>,
     sharing: Sharing,
@@ -676,6 +679,7 @@ impl Claim {
                 kept: u32::MAX,
                 tenant_no: u32::MAX,
                 bound_no: u32::MAX,
+                pool_no: u32::MAX,
                 tenant,
                 ports: SmallVec::from_vec(ports),
                 sharing: Sharing::Tenant,

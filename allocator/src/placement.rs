@@ -11,7 +11,7 @@ use crate::claims::Place;
 use crate::config::Config;
 use crate::decision::{Decision, PendingReason};
 use crate::eligibility::{Admit, BudgetLimit, QuotaLimit};
-use crate::lb::{LbState, Misfit, PoolRef};
+use crate::lb::{LbState, Misfit};
 use crate::model::{Claim, LbId, Listener, Listeners};
 use crate::policy::{Candidates, View};
 
@@ -297,10 +297,7 @@ impl Allocator {
             Placement::Among { scope } => Candidates::Listed(
                 eligible
                     .iter()
-                    .filter_map(|&p| {
-                        let i = *self.pool_ids.get(&PoolRef(pool, p))?;
-                        Some((i, class_in(p)))
-                    })
+                    .filter_map(|&p| Some((self.claim_pool(claim, p)?, class_in(p))))
                     .flat_map(|(i, class)| {
                         scope.lbs_of(i).filter_map(move |id| {
                             let l = self.lbs.get(id)?;
@@ -313,7 +310,7 @@ impl Allocator {
                 eligible
                     .iter()
                     .filter_map(|&p| {
-                        let i = *self.pool_ids.get(&PoolRef(pool, p))?;
+                        let i = self.claim_pool(claim, p)?;
                         Some((&self.pools[i as usize].index, class_in(p)))
                     })
                     .collect(),
