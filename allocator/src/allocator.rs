@@ -1139,4 +1139,32 @@ impl Allocator {
     pub fn tenants(&self) -> impl Iterator<Item = (&TenantId, &Usage)> + '_ {
         self.usage.iter()
     }
+
+    /// [`Allocator::tenants`] in the order the allocator first saw them, without a
+    /// lookup by name. A tenant keeps its place in this order for the allocator's life
+    /// and new tenants come last, so a shell integrating figures per tenant at every
+    /// event can keep them in a vector by place.
+    ///
+    /// ```
+    /// use sharedlb_allocator::*;
+    ///
+    /// struct Nothing;
+    /// impl Shell for Nothing {
+    ///     fn carry_out(&mut self, _: Time, _: Decision, _: &mut Reports<'_>) {}
+    /// }
+    /// let mut alloc = Allocator::new(Config::with_builtin("aws-nlb", "best-fit".parse()?)?)?;
+    /// for id in ["zoo/web", "app/web", "zoo/api"] {
+    ///     let claim = Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)])?;
+    ///     alloc.drive(Time(0), Event::ClaimAdded(claim), &mut Nothing)?;
+    /// }
+    /// let seen: Vec<(&str, u32)> =
+    ///     alloc.tenants_by_arrival().map(|(t, u)| (t.as_str(), u.claims)).collect();
+    /// assert_eq!(seen, [("zoo", 2), ("app", 1)]);
+    /// let named: Vec<&str> = alloc.tenants().map(|(t, _)| t.as_str()).collect();
+    /// assert_eq!(named, ["app", "zoo"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tenants_by_arrival(&self) -> impl Iterator<Item = (&TenantId, &Usage)> + '_ {
+        self.usage.by_number()
+    }
 }

@@ -19,6 +19,8 @@ pub(crate) struct TenantBooks {
     numbers: BTreeMap<TenantId, u32>,
     /// By tenant number.
     usage: Vec<Usage>,
+    /// The names, by tenant number (handles of the names in `numbers`).
+    names: Vec<TenantId>,
 }
 
 impl TenantBooks {
@@ -30,6 +32,7 @@ impl TenantBooks {
                 .unwrap_or_else(|_| unreachable!("more than 4G tenants"));
             self.numbers.insert(t.clone(), n);
             self.usage.push(Usage::default());
+            self.names.push(t.clone());
         }
         match self.numbers.get_key_value(t) {
             Some((name, &n)) => (n, name),
@@ -68,6 +71,11 @@ impl TenantBooks {
         self.numbers
             .iter()
             .map(|(t, &n)| (t, &self.usage[n as usize]))
+    }
+
+    /// Each tenant with its books, by number: the order the books were opened in.
+    pub fn by_number(&self) -> impl Iterator<Item = (&TenantId, &Usage)> + '_ {
+        self.names.iter().zip(&self.usage)
     }
 
     /// Each tenant, in name order.

@@ -89,13 +89,6 @@ impl TenantNumbers {
         self.serving.push(0);
         n
     }
-
-    /// The tenant's claims on a ready LB (none for a tenant never seen).
-    fn serving(&self, tenant: &TenantId) -> u64 {
-        self.numbers
-            .get(tenant)
-            .map_or(0, |&n| self.serving[n as usize])
-    }
 }
 
 /// An LB as the cloud sees it. The claims on it are the allocator's to say: when it
@@ -313,7 +306,10 @@ struct Integrals {
     served: f64,
     used: f64,
     capacity: f64,
-    tenants: BTreeMap<TenantId, TenantIntegrals>,
+    /// Per tenant, in the allocator's order of tenants ([`Allocator::tenants_by_arrival`]):
+    /// its integrals (none until it first has live claims in the measured period) and
+    /// its number in the cloud's books, looked up by name once.
+    tenants: Vec<(Option<TenantIntegrals>, u32)>,
     /// Hours with listeners in use: what the tenants' shares are averaged over.
     in_use: f64,
 }
@@ -832,21 +828,23 @@ impl Simulation {
         i.capacity += al.listener_capacity() as f64 * dt;
         let used = al.listeners_used() as f64;
         let asking = al
-            .tenants()
+            .tenants_by_arrival()
             .filter(|(_, u)| u.claims + u.waiting_claims > 0)
             .take(2)
             .count();
         let level = (used > 0.0 && asking > 1).then(|| al.fair_level());
-        for (tenant, u) in al.tenants() {
+        for (place, (tenant, u)) in al.tenants_by_arrival().enumerate() {
+            // New tenants come last.
+            if place == i.tenants.len() {
+                i.tenants.push((None, self.cloud.tenants.number(tenant)));
+            }
             let live = f64::from(u.claims) + f64::from(u.waiting_claims);
             if live == 0.0 {
                 continue;
             }
-            let served = self.cloud.tenants.serving(tenant) as f64;
-            let e = match i.tenants.get_mut(tenant) {
-                Some(e) => e,
-                None => i.tenants.entry(tenant.clone()).or_default(),
-            };
+            let (e, cloud_no) = &mut i.tenants[place];
+            let served = self.cloud.tenants.serving[*cloud_no as usize] as f64;
+            let e = e.get_or_insert_default();
             e.live += live * dt;
             e.served += served * dt;
             if used > 0.0 {
@@ -933,8 +931,14 @@ impl Simulation {
             .into_iter()
             .filter_map(|t| TenantId::new(&t.name).ok().map(|id| (id, t.weight)))
             .collect();
-        let served_fractions: Vec<f64> = i
-            .tenants
+        // By name, as every figure per tenant is reported.
+        let by_name: BTreeMap<&TenantId, TenantIntegrals> = self
+            .alloc
+            .tenants_by_arrival()
+            .zip(&i.tenants)
+            .filter_map(|((name, _), &(t, _))| Some((name, t?)))
+            .collect();
+        let served_fractions: Vec<f64> = by_name
             .values()
             .filter(|t| t.live > 0.0)
             .map(|t| t.served / t.live)
@@ -943,7 +947,7 @@ impl Simulation {
             .tenant_arrivals
             .iter()
             .map(|(id, &arrivals)| {
-                let t = i.tenants.get(id).copied().unwrap_or_default();
+                let t = by_name.get(id).copied().unwrap_or_default();
                 let mean = |x: f64| over(x, i.in_use);
                 (
                     id.to_string(),
