@@ -74,19 +74,33 @@ impl Payload for Ev {
 #[derive(Debug, Default)]
 struct TenantNumbers {
     numbers: FxMap<TenantId, u32>,
+    /// The name and number found last: claims made from one template share their
+    /// tenant's name, so a run of them is numbered without hashing it.
+    last: Option<(TenantId, u32)>,
     /// Claims on a ready LB, by tenant number.
     serving: Vec<u64>,
+    /// Claims arrived, by tenant number.
+    arrivals: Vec<u64>,
 }
 
 impl TenantNumbers {
     /// The tenant's number, given one if it has none.
     fn number(&mut self, tenant: &TenantId) -> u32 {
-        if let Some(&n) = self.numbers.get(tenant) {
-            return n;
+        if let Some((name, n)) = &self.last
+            && std::ptr::eq(name.as_str(), tenant.as_str())
+        {
+            return *n;
         }
-        let n = u32::try_from(self.numbers.len()).unwrap_or(u32::MAX);
-        self.numbers.insert(tenant.clone(), n);
-        self.serving.push(0);
+        let n = if let Some(&n) = self.numbers.get(tenant) {
+            n
+        } else {
+            let n = u32::try_from(self.numbers.len()).unwrap_or(u32::MAX);
+            self.numbers.insert(tenant.clone(), n);
+            self.serving.push(0);
+            self.arrivals.push(0);
+            n
+        };
+        self.last = Some((tenant.clone(), n));
         n
     }
 }
@@ -347,6 +361,8 @@ pub struct Simulation {
     departures: u64,
     rejections: u64,
     lb_failures: u64,
+    /// The scenario's tenants, each with no arrival: reported even if none arrives
+    /// (arrivals are counted by tenant number, [`TenantNumbers`]).
     tenant_arrivals: BTreeMap<TenantId, u64>,
     events: u64,
     check: bool,
@@ -740,12 +756,7 @@ impl Simulation {
         if self.cloud.now >= self.warmup {
             self.arrivals_measured += 1;
         }
-        match self.tenant_arrivals.get_mut(claim.tenant()) {
-            Some(n) => *n += 1,
-            None => {
-                self.tenant_arrivals.insert(claim.tenant().clone(), 1);
-            }
-        }
+        self.cloud.tenants.arrivals[tenant as usize] += 1;
         k
     }
 
@@ -943,8 +954,15 @@ impl Simulation {
             .filter(|t| t.live > 0.0)
             .map(|t| t.served / t.live)
             .collect();
-        let tenants = self
-            .tenant_arrivals
+        // The scenario's tenants, those without arrivals too, and every tenant arrived.
+        let mut arrived = self.tenant_arrivals.clone();
+        for (name, &n) in &self.cloud.tenants.numbers {
+            let a = self.cloud.tenants.arrivals[n as usize];
+            if a > 0 {
+                *arrived.entry(name.clone()).or_default() += a;
+            }
+        }
+        let tenants = arrived
             .iter()
             .map(|(id, &arrivals)| {
                 let t = by_name.get(id).copied().unwrap_or_default();
