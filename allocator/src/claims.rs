@@ -562,7 +562,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::{Bodies, ClaimTable, HeldPorts, IdHash, Place, Slot};
-    use crate::model::{Claim, LbId, Listener, PortRequest, Protocol, Sharing};
+    use crate::model::{Claim, ClaimId, LbId, Listener, PortRequest, Protocol, Sharing};
 
     #[test]
     fn held_ports_give_back_the_listeners_in_request_order_at_any_count() {
@@ -629,6 +629,46 @@ mod tests {
             table.remove(k, hash);
             assert_eq!(table.spilled_slots().count(), 0);
         }
+    }
+
+    /// The slot filled last is tried first, for its own id only: every other live claim,
+    /// an id not live, and a claim that took a freed slot are found as they are.
+    #[test]
+    fn find_tries_the_slot_filled_last_for_its_own_id_only() {
+        let mut table = ClaimTable::default();
+        let put = |table: &mut ClaimTable, id: &str| {
+            let claim = Claim::new(id, vec![PortRequest::Any(Protocol::Tcp)]).unwrap();
+            let hash = IdHash::of(claim.id());
+            let slot = Slot {
+                claim,
+                seq: 0,
+                place: Place::Unplaced,
+            };
+            (table.insert(slot, hash), hash)
+        };
+        let find = |table: &ClaimTable, id: &str| table.find(&ClaimId::new(id).unwrap());
+        let (a, _) = put(&mut table, "t/a");
+        let (b, hb) = put(&mut table, "t/b");
+        assert_eq!(
+            [
+                find(&table, "t/b"),
+                find(&table, "t/a"),
+                find(&table, "t/x")
+            ],
+            [Some(b), Some(a), None]
+        );
+        table.remove(b, hb);
+        assert_eq!([find(&table, "t/b"), find(&table, "t/a")], [None, Some(a)]);
+        let (c, _) = put(&mut table, "t/c");
+        assert_eq!(c, b, "the freed slot is taken again");
+        assert_eq!(
+            [
+                find(&table, "t/c"),
+                find(&table, "t/b"),
+                find(&table, "t/a")
+            ],
+            [Some(c), None, Some(a)]
+        );
     }
 
     #[test]

@@ -1023,3 +1023,42 @@ impl Simulation {
         (summary, self.samples)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After an arrival the generator's template of its kind is the allocator's own copy
+    /// of what such claims ask, so the next claims of the kind are found without hashing:
+    /// every template with live claims of its kind shares their copy.
+    #[test]
+    fn a_template_becomes_the_allocators_copy_of_its_kind() {
+        let mut sim = Simulation::new(&Scenario::default_scenario()).unwrap();
+        sim.run_until(12 * 3_600_000, u64::MAX);
+        let g = sim.workload.as_ref().unwrap();
+        let live: Vec<&Claim> = sim.alloc.claims().into_iter().map(|(c, _)| c).collect();
+        let alike = |t: &Claim, c: &Claim| {
+            (c.tenant(), c.ports(), c.sharing(), c.allow_migration())
+                == (t.tenant(), t.ports(), t.sharing(), t.allow_migration())
+        };
+        let mut kinds_live = 0;
+        for t in g.templates() {
+            let of_kind: Vec<&&Claim> = live.iter().filter(|c| alike(t, c)).collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            kinds_live += 1;
+            for c in of_kind {
+                assert!(
+                    t.shares_body_with(c),
+                    "{} does not share its template",
+                    c.id()
+                );
+            }
+        }
+        assert!(
+            kinds_live > 3,
+            "{kinds_live} kinds live: too few to show anything"
+        );
+    }
+}

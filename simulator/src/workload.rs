@@ -261,6 +261,12 @@ impl WorkloadGen {
         claim
     }
 
+    /// The templates kept, one per kind.
+    #[cfg(test)]
+    pub(crate) fn templates(&self) -> &[Claim] {
+        &self.kinds
+    }
+
     /// Takes `kept`, the allocator's copy of the last claim made, as the template of its
     /// kind, unless the template already is that copy: later claims of the kind then
     /// share the allocator's copy of what they ask ([`Claim::shares_body_with`]).
