@@ -560,7 +560,7 @@ impl Allocator {
         self.bodies.intern(
             claim,
             |body| {
-                let (n, name) = usage.enter(&body.tenant);
+                let (n, name) = usage.enter(&body.tenant, || config.tenant(&body.tenant).weight);
                 body.tenant = name.clone();
                 body.tenant_no = n;
                 body.bound_no = bound.enter(PoolKeyRef::of_body(body, Pooling::BySharing));

@@ -60,19 +60,64 @@ impl Allocator {
     /// [`Allocator::fair_shares`]' map. Tenants asking for nothing take no part (they
     /// would take nothing).
     pub fn fair_level(&self) -> FairLevel {
-        let fill = WaterFill::new(self.tenants().filter_map(|(t, u)| {
+        let capacity = self.listeners_used() as f64;
+        // In name order, as the level was always summed; weights kept by tenant number.
+        let fill = WaterFill::new(self.usage.weighted().filter_map(|(u, w)| {
             let d = demand(u);
-            (d > 0.0).then(|| (self.config().tenant(t).weight, d))
+            (d > 0.0).then_some((w, d))
         }));
-        FairLevel(fill.level(self.listeners_used() as f64))
+        FairLevel(fill.level(capacity))
     }
 
     /// Tenant `t`'s fair share at `level`, given its usage `u` (as [`Allocator::tenants`]
     /// gives it).
     pub fn fair_share(&self, level: FairLevel, t: &TenantId, u: &Usage) -> f64 {
-        let w = f64::from(self.config().tenant(t).weight.max(1));
-        demand(u).min(w * level.0)
+        share_at(level, self.config().tenant(t).weight, u)
     }
+
+    /// [`Allocator::fair_share`] of the tenant at `place` in
+    /// [`Allocator::tenants_by_arrival`], without looking its name up: what a shell
+    /// taking every tenant's share at every event calls.
+    ///
+    /// ```
+    /// use sharedlb_allocator::*;
+    ///
+    /// struct Nothing;
+    /// impl Shell for Nothing {
+    ///     fn carry_out(&mut self, _: Time, _: Decision, _: &mut Reports<'_>) {}
+    /// }
+    /// // One LB of 4 listeners at most; "big" weighs 3.
+    /// let mut config = Config::with_builtin("aws-nlb", "best-fit".parse()?)?;
+    /// config.profiles[0].max_listeners = 4;
+    /// config.budget.max_lbs = Some(1);
+    /// let heavy = TenantConfig { weight: 3, quota: Quota::default() };
+    /// config.tenants.insert(TenantId::new("big")?, heavy);
+    /// let mut alloc = Allocator::new(config)?;
+    /// for id in ["small/a", "big/b"] {
+    ///     let claim = Claim::new(id, vec![PortRequest::Any(Protocol::Tcp); 4])?;
+    ///     alloc.drive(Time(0), Event::ClaimAdded(claim), &mut Nothing)?;
+    /// }
+    /// // small's claim holds the LB's 4 listeners, big's waits: both ask 4, and the 4 in
+    /// // use are shared 1 : 3 by weight.
+    /// let level = alloc.fair_level();
+    /// let shares: Vec<f64> =
+    ///     (0..2).map(|place| alloc.fair_share_by_arrival(level, place)).collect();
+    /// assert_eq!(shares, [1.0, 3.0]);
+    /// for (place, (t, u)) in alloc.tenants_by_arrival().enumerate() {
+    ///     assert_eq!(alloc.fair_share_by_arrival(level, place), alloc.fair_share(level, t, u));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fair_share_by_arrival(&self, level: FairLevel, place: usize) -> f64 {
+        let (u, w) = self.usage.weighted_by_number(place);
+        share_at(level, w, u)
+    }
+}
+
+/// A tenant's share at `level`, of `weight` (0 counts as 1) and usage `u`: the one rule
+/// [`Allocator::fair_share`] and [`Allocator::fair_share_by_arrival`] both apply.
+fn share_at(level: FairLevel, weight: u32, u: &Usage) -> f64 {
+    demand(u).min(f64::from(weight.max(1)) * level.0)
 }
 
 /// Weighted max-min fair shares of `capacity` among tenants with `(weight, demand)`:

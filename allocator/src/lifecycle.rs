@@ -133,7 +133,10 @@ impl Allocator {
             self.totals.billed_per_profile[profile] += 1;
         }
         if let PoolKey::Dedicated(t) = pool {
-            self.usage.entry(t).dedicated_lbs += 1;
+            let config = &self.config;
+            self.usage
+                .entry(t, || config.tenant(t).weight)
+                .dedicated_lbs += 1;
         }
         if let Some(t) = lb.idle_since() {
             self.idle.insert((t, id));

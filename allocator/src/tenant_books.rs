@@ -21,18 +21,22 @@ pub(crate) struct TenantBooks {
     usage: Vec<Usage>,
     /// The names, by tenant number (handles of the names in `numbers`).
     names: Vec<TenantId>,
+    /// The configured weights, by tenant number: fair shares taken at every event weigh
+    /// every tenant without looking its name up in the configuration.
+    weights: Vec<u32>,
 }
 
 impl TenantBooks {
     /// Tenant `t`'s number and the books' own copy of its name (for claims to share),
-    /// opening books for a tenant seen for the first time.
-    pub fn enter(&mut self, t: &TenantId) -> (u32, &TenantId) {
+    /// opening books for a tenant seen for the first time, of the configured `weight`.
+    pub fn enter(&mut self, t: &TenantId, weight: impl FnOnce() -> u32) -> (u32, &TenantId) {
         if !self.numbers.contains_key(t) {
             let n = u32::try_from(self.usage.len())
                 .unwrap_or_else(|_| unreachable!("more than 4G tenants"));
             self.numbers.insert(t.clone(), n);
             self.usage.push(Usage::default());
             self.names.push(t.clone());
+            self.weights.push(weight());
         }
         match self.numbers.get_key_value(t) {
             Some((name, &n)) => (n, name),
@@ -40,9 +44,9 @@ impl TenantBooks {
         }
     }
 
-    /// Tenant `t`'s books, made if none.
-    pub fn entry(&mut self, t: &TenantId) -> &mut Usage {
-        let (n, _) = self.enter(t);
+    /// Tenant `t`'s books, made if none (of the configured `weight`).
+    pub fn entry(&mut self, t: &TenantId, weight: impl FnOnce() -> u32) -> &mut Usage {
+        let (n, _) = self.enter(t, weight);
         &mut self.usage[n as usize]
     }
 
@@ -78,6 +82,18 @@ impl TenantBooks {
         self.names.iter().zip(&self.usage)
     }
 
+    /// Each tenant's books and configured weight, in name order.
+    pub fn weighted(&self) -> impl Iterator<Item = (&Usage, u32)> + '_ {
+        self.numbers
+            .values()
+            .map(|&n| (&self.usage[n as usize], self.weights[n as usize]))
+    }
+
+    /// The books and configured weight of tenant number `n`.
+    pub fn weighted_by_number(&self, n: usize) -> (&Usage, u32) {
+        (&self.usage[n], self.weights[n])
+    }
+
     /// Each tenant, in name order.
     pub fn keys(&self) -> impl Iterator<Item = &TenantId> + '_ {
         self.numbers.keys()
@@ -92,13 +108,18 @@ mod tests {
     fn a_tenant_keeps_its_number_and_its_books() {
         let t = |s: &str| TenantId::new(s).unwrap();
         let mut b = TenantBooks::default();
-        let (shop, _) = b.enter(&t("shop"));
-        let (games, _) = b.enter(&t("games"));
+        let (shop, _) = b.enter(&t("shop"), || 2);
+        let (games, _) = b.enter(&t("games"), || 1);
         assert_ne!(shop, games);
-        assert_eq!(b.enter(&t("shop")).0, shop, "entered again, same number");
+        assert_eq!(
+            b.enter(&t("shop"), || unreachable!("weighed once")).0,
+            shop,
+            "entered again, same number"
+        );
         b.by_number_mut(shop).claims = 3;
-        b.entry(&t("games")).listeners = 5;
-        b.entry(&t("ads")).claims = 1;
+        b.entry(&t("games"), || unreachable!("weighed once"))
+            .listeners = 5;
+        b.entry(&t("ads"), || 7).claims = 1;
         assert_eq!(b.get(&t("shop")).map(|u| u.claims), Some(3));
         assert_eq!(b.get(&t("games")).map(|u| u.listeners), Some(5));
         assert!(b.get(&t("none")).is_none());
@@ -108,5 +129,11 @@ mod tests {
         assert_eq!(names, ["ads", "games", "shop"], "in name order");
         let claims: Vec<u32> = b.iter().map(|(_, u)| u.claims).collect();
         assert_eq!(claims, [1, 0, 3]);
+        let weighted: Vec<(u32, u32)> = b.weighted().map(|(u, w)| (u.claims, w)).collect();
+        assert_eq!(weighted, [(1, 7), (0, 1), (3, 2)], "in name order");
+        let by_number: Vec<&str> = b.by_number().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(by_number, ["shop", "games", "ads"], "in the order entered");
+        let (u, w) = b.weighted_by_number(2);
+        assert_eq!((u.claims, w), (1, 7));
     }
 }

@@ -862,7 +862,7 @@ impl Simulation {
                 let held = f64::from(u.listeners) / used * dt;
                 e.held += held;
                 e.fair += match level {
-                    Some(level) => al.fair_share(level, tenant, u) / used * dt,
+                    Some(level) => al.fair_share_by_arrival(level, place) / used * dt,
                     // The one tenant with claims holds every listener in use and is due
                     // them all (what the water-filling gives, without working it out
                     // at every event).
