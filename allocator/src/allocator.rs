@@ -1143,7 +1143,8 @@ impl Allocator {
     /// [`Allocator::tenants`] in the order the allocator first saw them, without a
     /// lookup by name. A tenant keeps its place in this order for the allocator's life
     /// and new tenants come last, so a shell integrating figures per tenant at every
-    /// event can keep them in a vector by place.
+    /// event can keep them in a vector by place. A clone or a restored allocator is
+    /// another allocator: it orders the tenants of its live claims afresh, by arrival.
     ///
     /// ```
     /// use sharedlb_allocator::*;

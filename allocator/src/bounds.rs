@@ -114,6 +114,11 @@ impl LiveBound {
         })
     }
 
+    /// The number of sharing pool `key`, if it has one.
+    pub fn number(&self, key: PoolKeyRef<'_>) -> Option<u32> {
+        self.pools.number(key)
+    }
+
     /// Counts a placed claim in (`+1`) or out (`-1`); its body is kept by the allocator
     /// owning this bound, so it carries its pool's number from [`LiveBound::enter`].
     pub fn count(&mut self, claim: &Claim, sign: i64) {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::allocator::Allocator;
 use crate::claims::Place;
-use crate::lb::{LbState, PoolKey};
+use crate::lb::{LbState, PoolKey, PoolKeyRef, Pooling};
 use crate::model::{Listener, PortRequest, TenantId};
 use crate::ports::ClashKey;
 
@@ -474,6 +474,36 @@ impl Allocator {
                 kept.len(),
                 holders.len()
             ));
+        }
+        // The numbers a kept body carries name its own tenant's books, sharing pool and
+        // pool key here, and the books weigh each tenant as configured.
+        for (_, s) in self.claims.iter() {
+            let (c, body) = (&s.claim, s.claim.body());
+            let sharing_pool = self.bound.number(PoolKeyRef::of(c, Pooling::BySharing));
+            let pool_key = self.pool_keys.number(self.pool_of(c));
+            if !self.usage.is_number_of(body.tenant_no, c.tenant())
+                || sharing_pool != Some(body.bound_no)
+                || pool_key != Some(body.pool_no)
+            {
+                return Err(format!(
+                    "{}: its body carries tenant {}, sharing pool {}, pool key {}; \
+                     here they are {:?}, {sharing_pool:?}, {pool_key:?}",
+                    c.id(),
+                    body.tenant_no,
+                    body.bound_no,
+                    body.pool_no,
+                    self.usage.number_of(c.tenant()),
+                ));
+            }
+        }
+        for (n, (t, _)) in self.usage.by_number().enumerate() {
+            let (_, w) = self.usage.weighted_by_number(n);
+            if w != self.config.tenant(t).weight {
+                return Err(format!(
+                    "tenant {t}'s books weigh it {w}, configured {}",
+                    self.config.tenant(t).weight
+                ));
+            }
         }
         if self.over_budget() && !self.inherited.over_budget {
             return Err(format!(

@@ -65,6 +65,11 @@ impl TenantBooks {
         &mut self.usage[n as usize]
     }
 
+    /// Tenant `t`'s number, if it has books.
+    pub fn number_of(&self, t: &TenantId) -> Option<u32> {
+        self.numbers.get(t).copied()
+    }
+
     /// Whether `n` is tenant `t`'s number.
     pub fn is_number_of(&self, n: u32, t: &TenantId) -> bool {
         self.numbers.get(t) == Some(&n)

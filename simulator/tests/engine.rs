@@ -360,6 +360,55 @@ fn claims_on_a_provisioning_lb_are_served_when_it_is_ready_unless_they_left() {
     );
 }
 
+/// A claim removed and added again at one instant is served again: what the cloud does
+/// with the leaving claim's release must not stick to the next claim of that id.
+#[test]
+fn an_id_removed_and_added_again_at_once_is_served_again() {
+    const MIN: u64 = 60_000;
+    let toml = r#"
+name = "re-add"
+seed = 1
+duration = "3h"
+warmup = 0
+sample_every = "10m"
+[allocator]
+policy = "best-fit"
+[[profiles]]
+name = "aws-nlb"
+provisioning = { kind = "fixed", value = "10s" }
+[workload]
+arrival = { rate_per_hour = 1.0 }
+lifetime = { kind = "exponential", mean = "1h" }
+"#;
+    let trace = vec![
+        add(0, "shop/x"),
+        add(0, "shop/y"),
+        remove(30 * MIN, "shop/x"),
+        add(30 * MIN, "shop/x"),
+        remove(120 * MIN, "shop/y"),
+        remove(120 * MIN, "shop/x"),
+    ];
+    let (sum, samples) = Simulation::replay(&scenario(toml), trace).unwrap().run();
+    let later: Vec<_> = samples
+        .iter()
+        .filter(|s| (40.0..110.0).contains(&(s.t_hours * 60.0)))
+        .collect();
+    assert!(!later.is_empty());
+    for s in later {
+        assert_eq!(
+            (s.claims_live, s.claims_served),
+            (2, 2),
+            "at {} h",
+            s.t_hours
+        );
+    }
+    assert!(
+        sum.served_fraction.is_some_and(|f| f > 0.95),
+        "{:?}",
+        sum.served_fraction
+    );
+}
+
 #[test]
 fn a_claim_that_leaves_is_no_longer_served() {
     // shop/web is served from 1 m until it leaves at 30 m; nothing is live from then
