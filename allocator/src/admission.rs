@@ -40,6 +40,52 @@ impl Shape {
 /// its fair share, and `(held, ask, weight)` for [`goes_before`]; `None` when it is done.
 type Standing = Option<(bool, (u32, u32, u32))>;
 
+/// A turn in the order of picks: first a turn whose next claim keeps its tenant within
+/// its fair share, then by [`goes_before`], then the earlier turn (the order a scan of
+/// the turns by index picks in). Greater picks first, for `BinaryHeap`.
+#[derive(Clone, Copy, Debug)]
+struct Pick {
+    within: bool,
+    key: (u32, u32, u32),
+    turn: usize,
+}
+
+impl Pick {
+    fn before(&self, other: &Pick) -> bool {
+        if self.within != other.within {
+            return self.within;
+        }
+        goes_before(self.key, other.key)
+            || (!goes_before(other.key, self.key) && self.turn < other.turn)
+    }
+}
+
+impl PartialEq for Pick {
+    fn eq(&self, other: &Pick) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Pick {}
+
+impl PartialOrd for Pick {
+    fn partial_cmp(&self, other: &Pick) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pick {
+    fn cmp(&self, other: &Pick) -> std::cmp::Ordering {
+        if self.before(other) {
+            std::cmp::Ordering::Greater
+        } else if other.before(self) {
+            std::cmp::Ordering::Less
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    }
+}
+
 /// One tenant's turn in a retry pass.
 struct Turn {
     tenant: TenantId,
@@ -121,36 +167,30 @@ impl Allocator {
             let share = fill.share(at[i], me.totals.listeners_used as f64 + f64::from(ask));
             Some((f64::from(held) <= share + 1e-9, (held, ask, turn.weight)))
         };
-        let mut standings: Vec<Standing> = turns
+        let pick = |turn: usize, s: Standing| s.map(|(within, key)| Pick { within, key, turn });
+        // Every turn with a claim left, once, at its current standing: the top is the
+        // next pick. A failed try changes its own turn's standing only; a placement
+        // changes every share, so the picks are made again.
+        let mut picks: std::collections::BinaryHeap<Pick> = turns
             .iter()
             .enumerate()
-            .map(|(i, t)| standing(self, i, t))
+            .filter_map(|(i, t)| pick(i, standing(self, i, t)))
             .collect();
-        loop {
-            let mut best: Option<(usize, bool, (u32, u32, u32))> = None;
-            for (i, s) in standings.iter().enumerate() {
-                let Some((within, key)) = *s else { continue };
-                let better = match best {
-                    None => true,
-                    Some((_, b_within, b_key)) => {
-                        (within && !b_within) || (within == b_within && goes_before(key, b_key))
-                    }
-                };
-                if better {
-                    best = Some((i, within, key));
-                }
-            }
-            let Some((i, _, _)) = best else { break };
+        while let Some(Pick { turn: i, .. }) = picks.pop() {
             let k = turns[i].claims[turns[i].next];
             turns[i].next += 1;
             let before = (self.totals.placed, self.totals.listeners_used);
             self.retry_one(k, scope, &mut failed, out);
             if (self.totals.placed, self.totals.listeners_used) == before {
-                standings[i] = standing(self, i, &turns[i]);
+                picks.extend(pick(i, standing(self, i, &turns[i])));
             } else {
-                for (j, t) in turns.iter().enumerate() {
-                    standings[j] = standing(self, j, t);
-                }
+                picks.clear();
+                picks.extend(
+                    turns
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, t)| pick(j, standing(self, j, t))),
+                );
             }
         }
     }

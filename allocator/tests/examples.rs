@@ -1021,6 +1021,28 @@ fn fair_retry_prefers_tenant_under_its_share() {
     assert!(h.reason("big/e").is_some(), "big still waits");
 }
 
+#[test]
+fn fair_retry_breaks_a_tie_between_tenants_by_name() {
+    let mut c = config("best-fit", 2);
+    c.budget.max_lbs = Some(1);
+    let mut h = Harness::new(c);
+    let shared = |c: &str, p: u16| {
+        Claim::new(c, vec![tcp(p)])
+            .unwrap()
+            .with_sharing(Sharing::Anyone)
+    };
+    h.ev(Event::ClaimAdded(shared("hold/a", 10)));
+    h.ev(Event::ClaimAdded(shared("hold/b", 11)));
+    // Two tenants holding nothing, of one weight, each asking one listener: a tie.
+    // "zed" waits longer, but the turns go in name order, so "abe" takes the room.
+    h.at(1).ev(Event::ClaimAdded(shared("zed/x", 20)));
+    h.at(2).ev(Event::ClaimAdded(shared("abe/x", 21)));
+    assert!(h.reason("zed/x").is_some() && h.reason("abe/x").is_some());
+    let d = h.at(3).remove("hold/a");
+    assert!(assigned(&d, "abe/x"), "{d:?}");
+    assert!(h.reason("zed/x").is_some(), "zed still waits");
+}
+
 /// One LB of two listeners, a budget of one LB: `t/a` and `t/b` fill it, `t/c` and `t/d`
 /// wait in that order.
 fn two_waiting() -> Harness {
