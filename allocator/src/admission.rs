@@ -89,6 +89,8 @@ impl Ord for Pick {
 /// One tenant's turn in a retry pass.
 struct Turn {
     tenant: TenantId,
+    /// Its tenant's number in the books.
+    no: u32,
     weight: u32,
     /// Its waiting claims in arrival order, and the next to try.
     claims: Vec<u32>,
@@ -119,11 +121,18 @@ impl Allocator {
             .waiting
             .queues
             .iter()
-            .map(|(t, q)| Turn {
-                tenant: t.clone(),
-                weight: self.config.tenant(t).weight,
-                claims: q.iter().map(|&(_, k)| k).collect(),
-                next: 0,
+            .map(|(t, q)| {
+                let no = self
+                    .usage
+                    .number_of(t)
+                    .unwrap_or_else(|| unreachable!("a waiting claim's tenant has books"));
+                Turn {
+                    tenant: t.clone(),
+                    no,
+                    weight: self.usage.weighted_by_number(no as usize).1,
+                    claims: q.iter().map(|&(_, k)| k).collect(),
+                    next: 0,
+                }
             })
             .collect();
         // Each tenant asks for what it holds plus what its queued claims ask: constant over
@@ -131,13 +140,8 @@ impl Allocator {
         // claims take part with what they hold.
         let mut demands: BTreeMap<TenantId, (u32, f64)> = self
             .usage
-            .iter()
-            .map(|(t, u)| {
-                (
-                    t.clone(),
-                    (self.config.tenant(t).weight, f64::from(u.listeners)),
-                )
-            })
+            .weighted()
+            .map(|(t, u, w)| (t.clone(), (w, f64::from(u.listeners))))
             .collect();
         for turn in &turns {
             let asked: u32 = turn
@@ -163,7 +167,7 @@ impl Allocator {
         let standing = |me: &Allocator, i: usize, turn: &Turn| -> Standing {
             let &k = turn.claims.get(turn.next)?;
             let ask = me.claims.get(k).claim.listener_count();
-            let held = me.usage(&turn.tenant).listeners;
+            let held = me.usage.weighted_by_number(turn.no as usize).0.listeners;
             let share = fill.share(at[i], me.totals.listeners_used as f64 + f64::from(ask));
             Some((f64::from(held) <= share + 1e-9, (held, ask, turn.weight)))
         };

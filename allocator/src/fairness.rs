@@ -64,12 +64,12 @@ impl Allocator {
         // When the listeners in use cover every demand, the water never stops: what
         // `WaterFill::level` finds, without its sort. Demands are whole numbers, so their
         // sum is exact in any order.
-        let asked: f64 = self.usage.weighted().map(|(u, _)| demand(u)).sum();
+        let asked: f64 = self.usage.weighted().map(|(_, u, _)| demand(u)).sum();
         if capacity >= asked {
             return FairLevel(f64::INFINITY);
         }
         // In name order, as the level was always summed; weights kept by tenant number.
-        let fill = WaterFill::new(self.usage.weighted().filter_map(|(u, w)| {
+        let fill = WaterFill::new(self.usage.weighted().filter_map(|(_, u, w)| {
             let d = demand(u);
             (d > 0.0).then_some((w, d))
         }));

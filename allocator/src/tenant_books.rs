@@ -87,11 +87,11 @@ impl TenantBooks {
         self.names.iter().zip(&self.usage)
     }
 
-    /// Each tenant's books and configured weight, in name order.
-    pub fn weighted(&self) -> impl Iterator<Item = (&Usage, u32)> + '_ {
+    /// Each tenant with its books and configured weight, in name order.
+    pub fn weighted(&self) -> impl Iterator<Item = (&TenantId, &Usage, u32)> + '_ {
         self.numbers
-            .values()
-            .map(|&n| (&self.usage[n as usize], self.weights[n as usize]))
+            .iter()
+            .map(|(t, &n)| (t, &self.usage[n as usize], self.weights[n as usize]))
     }
 
     /// The books and configured weight of tenant number `n`.
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(names, ["ads", "games", "shop"], "in name order");
         let claims: Vec<u32> = b.iter().map(|(_, u)| u.claims).collect();
         assert_eq!(claims, [1, 0, 3]);
-        let weighted: Vec<(u32, u32)> = b.weighted().map(|(u, w)| (u.claims, w)).collect();
+        let weighted: Vec<(u32, u32)> = b.weighted().map(|(_, u, w)| (u.claims, w)).collect();
         assert_eq!(weighted, [(1, 7), (0, 1), (3, 2)], "in name order");
         let by_number: Vec<&str> = b.by_number().map(|(t, _)| t.as_str()).collect();
         assert_eq!(by_number, ["shop", "games", "ads"], "in the order entered");
