@@ -998,17 +998,19 @@ fn automatic_range_ending_at_65535() {
     assert_eq!(h.a.lbs().len(), 2);
 }
 
+/// Claim `c` asking TCP port `p`, shared with anyone: tenants' claims in one pool.
+fn shared(c: &str, p: u16) -> Claim {
+    Claim::new(c, vec![tcp(p)])
+        .unwrap()
+        .with_sharing(Sharing::Anyone)
+}
+
 #[test]
 fn fair_retry_prefers_tenant_under_its_share() {
     let mut c = config("best-fit", 2);
     c.budget.max_lbs = Some(2);
     let mut h = Harness::new(c);
     // Tenant big fills both LBs (a shared pool), small waits; then one listener frees.
-    let shared = |c: &str, p: u16| {
-        Claim::new(c, vec![tcp(p)])
-            .unwrap()
-            .with_sharing(Sharing::Anyone)
-    };
     for (i, c) in ["big/a", "big/b", "big/c", "big/d"].iter().enumerate() {
         h.ev(Event::ClaimAdded(shared(c, 10 + i as u16)));
     }
@@ -1026,11 +1028,6 @@ fn fair_retry_breaks_a_tie_between_tenants_by_name() {
     let mut c = config("best-fit", 2);
     c.budget.max_lbs = Some(1);
     let mut h = Harness::new(c);
-    let shared = |c: &str, p: u16| {
-        Claim::new(c, vec![tcp(p)])
-            .unwrap()
-            .with_sharing(Sharing::Anyone)
-    };
     h.ev(Event::ClaimAdded(shared("hold/a", 10)));
     h.ev(Event::ClaimAdded(shared("hold/b", 11)));
     // Two tenants holding nothing, of one weight, each asking one listener: a tie.
