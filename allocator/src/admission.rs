@@ -89,9 +89,8 @@ impl Ord for Pick {
 /// One tenant's turn in a retry pass.
 struct Turn {
     tenant: TenantId,
-    /// Its tenant's number in the books.
+    /// Its tenant's number in the books, where its holding and weight are read.
     no: u32,
-    weight: u32,
     /// Its waiting claims in arrival order, and the next to try.
     claims: Vec<u32>,
     next: usize,
@@ -129,7 +128,6 @@ impl Allocator {
                 Turn {
                     tenant: t.clone(),
                     no,
-                    weight: self.usage.weighted_by_number(no as usize).1,
                     claims: q.iter().map(|&(_, k)| k).collect(),
                     next: 0,
                 }
@@ -167,9 +165,10 @@ impl Allocator {
         let standing = |me: &Allocator, i: usize, turn: &Turn| -> Standing {
             let &k = turn.claims.get(turn.next)?;
             let ask = me.claims.get(k).claim.listener_count();
-            let held = me.usage.weighted_by_number(turn.no as usize).0.listeners;
+            let (books, weight) = me.usage.weighted_by_number(turn.no as usize);
+            let held = books.listeners;
             let share = fill.share(at[i], me.totals.listeners_used as f64 + f64::from(ask));
-            Some((f64::from(held) <= share + 1e-9, (held, ask, turn.weight)))
+            Some((f64::from(held) <= share + 1e-9, (held, ask, weight)))
         };
         let pick = |turn: usize, s: Standing| s.map(|(within, key)| Pick { within, key, turn });
         // Every turn with a claim left, once, at its current standing: the top is the
